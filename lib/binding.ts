@@ -1,0 +1,187 @@
+/**
+ * Loads the native addon lazily and describes it with one hand-written type.
+ * Nothing outside lib/ ever sees this type; public classes wrap it.
+ *
+ * @internal
+ * @module
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { BackendUnavailableError } from './errors.js';
+
+const require = createRequire(import.meta.url);
+
+/** The package root (the folder holding package.json). */
+export const packageRoot: string = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** What `buildInfo()` returns. */
+export interface NativeBuildInfo {
+  /** Compiler name and version the addon was built with, e.g. `"g++ 12.2.0"`. */
+  compiler: string;
+  /** `"node-gyp"` or `"cmake-js"`. */
+  buildSystem: string;
+  /** SIMD levels compiled into the binary, e.g. `['baseline', 'avx2', 'avx512']`. */
+  simdCompiled: string[];
+  /** SIMD levels this CPU can run. */
+  simdCpu: string[];
+  /** Level the reduction kernels use now. */
+  simdActive: string;
+  /** Node-API version the addon targets. */
+  napiVersion: number;
+}
+
+/** Options the native communicator is constructed with (validated in lib/comm.ts). */
+export interface NativeCommunicatorOptions {
+  rank: number;
+  size: number;
+  /** POSIX shm name (`/ringtree-...`) of the segment shared by all ranks of this host. */
+  shmName: string;
+  /** True on the one rank that creates the segment. */
+  create: boolean;
+  /** Bytes per transport slot. */
+  slotBytes: number;
+  /** Slots per channel. */
+  slots: number;
+  /** Default pipelining chunk (bytes). */
+  chunkBytes: number;
+  /** Spin before sleeping (false when ranks exceed usable cores). */
+  spin: boolean;
+  /** Heartbeat deadline for a silent peer (ms). */
+  heartbeatTimeoutMs: number;
+  /** `RINGTREE_FAULT` parsed: crash this rank at (op, seq), or undefined. */
+  fault?: { op: string; seq: number };
+}
+
+/** A native failure as delivered to completion callbacks. */
+export interface NativeFailureRecord {
+  code: number;
+  message: string;
+  remedy?: string;
+  peer?: number;
+}
+
+/** One operation submitted to the native engine. */
+export interface NativeOpDescriptor {
+  /** Operation kind (native/cpu/op.h): 'allReduce' | 'reduceScatter' | 'allGather' | 'broadcast' | 'reduce' | 'barrier' | 'send' | 'recv'. */
+  kind: string;
+  dtype: number;
+  op: number;
+  /** Element count (per-rank count for reduceScatter/allGather). */
+  count: number;
+  root: number;
+  peer: number;
+  tag: number;
+  algorithm: number;
+  chunkBytes: number;
+  timeoutMs: number;
+}
+
+export interface NativeCommunicator {
+  /** Map peers, open pidfds, start the progress threads. Call after every rank constructed. */
+  start(): void;
+  /** Unlink the shared-memory name (idempotent). */
+  unlink(): void;
+  /**
+   * Queue an op. `callback` runs on the JS thread once the engine will never
+   * touch the buffers again: `(null)` on success or `(failure)`.
+   */
+  submit(desc: NativeOpDescriptor, input: ArrayBufferView | null, output: ArrayBufferView | null,
+    callback: (failure: NativeFailureRecord | null) => void): void;
+  /** Post several point-to-point ops at once; one callback per op. */
+  submitGroup(descs: NativeOpDescriptor[], buffers: ArrayBufferView[],
+    callbacks: Array<(failure: NativeFailureRecord | null) => void>): void;
+  /** Run a collective on the calling thread after queued work drains. Returns null or a failure. */
+  runSync(desc: NativeOpDescriptor, input: ArrayBufferView | null, output: ArrayBufferView | null): NativeFailureRecord | null;
+  /** Abort locally and tell every peer. */
+  abort(message: string): void;
+  /** Stop threads and unmap. Pending ops reject with AbortedError. */
+  destroy(): void;
+  /** The failure that poisoned the communicator, or null. */
+  failure(): NativeFailureRecord | null;
+  /** Per-rank sequence numbers and states as read from shared memory (for timeouts/diagnostics). */
+  peerStates(): Array<{ rank: number; pid: number; collSeq: number; inOp: boolean; alive: boolean }>;
+}
+
+export interface NativeBinding {
+  buildInfo(): NativeBuildInfo;
+  /** Test hook: out[i] = a[i] (op) b[i]. */
+  reduceForTest(out: ArrayBufferView, a: ArrayBufferView, b: ArrayBufferView, dtype: number, op: number): void;
+  /** Test hook: data[i] /= divisor (the 'avg' finish). */
+  divideForTest(data: ArrayBufferView, dtype: number, divisor: number): void;
+  /** Force a SIMD level ('baseline' | 'avx2' | 'avx512'); false when the CPU lacks it. */
+  setSimdLevel(level: string): boolean;
+  activeSimdLevel(): string;
+  Communicator: new (options: NativeCommunicatorOptions) => NativeCommunicator;
+}
+
+let cached: NativeBinding | undefined;
+let cachedError: BackendUnavailableError | undefined;
+
+/** Where the loader looks, in order. */
+export function addonCandidates(): string[] {
+  const list: string[] = [];
+  const override = process.env.RINGTREE_ADDON_PATH;
+  if (override) list.push(path.resolve(override));
+  list.push(path.join(packageRoot, 'build', 'Release', 'ringtree.node'));
+  list.push(path.join(packageRoot, 'build-cmake', 'Release', 'ringtree.node'));
+  list.push(path.join(packageRoot, 'build-cmake', 'ringtree.node'));
+  return list;
+}
+
+/**
+ * Load the addon once. Throws one {@link BackendUnavailableError} listing every
+ * attempt and the possible fixes; never crashes the process.
+ */
+export function loadBinding(): NativeBinding {
+  if (cached) return cached;
+  if (cachedError) throw cachedError;
+  const attempts: string[] = [];
+  const tryLoad = (what: string, fn: () => unknown): NativeBinding | undefined => {
+    try {
+      const mod = fn() as NativeBinding;
+      if (typeof mod?.buildInfo !== 'function') throw new Error('not a ringtree addon (no buildInfo export)');
+      return mod;
+    } catch (err) {
+      attempts.push(`${what}: ${(err as Error).message.split('\n')[0]}`);
+      return undefined;
+    }
+  };
+  for (const file of addonCandidates()) {
+    if (!existsSync(file)) {
+      attempts.push(`${file}: not found`);
+      continue;
+    }
+    const mod = tryLoad(file, () => require(file));
+    if (mod) return (cached = mod);
+  }
+  const viaPrebuild = tryLoad(`node-gyp-build(${packageRoot})`, () => {
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+    return nodeGypBuild(packageRoot);
+  });
+  if (viaPrebuild) return (cached = viaPrebuild);
+  cachedError = new BackendUnavailableError(
+    `The ringtree native addon could not be loaded. Tried:\n  - ${attempts.join('\n  - ')}`,
+    {
+      op: 'loadAddon',
+      remedy:
+        'Possible solutions:\n' +
+        '  - Rebuild from source: `npm rebuild ringtree` (needs python3, make and g++ >= 10).\n' +
+        '  - If a prebuild failed with a GLIBC/GLIBCXX version error, your glibc is older than 2.28: build from source.\n' +
+        '  - Set RINGTREE_ADDON_PATH to a ringtree.node you built yourself.\n' +
+        '  - Only Linux x64/arm64 are supported.',
+    },
+  );
+  throw cachedError;
+}
+
+/** True when the addon loads (never throws). */
+export function bindingAvailable(): boolean {
+  try {
+    loadBinding();
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,6 @@
+/**
+ * ringtree: collective communication and GEMM for TypeScript.
+ *
+ * @module
+ */
+export * from './errors.js';

@@ -1,0 +1,15 @@
+// One registration function per exported feature (one file each).
+#pragma once
+
+#include <napi.h>
+
+namespace ringtree::addon {
+
+// buildInfo(): compiler, build system, SIMD levels compiled and offered.
+void registerBuildInfo(Napi::Env env, Napi::Object exports);
+// reduceForTest(), setSimdLevel(), activeSimdLevel(): pure-unit test hooks.
+void registerReduceHooks(Napi::Env env, Napi::Object exports);
+// The Communicator class (CPU engine).
+void registerCommunicator(Napi::Env env, Napi::Object exports);
+
+}  // namespace ringtree::addon
