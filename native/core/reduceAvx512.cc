@@ -1,0 +1,6 @@
+#include "core/reduceKernels.h"
+#if defined(__x86_64__)
+namespace ringtree::detail {
+bool reduceAvx512(void*, const void*, const void*, size_t, DType, ReduceOp) { return false; }
+}
+#endif
