@@ -1,0 +1,277 @@
+/**
+ * `info()`: everything ringtree knows about this host and build, as one typed
+ * object. `ringtree doctor` prints it; bug reports should include
+ * `ringtree doctor --json`.
+ *
+ * @module
+ */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { addonCandidates, loadBinding, packageRoot, type NativeBuildInfo } from './binding.js';
+import {
+  coreInfo,
+  formatBytes,
+  glibcVersion,
+  networkAddresses,
+  probePort,
+  shmInfo,
+  shmWarnings,
+  type CoreInfo,
+  type NetworkAddress,
+  type ShmInfo,
+} from './system.js';
+
+/** The native addon: whether it loaded, from where, and why not. */
+export interface AddonInfo {
+  /** True when the addon loaded. Without it nothing but `info()` works. */
+  loaded: boolean;
+  /** The `.node` file that was loaded, or null. */
+  path: string | null;
+  /** The loader's error (every place it tried, and the fixes) when it did not load, else null. */
+  error: string | null;
+}
+
+/** How the addon was built and what SIMD it runs; `NativeBuildInfo` plus the affinity count it reports. */
+export interface BuildInfo extends NativeBuildInfo {
+  /** CPUs in the affinity mask as `sched_getaffinity` reports them natively, or null when the addon does not say. */
+  affinityCpus: number | null;
+}
+
+/** The rendezvous endpoint `init()` would use, and whether its port can be bound here. */
+export interface RendezvousInfo {
+  /** `MASTER_ADDR`, or `127.0.0.1` when unset. */
+  masterAddr: string;
+  /** `MASTER_PORT`, or 29500 when unset. */
+  masterPort: number;
+  /** Where `masterPort` came from. */
+  portSource: 'env' | 'default';
+  /**
+   * True when the port could be bound on `masterAddr` (so rank 0's store can
+   * listen there); false when taken; null when `masterAddr` is not an address
+   * of this host (then only rank 0's host can tell).
+   */
+  portFree: boolean | null;
+  /** The bind error code (`EADDRINUSE`, `EADDRNOTAVAIL`...) or null. */
+  error: string | null;
+}
+
+/** A later section (BLAS, GPU, driver, NCCL, cuBLAS): null until that part of ringtree reports it. */
+export type FutureSection = Record<string, unknown> | null;
+
+/** What {@link info} returns. Every key is always present. */
+export interface RingtreeInfo {
+  /** ringtree's version (its package.json). */
+  version: string;
+  /** Node.js version, e.g. `v20.20.0`. */
+  node: string;
+  /** Node-API version the runtime offers. */
+  napiRuntime: number;
+  /** `process.platform`, e.g. `linux`. */
+  platform: string;
+  /** `process.arch`, e.g. `x64`. */
+  arch: string;
+  /** glibc version at run time, or null on musl/other libcs. */
+  glibc: string | null;
+  /** The native addon. */
+  addon: AddonInfo;
+  /** Build facts from the addon, or null when it did not load. */
+  build: BuildInfo | null;
+  /** Cores this process may use (affinity mask and cgroup quota, not `os.cpus()`). */
+  cpu: CoreInfo;
+  /** `/dev/shm` size, or null when missing. */
+  shm: ShmInfo | null;
+  /** Every IPv4/IPv6 address of every interface, loopback included. */
+  network: NetworkAddress[];
+  /** The rendezvous endpoint from `MASTER_ADDR`/`MASTER_PORT`. */
+  rendezvous: RendezvousInfo;
+  /** CPU BLAS found at run time (reserved: null for now). */
+  blas: FutureSection;
+  /** GPUs (reserved: null for now). */
+  gpu: FutureSection;
+  /** CUDA driver (reserved: null for now). */
+  driver: FutureSection;
+  /** NCCL library found at run time (reserved: null for now). */
+  nccl: FutureSection;
+  /** cuBLAS/cuBLASLt found at run time (reserved: null for now). */
+  cublas: FutureSection;
+  /** Problems worth fixing, each with its fix. Empty on a healthy host. */
+  warnings: string[];
+}
+
+/** The default rendezvous port (torchrun's). */
+export const DEFAULT_MASTER_PORT = 29500;
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The loaded `.node` file: the addon's entry in the CommonJS module cache. */
+function loadedAddonPath(): string | null {
+  const cache = createRequire(import.meta.url).cache;
+  const candidates = addonCandidates();
+  for (const file of candidates) if (cache[file]) return file;
+  for (const file of Object.keys(cache)) {
+    if (file.endsWith('.node') && file.startsWith(packageRoot + path.sep)) return file;
+  }
+  return null;
+}
+
+function addonSection(): { addon: AddonInfo; build: BuildInfo | null } {
+  try {
+    const binding = loadBinding();
+    const native = binding.buildInfo() as NativeBuildInfo & { affinityCpus?: number };
+    const affinity = typeof native.affinityCpus === 'number' && native.affinityCpus > 0 ? native.affinityCpus : null;
+    return {
+      addon: { loaded: true, path: loadedAddonPath(), error: null },
+      build: { ...native, affinityCpus: affinity },
+    };
+  } catch (err) {
+    return { addon: { loaded: false, path: null, error: (err as Error).message }, build: null };
+  }
+}
+
+async function rendezvousSection(env: NodeJS.ProcessEnv): Promise<RendezvousInfo> {
+  const masterAddr = env.MASTER_ADDR || '127.0.0.1';
+  const fromEnv = env.MASTER_PORT !== undefined && env.MASTER_PORT !== '';
+  const masterPort = fromEnv ? Number(env.MASTER_PORT) : DEFAULT_MASTER_PORT;
+  const portSource = fromEnv ? 'env' : 'default';
+  if (!Number.isInteger(masterPort) || masterPort < 1 || masterPort > 65535) {
+    return { masterAddr, masterPort, portSource, portFree: false, error: 'EINVAL' };
+  }
+  const probe = await probePort(masterAddr, masterPort);
+  if (probe.error === 'EADDRNOTAVAIL' || probe.error === 'ENOTFOUND' || probe.error === 'EAI_AGAIN') {
+    return { masterAddr, masterPort, portSource, portFree: null, error: probe.error };
+  }
+  return { masterAddr, masterPort, portSource, portFree: probe.free, error: probe.error };
+}
+
+function collectWarnings(result: Omit<RingtreeInfo, 'warnings'>): string[] {
+  const warnings: string[] = [];
+  if (!result.addon.loaded) {
+    warnings.push('The native addon did not load: run `npm rebuild ringtree` (needs python3, make and g++ >= 10), or set RINGTREE_ADDON_PATH to a ringtree.node you built.');
+  }
+  if (result.platform !== 'linux') {
+    warnings.push(`ringtree supports Linux only (this is ${result.platform}): run it on Linux or in a Linux container.`);
+  }
+  warnings.push(...shmWarnings(result.shm));
+  if (result.cpu.usable === 1) {
+    warnings.push('Only 1 usable core: ranks will time-share it and never spin-wait; collectives work but slowly. Give the process more CPUs (taskset, docker --cpus) for speed.');
+  }
+  const r = result.rendezvous;
+  if (r.portFree === false) {
+    const hint = r.error === 'EADDRINUSE'
+      ? 'another process (perhaps a leftover job) is listening there'
+      : `binding failed with ${r.error ?? 'an unknown error'}`;
+    warnings.push(`MASTER_PORT ${r.masterPort} on ${r.masterAddr} is not free (${hint}): pick another with MASTER_PORT=<port>, or stop the old job (\`ss -ltnp 'sport = :${r.masterPort}'\` shows who holds it).`);
+  } else if (r.portFree === null && r.portSource === 'env') {
+    warnings.push(`MASTER_ADDR ${r.masterAddr} is not an address of this host (${r.error ?? 'unknown'}): fine on non-zero nodes, but rank 0's host must own it.`);
+  }
+  if (!result.network.some((a) => !a.internal)) {
+    warnings.push('No non-loopback network interface: multi-node jobs cannot reach this host (single-host jobs are fine).');
+  }
+  return warnings;
+}
+
+/**
+ * Describe this host and build: versions, the addon and how it was built,
+ * usable cores, `/dev/shm`, network interfaces, the rendezvous port.
+ * Never throws: a missing addon is reported in `addon.error` and `warnings`.
+ *
+ * Takes about as long as binding one TCP port (at most 2 s).
+ *
+ * @param env where `MASTER_ADDR`/`MASTER_PORT` are read (default `process.env`).
+ */
+export async function info(env: NodeJS.ProcessEnv = process.env): Promise<RingtreeInfo> {
+  const { addon, build } = addonSection();
+  const partial: Omit<RingtreeInfo, 'warnings'> = {
+    version: packageVersion(),
+    node: process.version,
+    napiRuntime: Number(process.versions.napi ?? 0),
+    platform: process.platform,
+    arch: process.arch,
+    glibc: glibcVersion(),
+    addon,
+    build,
+    cpu: coreInfo(),
+    shm: shmInfo(),
+    network: networkAddresses(),
+    rendezvous: await rendezvousSection(env),
+    blas: null,
+    gpu: null,
+    driver: null,
+    nccl: null,
+    cublas: null,
+  };
+  return { ...partial, warnings: collectWarnings(partial) };
+}
+
+const OK = '✓';
+const BAD = '✗';
+const NOTE = '·';
+
+/**
+ * Render {@link RingtreeInfo} as the human report `ringtree doctor` prints:
+ * one section per subsystem, a ✓/✗ line per fact, and a closing list of the
+ * problems found, each with its fix.
+ */
+export function formatInfoReport(i: RingtreeInfo): string {
+  const lines: string[] = [`ringtree doctor: ringtree ${i.version}`, ''];
+  const section = (title: string, rows: string[]): void => {
+    lines.push(title, ...rows.map((row) => `  ${row}`), '');
+  };
+
+  section('Runtime', [
+    `${i.platform === 'linux' ? OK : BAD} Node ${i.node} (Node-API ${i.napiRuntime}) on ${i.platform}/${i.arch}, glibc ${i.glibc ?? 'not found (musl?)'}`,
+  ]);
+
+  if (i.addon.loaded) {
+    const rows = [`${OK} loaded from ${i.addon.path ?? '(path unknown)'}`];
+    if (i.build) {
+      rows.push(`${OK} built with ${i.build.compiler} via ${i.build.buildSystem}, Node-API ${i.build.napiVersion}`);
+      rows.push(`${OK} SIMD: compiled [${i.build.simdCompiled.join(', ')}], CPU offers [${i.build.simdCpu.join(', ')}], active ${i.build.simdActive}`);
+    }
+    section('Native addon', rows);
+  } else {
+    section('Native addon', [`${BAD} not loaded`, ...(i.addon.error ?? '').split('\n').map((l) => `    ${l}`)]);
+  }
+
+  const quota = i.cpu.cgroupQuota === null ? 'none' : `${Number(i.cpu.cgroupQuota.toFixed(2))} cores`;
+  section('CPU', [
+    `${i.cpu.usable > 1 ? OK : BAD} ${i.cpu.usable} usable core${i.cpu.usable === 1 ? '' : 's'} (affinity mask ${i.cpu.affinity ?? 'unknown'}, cgroup quota ${quota}, ${i.cpu.online} online; limited by ${i.cpu.source})`,
+  ]);
+
+  const shmProblems = shmWarnings(i.shm).length > 0;
+  section('Shared memory', [
+    i.shm === null
+      ? `${BAD} /dev/shm missing`
+      : `${shmProblems ? BAD : OK} ${i.shm.path}: ${formatBytes(i.shm.totalBytes)} total, ${formatBytes(i.shm.freeBytes)} free`,
+  ]);
+
+  section('Network', i.network.length === 0
+    ? [`${BAD} no interfaces`]
+    : i.network.map((a) => `${a.internal ? NOTE : OK} ${a.name} ${a.family} ${a.cidr ?? a.address}${a.internal ? ' (loopback)' : ''}`));
+
+  const r = i.rendezvous;
+  const where = `MASTER_PORT ${r.masterPort} (${r.portSource === 'env' ? 'from env' : 'default'}) on MASTER_ADDR ${r.masterAddr}`;
+  section('Rendezvous', [
+    r.portFree === true ? `${OK} ${where}: free`
+      : r.portFree === false ? `${BAD} ${where}: not free (${r.error ?? 'unknown'})`
+        : `${NOTE} ${where}: not an address of this host, not checked (${r.error ?? 'unknown'})`,
+  ]);
+
+  section('GPU, driver, NCCL, cuBLAS, BLAS', [`${NOTE} not checked by this version`]);
+
+  if (i.warnings.length === 0) {
+    lines.push(`${OK} No problems found.`);
+  } else {
+    lines.push(`Problems (${i.warnings.length}) and fixes`);
+    for (const warning of i.warnings) lines.push(`  ${BAD} ${warning}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
