@@ -87,7 +87,8 @@ inline uint16_t f32ToF16(float f) {
   return static_cast<uint16_t>(sign | (bitsOf(shifted) - 0x3f000000u));
 }
 
-// Floating min/max, the rule every level follows:
+// Floating min/max, the rule every level follows (note min/max return a
+// NaN operand as is, signaling or not; sum/prod quiet it):
 //   - NaN propagates: if `a` is NaN the result is `a`, else if `b` is NaN it is `b`;
 //   - -0 and +0 compare equal, but min returns -0 and max returns +0 whichever
 //     order they come in (bitwise OR / AND of equal values), so the result
@@ -123,12 +124,19 @@ struct ProdOp {};
 struct MinOp {};
 struct MaxOp {};
 
-inline float combine(SumOp, float a, float b) { return a + b; }
-inline float combine(ProdOp, float a, float b) { return a * b; }
+// Floating sum/prod: when `a` is NaN the result is `a` quieted. x86 already
+// returns the first operand's NaN, but the compiler treats + and * as
+// commutative and may swap the operands in one level and not another, so
+// the choice is made explicit here (and in every vector kernel). With only
+// `b` NaN the hardware returns `b` quieted in either order.
+constexpr uint32_t kF32QuietBit = 0x400000u;
+constexpr uint64_t kF64QuietBit = 0x8000000000000ull;
+inline float combine(SumOp, float a, float b) { return a != a ? floatOf(bitsOf(a) | kF32QuietBit) : a + b; }
+inline float combine(ProdOp, float a, float b) { return a != a ? floatOf(bitsOf(a) | kF32QuietBit) : a * b; }
 inline float combine(MinOp, float a, float b) { return minF32(a, b); }
 inline float combine(MaxOp, float a, float b) { return maxF32(a, b); }
-inline double combine(SumOp, double a, double b) { return a + b; }
-inline double combine(ProdOp, double a, double b) { return a * b; }
+inline double combine(SumOp, double a, double b) { return a != a ? doubleOf(bitsOf(a) | kF64QuietBit) : a + b; }
+inline double combine(ProdOp, double a, double b) { return a != a ? doubleOf(bitsOf(a) | kF64QuietBit) : a * b; }
 inline double combine(MinOp, double a, double b) { return minF64(a, b); }
 inline double combine(MaxOp, double a, double b) { return maxF64(a, b); }
 
