@@ -1,10 +1,18 @@
 {
   # The source list lives in native/sources.json so that this file and
-  # CMakeLists.txt compile exactly the same files.
+  # CMakeLists.txt compile exactly the same files. Keep the flags below in step
+  # with CMakeLists.txt: CI builds through both and compares the results.
+  "variables": {
+    # glibc hosts get the glibc-2.28 floor shim (native/compat/glibcFloor.cc).
+    "ringtree_glibc%": "<!(node -p \"process.report.getReport().header.glibcVersionRuntime ? 1 : 0\")"
+  },
   "targets": [
     {
       "target_name": "ringtree",
-      "sources": ["<!@(node -p \"require('./native/sources.json').join(' ')\")"],
+      "sources": [
+        "<!@(node -p \"require('./native/sources.json').join(' ')\")",
+        "native/compat/glibcFloor.cc"
+      ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "native"
@@ -13,7 +21,16 @@
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=c++17"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-O3", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"],
       "ldflags": ["-static-libstdc++", "-static-libgcc", "-pthread"],
-      "libraries": ["-ldl"]
+      "libraries": ["-ldl"],
+      "configurations": {
+        "Release": { "defines": ["NDEBUG"] }
+      },
+      "conditions": [
+        ["OS=='linux' and ringtree_glibc==1 and target_arch in ('x64', 'arm64')", {
+          # One --wrap=SYMBOL per line; see glibcFloor.cc for why.
+          "ldflags": ["-Wl,@<(module_root_dir)/native/compat/glibcFloor.wrap"]
+        }]
+      ]
     }
   ]
 }
