@@ -458,8 +458,8 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchAttempt> {
     await terminate(allExited, graceMs, ctx.stderr, stillRunning);
   } else if (firstFailure !== null && stillRunning().length > 0) {
     const failedOutcome = ranks.find((r) => r.outcome.rank === firstFailure)!.outcome;
-    ctx.stderr.write(`ringtree launch: rank ${firstFailure} failed (${describeOutcome(failedOutcome)}); ` +
-      `waiting up to ${graceMs} ms for the other ranks to exit\n`);
+    ctx.stderr.write(`ringtree launch: first failure on rank ${firstFailure} (${describeOutcome(failedOutcome)}); ` +
+      `giving the other ranks up to ${graceMs} ms to exit\n`);
     // Survivors may be about to report their own typed errors (PeerLostError):
     // give them the grace period before any signal.
     const abortDuringGrace = new AbortController();
