@@ -1,5 +1,410 @@
-// TEMPORARY skeleton, replaced by the CPU engine work.
+// Node-API face of the CPU engine: argument unpacking, buffer pinning,
+// Promise plumbing through one thread-safe function with batched completions.
+#include <napi.h>
+
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
 #include "addon/registry.h"
+#include "cpu/Engine.h"
+
 namespace ringtree::addon {
-void registerCommunicator(Napi::Env env, Napi::Object exports) {}
+
+namespace {
+
+Napi::Object failureObject(Napi::Env env, const Status& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("code", Napi::Number::New(env, int(s.code())));
+  o.Set("message", Napi::String::New(env, s.message()));
+  if (!s.remedy().empty()) o.Set("remedy", Napi::String::New(env, s.remedy()));
+  if (s.peer() >= 0) o.Set("peer", Napi::Number::New(env, s.peer()));
+  return o;
+}
+
+void throwStatus(Napi::Env env, const Status& s) {
+  Napi::Error e = Napi::Error::New(env, s.message());
+  e.Set("nativeCode", Napi::Number::New(env, int(s.code())));
+  if (!s.remedy().empty()) e.Set("remedy", Napi::String::New(env, s.remedy()));
+  if (s.peer() >= 0) e.Set("peer", Napi::Number::New(env, s.peer()));
+  e.ThrowAsJavaScriptException();
+}
+
+bool viewData(Napi::Value v, void** data, size_t* bytes) {
+  if (v.IsTypedArray()) {
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    Napi::ArrayBuffer ab = ta.ArrayBuffer();
+    *data = static_cast<char*>(ab.Data()) + ta.ByteOffset();
+    *bytes = ta.ByteLength();
+    return true;
+  }
+  if (v.IsDataView()) {
+    Napi::DataView dv = v.As<Napi::DataView>();
+    *data = static_cast<char*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
+    *bytes = dv.ByteLength();
+    return true;
+  }
+  return false;
+}
+
+int64_t getInt(Napi::Object o, const char* key, int64_t fallback) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().Int64Value() : fallback;
+}
+
+}  // namespace
+
+class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Communicator",
+                       {
+                           InstanceMethod("start", &AddonCommunicator::Start),
+                           InstanceMethod("unlink", &AddonCommunicator::Unlink),
+                           InstanceMethod("submit", &AddonCommunicator::Submit),
+                           InstanceMethod("submitGroup", &AddonCommunicator::SubmitGroup),
+                           InstanceMethod("runSync", &AddonCommunicator::RunSync),
+                           InstanceMethod("abort", &AddonCommunicator::Abort),
+                           InstanceMethod("destroy", &AddonCommunicator::Destroy),
+                           InstanceMethod("failure", &AddonCommunicator::Failure),
+                           InstanceMethod("peerStates", &AddonCommunicator::PeerStates),
+                       });
+  }
+
+  explicit AddonCommunicator(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AddonCommunicator>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) {
+      Napi::TypeError::New(env, "Communicator(options): options must be an object").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    EngineOptions opts;
+    opts.rank = int(getInt(o, "rank", 0));
+    opts.size = int(getInt(o, "size", 1));
+    Napi::Value name = o.Get("shmName");
+    opts.shmName = name.IsString() ? name.As<Napi::String>().Utf8Value() : std::string();
+    opts.create = o.Get("create").ToBoolean();
+    opts.slotBytes = uint64_t(getInt(o, "slotBytes", int64_t(opts.slotBytes)));
+    opts.slots = uint32_t(getInt(o, "slots", opts.slots));
+    opts.chunkBytes = uint64_t(getInt(o, "chunkBytes", int64_t(opts.chunkBytes)));
+    opts.spin = o.Get("spin").ToBoolean();
+    opts.heartbeatTimeoutMs = getInt(o, "heartbeatTimeoutMs", opts.heartbeatTimeoutMs);
+    Napi::Value fault = o.Get("fault");
+    if (fault.IsObject()) {
+      Napi::Object f = fault.As<Napi::Object>();
+      OpKind k;
+      if (parseOpKind(f.Get("op").ToString().Utf8Value(), &k)) {
+        opts.faultArmed = true;
+        opts.faultOp = k;
+        opts.faultSeq = uint64_t(getInt(f, "seq", 0));
+      }
+    }
+    Status s = Engine::create(opts, &engine_);
+    if (!s.isOk()) {
+      throwStatus(env, s);
+      return;
+    }
+    size_ = opts.size;
+    rank_ = opts.rank;
+    tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
+                                          "ringtree-completions", 0, 1);
+    tsfn_.Unref(env);
+    napi_add_env_cleanup_hook(env, &AddonCommunicator::CleanupHook, this);
+    hookInstalled_ = true;
+  }
+
+  ~AddonCommunicator() override { Shutdown(); }
+
+ private:
+  struct PendingJs {
+    Napi::FunctionReference callback;
+    Napi::ObjectReference input;
+    Napi::ObjectReference output;
+  };
+
+  static void CleanupHook(void* arg) {
+    auto* self = static_cast<AddonCommunicator*>(arg);
+    self->hookInstalled_ = false;
+    self->Shutdown();
+  }
+
+  // Stops the engine (joins its threads) and lets go of the thread-safe function.
+  void Shutdown() {
+    if (engine_) engine_->destroy();
+    if (tsfnLive_) {
+      tsfnLive_ = false;
+      tsfn_.Release();
+    }
+  }
+
+  bool Alive(Napi::Env env) {
+    if (engine_ && !destroyed_) return true;
+    throwStatus(env, Status(StatusCode::Aborted, "the communicator was destroyed"));
+    return false;
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    if (!Alive(info.Env())) return info.Env().Undefined();
+    Status s = engine_->start([this](uint64_t id, const Status& st) { OnComplete(id, st); });
+    if (!s.isOk()) throwStatus(info.Env(), s);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Unlink(const Napi::CallbackInfo& info) {
+    if (engine_ && !destroyed_) engine_->unlink();
+    return info.Env().Undefined();
+  }
+
+  // Fills desc from a JS descriptor and checks buffer sizes against it.
+  bool ParseDesc(Napi::Env env, Napi::Value v, Napi::Value input, Napi::Value output, OpDesc* d) {
+    if (!v.IsObject()) {
+      Napi::TypeError::New(env, "descriptor must be an object").ThrowAsJavaScriptException();
+      return false;
+    }
+    Napi::Object o = v.As<Napi::Object>();
+    if (!parseOpKind(o.Get("kind").ToString().Utf8Value(), &d->kind)) {
+      Napi::TypeError::New(env, "unknown op kind").ThrowAsJavaScriptException();
+      return false;
+    }
+    int dt = int(getInt(o, "dtype", 0)), rop = int(getInt(o, "op", 0));
+    if (!validDType(dt) || !validReduceOp(rop)) {
+      Napi::RangeError::New(env, "invalid dtype or reduce op code").ThrowAsJavaScriptException();
+      return false;
+    }
+    d->dtype = DType(dt);
+    d->op = ReduceOp(rop);
+    d->algorithm = Algorithm(getInt(o, "algorithm", 0));
+    int64_t count = getInt(o, "count", 0);
+    d->count = count < 0 ? 0 : uint64_t(count);
+    d->root = int32_t(getInt(o, "root", -1));
+    d->peer = int32_t(getInt(o, "peer", -1));
+    d->tag = int32_t(getInt(o, "tag", 0));
+    d->chunkBytes = uint64_t(std::max<int64_t>(0, getInt(o, "chunkBytes", 0)));
+    d->timeoutMs = getInt(o, "timeoutMs", 300000);
+    size_t inBytes = 0, outBytes = 0;
+    void* inData = nullptr;
+    void* outData = nullptr;
+    if (!input.IsNull() && !input.IsUndefined() && !viewData(input, &inData, &inBytes)) {
+      Napi::TypeError::New(env, "input must be a TypedArray").ThrowAsJavaScriptException();
+      return false;
+    }
+    if (!output.IsNull() && !output.IsUndefined() && !viewData(output, &outData, &outBytes)) {
+      Napi::TypeError::New(env, "output must be a TypedArray").ThrowAsJavaScriptException();
+      return false;
+    }
+    d->input = inData;
+    d->output = outData;
+    d->inputBytes = inBytes;
+    d->outputBytes = outBytes;
+    // Cheap second line of defence behind lib/comm.ts's checks.
+    const uint64_t bytes = d->count * dtypeSize(d->dtype);
+    const uint64_t n = uint64_t(size_);
+    uint64_t needIn = 0, needOut = 0;
+    const bool isRoot = d->root == rank_;
+    switch (d->kind) {
+      case OpKind::AllReduce: needIn = needOut = bytes; break;
+      case OpKind::ReduceScatter: needIn = bytes * n; needOut = bytes; break;
+      case OpKind::AllGather: needIn = bytes; needOut = bytes * n; break;
+      case OpKind::Broadcast: needIn = isRoot ? bytes : 0; needOut = bytes; break;
+      case OpKind::Reduce: needIn = bytes; needOut = isRoot ? bytes : 0; break;
+      default: break;
+    }
+    if ((d->kind == OpKind::Broadcast || d->kind == OpKind::Reduce) && (d->root < 0 || d->root >= size_)) {
+      Napi::RangeError::New(env, "root out of range").ThrowAsJavaScriptException();
+      return false;
+    }
+    if ((d->kind == OpKind::Send || d->kind == OpKind::Recv) && (d->peer < 0 || d->peer >= size_)) {
+      Napi::RangeError::New(env, "peer out of range").ThrowAsJavaScriptException();
+      return false;
+    }
+    if ((d->kind == OpKind::Send && !inData && inBytes) || (d->kind == OpKind::Recv && !outData && outBytes) ||
+        (needIn && (!inData || inBytes < needIn)) || (needOut && (!outData || outBytes < needOut))) {
+      Napi::RangeError::New(env, std::string(opKindName(d->kind)) + ": a buffer is missing or too small")
+          .ThrowAsJavaScriptException();
+      return false;
+    }
+    return true;
+  }
+
+  void Track(Napi::Env env, uint64_t id, Napi::Value cb, Napi::Value input, Napi::Value output) {
+    PendingJs p;
+    p.callback = Napi::Persistent(cb.As<Napi::Function>());
+    if (input.IsObject()) p.input = Napi::Persistent(input.As<Napi::Object>());
+    if (output.IsObject()) p.output = Napi::Persistent(output.As<Napi::Object>());
+    pending_.emplace(id, std::move(p));
+    if (pending_.size() == 1) {
+      // Pending work keeps the process (and this object) alive; idle does not.
+      tsfn_.Ref(env);
+      Ref();
+    }
+  }
+
+  Napi::Value Submit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    OpDesc d;
+    if (!ParseDesc(env, info[0], info[1], info[2], &d)) return env.Undefined();
+    if (!info[3].IsFunction()) {
+      Napi::TypeError::New(env, "callback must be a function").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    uint64_t id = nextId_++;
+    Track(env, id, info[3], info[1], info[2]);
+    engine_->submit(id, d);
+    return env.Undefined();
+  }
+
+  Napi::Value SubmitGroup(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    if (!info[0].IsArray() || !info[1].IsArray() || !info[2].IsArray()) {
+      Napi::TypeError::New(env, "submitGroup(descs, buffers, callbacks) takes three arrays").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Array descs = info[0].As<Napi::Array>(), bufs = info[1].As<Napi::Array>(), cbs = info[2].As<Napi::Array>();
+    std::vector<std::pair<uint64_t, OpDesc>> ops;
+    std::vector<std::pair<Napi::Value, Napi::Value>> keep;
+    for (uint32_t i = 0; i < descs.Length(); i++) {
+      OpDesc d;
+      Napi::Value b = bufs.Get(i);
+      Napi::Object desc = descs.Get(i).As<Napi::Object>();
+      bool isSend = desc.Get("kind").ToString().Utf8Value() == "send";
+      if (!ParseDesc(env, desc, isSend ? b : env.Null(), isSend ? env.Null() : b, &d)) return env.Undefined();
+      if (d.kind != OpKind::Send && d.kind != OpKind::Recv) {
+        Napi::TypeError::New(env, "a group holds only send and recv").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      if (!cbs.Get(i).IsFunction()) {
+        Napi::TypeError::New(env, "callback must be a function").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      ops.emplace_back(0, d);
+    }
+    for (uint32_t i = 0; i < ops.size(); i++) {
+      ops[i].first = nextId_++;
+      Track(env, ops[i].first, cbs.Get(i), bufs.Get(i), env.Null());
+    }
+    engine_->submitGroup(ops);
+    return env.Undefined();
+  }
+
+  Napi::Value RunSync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    OpDesc d;
+    if (!ParseDesc(env, info[0], info[1], info[2], &d)) return env.Undefined();
+    if (!isCollective(d.kind)) {
+      Napi::TypeError::New(env, "runSync runs collectives only").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Status s = engine_->runSync(d);
+    if (s.isOk()) return env.Null();
+    return failureObject(env, s);
+  }
+
+  Napi::Value Abort(const Napi::CallbackInfo& info) {
+    if (engine_ && !destroyed_) engine_->abort(info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "");
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Destroy(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (destroyed_ || !engine_) return env.Undefined();
+    destroyed_ = true;
+    engine_->destroy();  // joins the threads: every pending op is in completed_ now
+    Deliver(env);
+    if (hookInstalled_) {
+      napi_remove_env_cleanup_hook(env, &AddonCommunicator::CleanupHook, this);
+      hookInstalled_ = false;
+    }
+    if (tsfnLive_) {
+      tsfnLive_ = false;
+      tsfn_.Release();
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value Failure(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!engine_) return env.Null();
+    Status s = engine_->failure();
+    if (s.isOk()) return env.Null();
+    return failureObject(env, s);
+  }
+
+  Napi::Value PeerStates(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array out = Napi::Array::New(env);
+    if (!engine_ || destroyed_) return out;
+    uint32_t i = 0;
+    for (const PeerState& p : engine_->peerStates()) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("rank", p.rank);
+      o.Set("pid", p.pid);
+      o.Set("collSeq", Napi::Number::New(env, double(p.collSeq)));
+      o.Set("inOp", p.inOp);
+      o.Set("alive", p.alive);
+      o.Set("destroyed", p.destroyed);
+      out.Set(i++, o);
+    }
+    return out;
+  }
+
+  // Engine threads: queue the completion and wake the JS thread once per batch.
+  void OnComplete(uint64_t id, const Status& s) {
+    std::lock_guard<std::mutex> lk(completedMutex_);
+    completed_.emplace_back(id, s);
+    if (!scheduled_ && tsfnLive_) {
+      scheduled_ = true;
+      tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function) { Deliver(env); });
+    }
+  }
+
+  // JS thread: settle every completed op, then release its buffers.
+  void Deliver(Napi::Env env) {
+    std::vector<std::pair<uint64_t, Status>> batch;
+    {
+      std::lock_guard<std::mutex> lk(completedMutex_);
+      batch.swap(completed_);
+      scheduled_ = false;
+    }
+    for (auto& [id, status] : batch) {
+      auto it = pending_.find(id);
+      if (it == pending_.end()) continue;
+      Napi::HandleScope scope(env);
+      PendingJs p = std::move(it->second);
+      pending_.erase(it);
+      Napi::Value arg = status.isOk() ? env.Null() : Napi::Value(failureObject(env, status));
+      p.callback.Value().Call({arg});
+      if (env.IsExceptionPending()) {
+        Napi::Error e = env.GetAndClearPendingException();
+        fprintf(stderr, "ringtree: a completion callback threw: %s\n", e.Message().c_str());
+      }
+      if (pending_.empty()) {
+        if (tsfnLive_) tsfn_.Unref(env);
+        Unref();
+      }
+    }
+  }
+
+  std::unique_ptr<Engine> engine_;
+  Napi::ThreadSafeFunction tsfn_;
+  bool tsfnLive_ = true;
+  bool hookInstalled_ = false;
+  bool destroyed_ = false;
+  int size_ = 1;
+  int rank_ = 0;
+  uint64_t nextId_ = 1;
+  std::unordered_map<uint64_t, PendingJs> pending_;
+  std::mutex completedMutex_;
+  std::vector<std::pair<uint64_t, Status>> completed_;
+  bool scheduled_ = false;
+};
+
+void registerCommunicator(Napi::Env env, Napi::Object exports) {
+  exports.Set("Communicator", AddonCommunicator::Define(env));
+}
+
 }  // namespace ringtree::addon

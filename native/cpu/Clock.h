@@ -1,0 +1,37 @@
+// Monotonic time and deadlines. CLOCK_MONOTONIC is shared by every process on
+// a host, so heartbeats written in shared memory compare across ranks.
+#pragma once
+
+#include <time.h>
+
+#include <cstdint>
+#include <limits>
+
+namespace ringtree {
+
+inline int64_t monotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+class Deadline {
+ public:
+  Deadline() : atNs_(std::numeric_limits<int64_t>::max()) {}
+  static Deadline afterMs(int64_t ms) {
+    Deadline d;
+    d.atNs_ = monotonicNs() + ms * 1000000LL;
+    return d;
+  }
+  bool expired() const { return monotonicNs() >= atNs_; }
+  int64_t remainingNs() const {
+    int64_t r = atNs_ - monotonicNs();
+    return r < 0 ? 0 : r;
+  }
+  int64_t atNs() const { return atNs_; }
+
+ private:
+  int64_t atNs_;
+};
+
+}  // namespace ringtree

@@ -1,0 +1,423 @@
+#include "cpu/Engine.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "cpu/P2pEngine.h"
+#include "cpu/algorithms/Collective.h"
+
+namespace ringtree {
+
+namespace {
+
+// The wait policy of one collective: interrupts come from the engine, the
+// deadline from the op.
+class OpWaiter : public Waiter {
+ public:
+  OpWaiter(Engine* engine, const OpDesc& op) : engine_(engine), op_(op) {}
+  Status check() override { return engine_->checkInterrupts(); }
+  Status timedOut(const char* waitingFor, int peer) override { return engine_->timeoutStatus(op_, waitingFor, peer); }
+
+ private:
+  Engine* engine_;
+  const OpDesc& op_;
+};
+
+int pidfdOpen(int pid) {
+#ifdef SYS_pidfd_open
+  return int(syscall(SYS_pidfd_open, pid, 0));
+#else
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+void copyString(char* dst, size_t cap, const std::string& s) {
+  size_t n = std::min(cap - 1, s.size());
+  std::memcpy(dst, s.data(), n);
+  dst[n] = 0;
+}
+
+}  // namespace
+
+Engine::Engine(const EngineOptions& options) : options_(options) {}
+
+Engine::~Engine() { destroy(); }
+
+Status Engine::create(const EngineOptions& o, std::unique_ptr<Engine>* out) {
+  if (o.size < 1 || o.rank < 0 || o.rank >= o.size)
+    return Status(StatusCode::InvalidArgument, "rank " + std::to_string(o.rank) + " is outside world size " +
+                                                   std::to_string(o.size));
+  if (o.slots < 2 || o.slotBytes < 64)
+    return Status(StatusCode::InvalidArgument, "slots must be >= 2 and slotBytes >= 64");
+  ShmLayout layout(uint32_t(o.size), o.slotBytes, o.slots);
+  auto segment = std::make_unique<ShmSegment>();
+  if (o.create) {
+    RT_CHECK(segment->create(o.shmName, layout.totalBytes()));
+    ControlBlock* cb = layout.control(segment->base());
+    cb->magic = kShmMagic;
+    cb->version = kShmVersion;
+    cb->size = uint32_t(o.size);
+    cb->slotBytes = layout.slotBytes();
+    cb->slots = layout.slots();
+    cb->totalBytes = layout.totalBytes();
+  } else {
+    RT_CHECK(segment->open(o.shmName, layout.totalBytes()));
+    ControlBlock* cb = layout.control(segment->base());
+    if (cb->magic != kShmMagic || cb->version != kShmVersion || cb->size != uint32_t(o.size) ||
+        cb->slotBytes != layout.slotBytes() || cb->slots != layout.slots()) {
+      return Status(StatusCode::InvalidArgument,
+                    "shared segment " + o.shmName + " was made for world size " + std::to_string(cb->size) + ", " +
+                        std::to_string(cb->slots) + " slots of " + std::to_string(cb->slotBytes) +
+                        " bytes; this rank expects world size " + std::to_string(o.size) + ", " +
+                        std::to_string(layout.slots()) + " slots of " + std::to_string(layout.slotBytes()),
+                    "Every rank must pass the same worldSize, RINGTREE_SLOT_BYTES and RINGTREE_SLOTS.");
+    }
+  }
+  std::unique_ptr<Engine> e(new Engine(o));
+  e->transport_ = std::make_unique<ShmTransport>(o.rank, o.size, std::move(segment), layout, o.spin);
+  RankControl* me = e->transport_->rankControl(o.rank);
+  me->pid.store(getpid());
+  me->heartbeatNs.store(monotonicNs());
+  me->attached.store(1, std::memory_order_release);
+  *out = std::move(e);
+  return Status::ok();
+}
+
+Status Engine::start(CompletionSink sink) {
+  sink_ = std::move(sink);
+  const int n = options_.size;
+  peerPidfds_.assign(n, -1);
+  for (int r = 0; r < n; r++) {
+    if (r == options_.rank) continue;
+    RankControl* rc = transport_->rankControl(r);
+    if (!rc->attached.load(std::memory_order_acquire))
+      return Status(StatusCode::Internal, "rank " + std::to_string(r) + " has not attached to the shared segment");
+    peerPidfds_[r] = pidfdOpen(rc->pid.load());  // -1: fall back to kill(pid, 0)
+  }
+  wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  p2p_ = std::make_unique<P2pEngine>(this, transport_.get(), [this](uint64_t id, const Status& s) { complete(id, s); });
+  started_ = true;
+  collectiveThread_ = std::thread([this] { collectiveLoop(); });
+  watchdogThread_ = std::thread([this] { watchdogLoop(); });
+  p2p_->start();
+  return Status::ok();
+}
+
+void Engine::unlink() { transport_->segment().unlink(); }
+
+void Engine::complete(uint64_t id, const Status& status) {
+  if (sink_) sink_(id, status);
+}
+
+void Engine::submit(uint64_t id, const OpDesc& desc) {
+  if (isCollective(desc.kind)) {
+    std::lock_guard<std::mutex> lk(queueMutex_);
+    OpDesc d = desc;
+    d.seq = nextCollSeq_++;
+    queue_.emplace_back(id, d);
+    queueCv_.notify_all();
+    return;
+  }
+  p2p_->post({{id, desc}});
+}
+
+void Engine::submitGroup(const std::vector<std::pair<uint64_t, OpDesc>>& ops) { p2p_->post(ops); }
+
+Status Engine::runSync(OpDesc desc) {
+  Deadline deadline = Deadline::afterMs(desc.timeoutMs);
+  {
+    std::unique_lock<std::mutex> lk(queueMutex_);
+    desc.seq = nextCollSeq_++;
+    while (!queue_.empty() || running_) {
+      if (stopping_) break;
+      if (queueCv_.wait_for(lk, std::chrono::nanoseconds(std::min<int64_t>(deadline.remainingNs(), 100000000))) ==
+              std::cv_status::timeout &&
+          deadline.expired()) {
+        Status s(StatusCode::Timeout,
+                 std::string(opKindName(desc.kind)) + "Sync timed out after " + std::to_string(desc.timeoutMs) +
+                     " ms waiting for " + std::to_string(queue_.size() + (running_ ? 1 : 0)) +
+                     " queued async collective(s) to finish first",
+                 "Await pending async collectives before calling a *Sync method, or raise timeoutMs.");
+        fail(s, true);
+        return s;
+      }
+    }
+  }
+  std::lock_guard<std::mutex> ex(execMutex_);
+  return execute(desc);
+}
+
+Status Engine::execute(OpDesc& op) {
+  RT_CHECK(checkInterrupts());
+  RankControl* me = transport_->rankControl(options_.rank);
+  me->collSeq.store(op.seq, std::memory_order_seq_cst);
+  me->inOp.store(1, std::memory_order_seq_cst);
+  OpWaiter waiter(this, op);
+  waiter.deadline = Deadline::afterMs(op.timeoutMs);
+  transport_->setWaiter(&waiter);
+  if (options_.faultArmed && op.kind == options_.faultOp && op.seq == options_.faultSeq) {
+    if (options_.size == 1) kill(getpid(), SIGKILL);
+    transport_->crashAfterCommits(1);
+  }
+  const size_t es = dtypeSize(op.dtype);
+  const uint64_t chunkBytes = op.chunkBytes ? op.chunkBytes : options_.chunkBytes;
+  CollectiveArgs args{transport_.get(), &op,
+                      size_t(std::clamp<uint64_t>(chunkBytes / es, 1, transport_->slotBytes() / es))};
+  Status s;
+  try {
+    switch (op.kind) {
+      case OpKind::AllReduce: s = ringAllReduce(args); break;
+      case OpKind::ReduceScatter: s = ringReduceScatter(args); break;
+      case OpKind::AllGather: s = ringAllGather(args); break;
+      case OpKind::Broadcast: s = ringBroadcast(args); break;
+      case OpKind::Reduce: s = ringReduce(args); break;
+      case OpKind::Barrier: s = ringBarrier(args); break;
+      default: s = Status(StatusCode::InvalidArgument, "not a collective");
+    }
+  } catch (const std::exception& e) {
+    s = Status(StatusCode::Internal, std::string("exception in ") + opKindName(op.kind) + ": " + e.what());
+  }
+  transport_->setWaiter(nullptr);
+  me->inOp.store(0, std::memory_order_seq_cst);
+  if (!s.isOk() && s.code() != StatusCode::InvalidArgument) fail(s, true);
+  return s;
+}
+
+void Engine::collectiveLoop() {
+  try {
+    for (;;) {
+      std::pair<uint64_t, OpDesc> item;
+      {
+        std::unique_lock<std::mutex> lk(queueMutex_);
+        queueCv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
+        if (stopping_) return;
+        item = queue_.front();
+        queue_.pop_front();
+        running_ = true;
+      }
+      Status s;
+      {
+        std::lock_guard<std::mutex> ex(execMutex_);
+        s = execute(item.second);
+      }
+      {
+        std::lock_guard<std::mutex> lk(queueMutex_);
+        running_ = false;
+      }
+      queueCv_.notify_all();
+      complete(item.first, s);
+    }
+  } catch (...) {
+    fail(Status(StatusCode::Internal, "the collective thread failed with an exception"), true);
+  }
+}
+
+Status Engine::checkInterrupts(bool peersMatter) {
+  if (stopping_.load(std::memory_order_acquire))
+    return Status(StatusCode::Aborted, "the communicator was destroyed while the operation was pending");
+  if (failed_.load(std::memory_order_acquire)) return failure();
+  RT_CHECK(adoptPublishedFailure());
+  for (int r = 0; peersMatter && r < options_.size; r++) {
+    if (r == options_.rank) continue;
+    if (transport_->rankControl(r)->destroyed.load(std::memory_order_acquire)) {
+      Status s(StatusCode::PeerLost,
+               "rank " + std::to_string(r) + " left the communicator (destroy() or process exit) while rank " +
+                   std::to_string(options_.rank) + " still needed it",
+               "Make every rank finish its collectives before destroy(); a rank must not exit early.", r);
+      fail(s, true);
+      return s;
+    }
+  }
+  return Status::ok();
+}
+
+Status Engine::adoptPublishedFailure() {
+  FailureRecord& f = transport_->control()->failure;
+  if (f.state.load(std::memory_order_acquire) != 2) return Status::ok();
+  if (!failed_.load(std::memory_order_acquire)) {
+    std::string msg = f.message;
+    if (f.originRank != options_.rank) msg = "rank " + std::to_string(f.originRank) + " reported: " + msg;
+    fail(Status(StatusCode(f.code), msg, f.remedy, f.peer), false);
+  }
+  return failure();
+}
+
+void Engine::fail(const Status& status, bool publish) {
+  {
+    std::lock_guard<std::mutex> lk(failureMutex_);
+    if (!failed_.load()) {
+      failure_ = status;
+      failed_.store(true, std::memory_order_release);
+    }
+  }
+  if (publish && transport_) {
+    FailureRecord& f = transport_->control()->failure;
+    uint32_t expected = 0;
+    if (f.state.compare_exchange_strong(expected, 1)) {
+      f.code = int32_t(status.code());
+      f.originRank = options_.rank;
+      f.peer = status.peer();
+      f.seq = 0;
+      copyString(f.message, sizeof f.message, status.message());
+      copyString(f.remedy, sizeof f.remedy, status.remedy());
+      f.state.store(2, std::memory_order_release);
+    }
+  }
+  if (transport_) transport_->ringAll();
+  queueCv_.notify_all();
+}
+
+Status Engine::failure() {
+  std::lock_guard<std::mutex> lk(failureMutex_);
+  return failure_;
+}
+
+Status Engine::timeoutStatus(const OpDesc& op, const char* waitingFor, int peer) {
+  // Group ranks by where they are, so the lagging ones stand out:
+  // "rank 2 idle after seq 41; ranks 0, 1, 3 in seq 42".
+  std::map<std::string, std::vector<int>> groups;
+  int laggard = -1;
+  for (int r = 0; r < options_.size; r++) {
+    RankControl* rc = transport_->rankControl(r);
+    uint64_t seq = rc->collSeq.load();
+    bool in = rc->inOp.load() != 0;
+    groups[in ? "in seq " + std::to_string(seq) : "idle after seq " + std::to_string(seq)].push_back(r);
+    if (seq < op.seq && laggard < 0) laggard = r;
+  }
+  std::string where;
+  for (auto& [label, ranks] : groups) {
+    if (!where.empty()) where += "; ";
+    where += ranks.size() == 1 ? "rank " : "ranks ";
+    for (size_t i = 0; i < ranks.size(); i++) where += (i ? ", " : "") + std::to_string(ranks[i]);
+    where += " " + label;
+  }
+  Status s(StatusCode::Timeout,
+           describeOp(op) + " timed out after " + std::to_string(op.timeoutMs) + " ms on rank " +
+               std::to_string(options_.rank) + " waiting for " + waitingFor + " rank " + std::to_string(peer) +
+               " (" + where + ")",
+           laggard >= 0 ? "Rank " + std::to_string(laggard) +
+                              " never reached this collective: check that every rank issues the same collectives, "
+                              "or raise timeoutMs if it is just slow."
+                        : "Every rank reached the collective but data stopped flowing; raise timeoutMs if the "
+                          "machine is overloaded.",
+           laggard >= 0 ? laggard : peer);
+  return s;
+}
+
+void Engine::watchdogLoop() {
+  try {
+    const int n = options_.size;
+    RankControl* me = transport_->rankControl(options_.rank);
+    while (!stopping_.load(std::memory_order_acquire)) {
+      std::vector<pollfd> fds;
+      fds.push_back({wakeFd_, POLLIN, 0});
+      std::vector<int> fdRank;
+      for (int r = 0; r < n; r++) {
+        if (peerPidfds_[r] >= 0) {
+          fds.push_back({peerPidfds_[r], POLLIN, 0});
+          fdRank.push_back(r);
+        }
+      }
+      poll(fds.data(), fds.size(), 100);
+      if (stopping_.load(std::memory_order_acquire)) return;
+      me->heartbeatNs.store(monotonicNs(), std::memory_order_relaxed);
+      if (failed_.load()) continue;
+      std::vector<bool> exited(n, false);
+      for (size_t i = 1; i < fds.size(); i++)
+        if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) exited[fdRank[i - 1]] = true;
+      const int64_t now = monotonicNs();
+      for (int r = 0; r < n && !failed_.load(); r++) {
+        if (r == options_.rank) continue;
+        RankControl* rc = transport_->rankControl(r);
+        const int pid = rc->pid.load();
+        if (peerPidfds_[r] < 0 && kill(pid, 0) != 0 && errno == ESRCH) exited[r] = true;
+        if (rc->destroyed.load(std::memory_order_acquire)) continue;
+        if (exited[r]) {
+          fail(Status(StatusCode::PeerLost,
+                      "rank " + std::to_string(r) + " (pid " + std::to_string(pid) +
+                          ") died without leaving the communicator",
+                      "Check rank " + std::to_string(r) +
+                          "'s own output for why it exited (crash, OOM kill, signal); restart the job.",
+                      r),
+               true);
+        } else if (options_.heartbeatTimeoutMs > 0 &&
+                   now - rc->heartbeatNs.load(std::memory_order_relaxed) > options_.heartbeatTimeoutMs * 1000000LL) {
+          fail(Status(StatusCode::PeerLost,
+                      "rank " + std::to_string(r) + " (pid " + std::to_string(pid) + ") sent no heartbeat for " +
+                          std::to_string(options_.heartbeatTimeoutMs) + " ms: it is stopped or hung",
+                      "Check whether rank " + std::to_string(r) +
+                          " was suspended (SIGSTOP, debugger) or starved; raise RINGTREE_HEARTBEAT_TIMEOUT_MS.",
+                      r),
+               true);
+        }
+      }
+      if (!failed_.load()) adoptPublishedFailure();
+    }
+  } catch (...) {
+    fail(Status(StatusCode::Internal, "the watchdog thread failed with an exception"), true);
+  }
+}
+
+void Engine::abort(const std::string& reason) {
+  fail(Status(StatusCode::Aborted, "rank " + std::to_string(options_.rank) + " aborted the communicator" +
+                                       (reason.empty() ? std::string() : ": " + reason),
+              "Create a new communicator (init()) to continue."),
+       true);
+}
+
+void Engine::destroy() {
+  if (destroyed_) return;
+  destroyed_ = true;
+  if (transport_) transport_->rankControl(options_.rank)->destroyed.store(1, std::memory_order_release);
+  stopping_.store(true, std::memory_order_release);
+  if (transport_) transport_->ringAll();
+  queueCv_.notify_all();
+  if (wakeFd_ >= 0) {
+    uint64_t one = 1;
+    ssize_t ignored = write(wakeFd_, &one, sizeof one);
+    (void)ignored;
+  }
+  if (p2p_) p2p_->stop();
+  if (collectiveThread_.joinable()) collectiveThread_.join();
+  if (watchdogThread_.joinable()) watchdogThread_.join();
+  std::deque<std::pair<uint64_t, OpDesc>> rest;
+  {
+    std::lock_guard<std::mutex> lk(queueMutex_);
+    rest.swap(queue_);
+  }
+  for (auto& item : rest)
+    complete(item.first, Status(StatusCode::Aborted, std::string(opKindName(item.second.kind)) +
+                                                         " never ran: the communicator was destroyed first"));
+  for (int fd : peerPidfds_)
+    if (fd >= 0) close(fd);
+  peerPidfds_.clear();
+  if (wakeFd_ >= 0) close(wakeFd_);
+  wakeFd_ = -1;
+  if (transport_) transport_->segment().unlink();
+  p2p_.reset();
+  transport_.reset();
+}
+
+std::vector<PeerState> Engine::peerStates() {
+  std::vector<PeerState> out;
+  if (!transport_) return out;
+  for (int r = 0; r < options_.size; r++) {
+    RankControl* rc = transport_->rankControl(r);
+    int pid = rc->pid.load();
+    bool alive = pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH);
+    out.push_back({r, pid, rc->collSeq.load(), rc->inOp.load() != 0, alive, rc->destroyed.load() != 0});
+  }
+  return out;
+}
+
+}  // namespace ringtree

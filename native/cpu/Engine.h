@@ -1,0 +1,119 @@
+// The CPU communicator: one shared-memory transport, a collective executor
+// thread, a point-to-point thread and a watchdog. Backend-neutral of Node-API:
+// completions leave through a sink callback.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/status.h"
+#include "cpu/Op.h"
+#include "cpu/transport/ShmTransport.h"
+
+namespace ringtree {
+
+class P2pEngine;
+
+struct EngineOptions {
+  int rank = 0;
+  int size = 1;
+  std::string shmName;
+  bool create = false;
+  uint64_t slotBytes = 256 * 1024;
+  uint32_t slots = 8;
+  uint64_t chunkBytes = 256 * 1024;
+  bool spin = true;
+  int64_t heartbeatTimeoutMs = 30000;
+  // RINGTREE_FAULT: SIGKILL this rank during (faultOp, faultSeq).
+  bool faultArmed = false;
+  OpKind faultOp = OpKind::AllReduce;
+  uint64_t faultSeq = 0;
+};
+
+struct PeerState {
+  int rank;
+  int pid;
+  uint64_t collSeq;
+  bool inOp;
+  bool alive;
+  bool destroyed;
+};
+
+using CompletionSink = std::function<void(uint64_t id, const Status& status)>;
+
+class Engine {
+ public:
+  static Status create(const EngineOptions& options, std::unique_ptr<Engine>* out);
+  ~Engine();
+
+  int rank() const { return options_.rank; }
+  int size() const { return options_.size; }
+
+  // After every rank has attached: read peer pids, start the threads.
+  Status start(CompletionSink sink);
+  void unlink();
+
+  // Queue an op; the sink receives (id, status) exactly once, after the
+  // engine stopped touching the op's buffers.
+  void submit(uint64_t id, const OpDesc& desc);
+  void submitGroup(const std::vector<std::pair<uint64_t, OpDesc>>& ops);
+  // Runs a collective on the calling thread once queued collectives drained.
+  Status runSync(OpDesc desc);
+
+  void abort(const std::string& reason);
+  // Graceful and local: stops threads; queued and running ops get AbortedError.
+  void destroy();
+
+  Status failure();
+  std::vector<PeerState> peerStates();
+
+  // Used by the p2p engine and the waiters.
+  // peersMatter: a peer that left (destroy()) interrupts too (collectives).
+  Status checkInterrupts(bool peersMatter = true);
+  void fail(const Status& status, bool publish);
+  Status timeoutStatus(const OpDesc& op, const char* waitingFor, int peer);
+  ShmTransport* transport() { return transport_.get(); }
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+
+ private:
+  explicit Engine(const EngineOptions& options);
+  Status execute(OpDesc& op);
+  void collectiveLoop();
+  void watchdogLoop();
+  Status adoptPublishedFailure();
+  void complete(uint64_t id, const Status& status);
+
+  EngineOptions options_;
+  std::unique_ptr<ShmTransport> transport_;
+  CompletionSink sink_;
+  std::unique_ptr<P2pEngine> p2p_;
+
+  // Collective queue (JS thread produces, executor consumes).
+  std::mutex queueMutex_;
+  std::condition_variable queueCv_;
+  std::deque<std::pair<uint64_t, OpDesc>> queue_;
+  bool running_ = false;
+  std::mutex execMutex_;  // held while a collective runs (thread or sync)
+  uint64_t nextCollSeq_ = 1;
+
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> failed_{false};
+  std::mutex failureMutex_;
+  Status failure_;
+
+  std::vector<int> peerPidfds_;
+  int wakeFd_ = -1;  // eventfd that stops the watchdog
+  std::thread collectiveThread_;
+  std::thread watchdogThread_;
+  bool started_ = false;
+  bool destroyed_ = false;
+};
+
+}  // namespace ringtree

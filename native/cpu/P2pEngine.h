@@ -1,0 +1,95 @@
+// Point-to-point sends and receives, matched by (peer, tag), progressed by
+// one thread as a non-blocking state machine so that any number of sends and
+// receives in any order make progress together and cannot deadlock.
+//
+// A message goes out as slot-sized fragments on the peer's p2p channel; its
+// fragments are contiguous (one message at a time per peer). A message that
+// arrives before its receive is posted is copied to an unexpected-message
+// buffer (MPI's eager protocol), so the channel never stalls on it.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/status.h"
+#include "cpu/Op.h"
+#include "cpu/transport/ShmTransport.h"
+
+namespace ringtree {
+
+class Engine;
+
+class P2pEngine {
+ public:
+  using Sink = std::function<void(uint64_t, const Status&)>;
+  P2pEngine(Engine* engine, ShmTransport* transport, Sink sink);
+  ~P2pEngine();
+
+  void start();
+  // Posts the ops together (one group); thread-safe.
+  void post(const std::vector<std::pair<uint64_t, OpDesc>>& ops);
+  // Stops the thread; every pending op completes with AbortedError.
+  void stop();
+
+ private:
+  struct Unexpected;
+  struct Pending {
+    uint64_t id;
+    OpDesc desc;
+    uint64_t done = 0;  // bytes sent / received
+    Deadline deadline;
+    Unexpected* bound = nullptr;  // recv waiting on a partly arrived message
+  };
+  struct Unexpected {
+    int32_t tag;
+    uint64_t total;
+    uint64_t got = 0;
+    std::vector<char> data;
+    Pending* boundRecv = nullptr;
+  };
+  struct Incoming {
+    bool active = false;
+    uint64_t total = 0;
+    uint64_t got = 0;
+    Pending* recv = nullptr;
+    Unexpected* unexpected = nullptr;
+  };
+  struct PeerQueues {
+    std::deque<Pending*> sends;
+    std::list<Pending*> recvs;  // posted, unmatched, in post order
+    std::list<std::unique_ptr<Unexpected>> unexpected;
+    Incoming incoming;
+  };
+
+  void loop();
+  bool progress();
+  void accept(Pending* op);
+  bool pumpSends(int peer);
+  bool pumpRecvs(int peer);
+  void deliver(Pending* recv, Unexpected* u);
+  void finish(Pending* op, const Status& s);
+  void failAll(const Status& s);
+  Status sizeMismatch(const Pending& recv, uint64_t total, int peer);
+  int64_t checkDeadlines();
+
+  Engine* engine_;
+  ShmTransport* transport_;
+  Sink sink_;
+  int rank_, size_;
+  std::vector<PeerQueues> peers_;
+  std::vector<uint64_t> sendSeq_;
+  std::list<std::unique_ptr<Pending>> all_;
+
+  std::mutex inboxMutex_;
+  std::vector<std::pair<uint64_t, OpDesc>> inbox_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace ringtree

@@ -1,0 +1,102 @@
+// What every algorithm receives, and the helpers they share: header stamping,
+// header checking (collective mismatch detection), segment/chunk arithmetic.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "core/reduce.h"
+#include "core/status.h"
+#include "cpu/Op.h"
+#include "cpu/transport/Transport.h"
+
+namespace ringtree {
+
+struct CollectiveArgs {
+  Transport* transport;
+  const OpDesc* op;
+  // Elements per message; at least 1 and at most slotBytes / element size.
+  size_t chunkElems;
+};
+
+// Signatures: one function per algorithm file.
+Status ringAllReduce(const CollectiveArgs& args);
+Status ringReduceScatter(const CollectiveArgs& args);
+Status ringAllGather(const CollectiveArgs& args);
+Status ringBroadcast(const CollectiveArgs& args);
+Status ringReduce(const CollectiveArgs& args);
+Status ringBarrier(const CollectiveArgs& args);
+
+inline MsgHeader stampHeader(const OpDesc& op, uint32_t step, uint32_t chunk, uint64_t bytes) {
+  MsgHeader h{};
+  h.kind = uint32_t(op.kind);
+  h.dtype = uint8_t(op.dtype);
+  h.op = uint8_t(op.op);
+  h.algorithm = uint8_t(op.algorithm);
+  h.seq = op.seq;
+  h.count = op.count;
+  h.root = op.root;
+  h.step = step;
+  h.chunk = chunk;
+  h.bytes = bytes;
+  return h;
+}
+
+// The first message of every collective from every neighbour passes through
+// here, so ranks that disagree about the call fail instead of computing garbage.
+inline Status checkHeader(const OpDesc& op, const MsgHeader& h, int peer, int self, uint32_t step, uint32_t chunk,
+                          uint64_t expectBytes) {
+  bool reduces = op.kind == OpKind::AllReduce || op.kind == OpKind::ReduceScatter || op.kind == OpKind::Reduce;
+  bool rooted = op.kind == OpKind::Broadcast || op.kind == OpKind::Reduce;
+  if (h.kind != uint32_t(op.kind) || h.seq != op.seq || h.count != op.count || h.dtype != uint8_t(op.dtype) ||
+      (reduces && h.op != uint8_t(op.op)) || (rooted && h.root != op.root) || h.algorithm != uint8_t(op.algorithm)) {
+    return Status(StatusCode::CollectiveMismatch,
+                  "collective mismatch: rank " + std::to_string(peer) + " called " + describeHeader(h) + " but rank " +
+                      std::to_string(self) + " called " + describeOp(op) +
+                      (h.algorithm != uint8_t(op.algorithm) ? " (different algorithms)" : ""),
+                  {}, peer);
+  }
+  if (h.step != step || h.chunk != chunk || h.bytes != expectBytes) {
+    return Status(StatusCode::Internal,
+                  "protocol error from rank " + std::to_string(peer) + " in " + describeOp(op) + ": got step " +
+                      std::to_string(h.step) + " chunk " + std::to_string(h.chunk) + " (" + std::to_string(h.bytes) +
+                      " bytes), expected step " + std::to_string(step) + " chunk " + std::to_string(chunk) + " (" +
+                      std::to_string(expectBytes) + " bytes)",
+                  {}, peer);
+  }
+  return Status::ok();
+}
+
+// Split `count` elements into `parts` near-equal contiguous segments.
+inline uint64_t segmentStart(uint64_t count, int parts, int index) {
+  uint64_t base = count / parts, rem = count % parts;
+  return uint64_t(index) * base + std::min<uint64_t>(uint64_t(index), rem);
+}
+
+inline int mod(int a, int n) { return ((a % n) + n) % n; }
+
+inline uint64_t ceilDiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+// Sub-range [begin, end) of chunk `c` of a segment [segBegin, segEnd), chunks
+// of `chunkElems`; empty when the segment is shorter.
+inline void chunkRange(uint64_t segBegin, uint64_t segEnd, uint64_t c, uint64_t chunkElems, uint64_t* begin,
+                       uint64_t* end) {
+  uint64_t b = segBegin + c * chunkElems;
+  *begin = std::min(b, segEnd);
+  *end = std::min(b + chunkElems, segEnd);
+}
+
+inline char* elemPtr(void* base, uint64_t index, size_t elemSize) {
+  return static_cast<char*>(base) + index * elemSize;
+}
+inline const char* elemPtr(const void* base, uint64_t index, size_t elemSize) {
+  return static_cast<const char*>(base) + index * elemSize;
+}
+
+// Copy that tolerates exact self-copies (in-place positions).
+inline void copyBytes(void* dst, const void* src, size_t bytes) {
+  if (dst != src && bytes) std::memcpy(dst, src, bytes);
+}
+
+}  // namespace ringtree

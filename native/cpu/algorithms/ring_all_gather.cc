@@ -1,0 +1,44 @@
+// Ring all-gather: n-1 steps; each rank forwards what it received.
+#include "cpu/algorithms/Collective.h"
+
+namespace ringtree {
+
+Status ringAllGather(const CollectiveArgs& a) {
+  const OpDesc& op = *a.op;
+  Transport& t = *a.transport;
+  const int n = t.size(), r = t.rank();
+  const size_t es = dtypeSize(op.dtype);
+  const uint64_t count = op.count;  // per rank
+  // Our own block first; a no-op when the input is the in-place position.
+  copyBytes(elemPtr(op.output, uint64_t(r) * count, es), op.input, count * es);
+  if (n == 1) return Status::ok();
+  const int right = mod(r + 1, n), left = mod(r - 1, n);
+  const uint64_t chunks = std::max<uint64_t>(1, ceilDiv(count, a.chunkElems));
+
+  for (uint64_t c = 0; c < chunks; c++) {
+    uint64_t b, e;
+    chunkRange(0, count, c, a.chunkElems, &b, &e);
+    const uint64_t bytes = (e - b) * es;
+    char* slot;
+    RT_CHECK(t.acquireSend(right, &slot));
+    copyBytes(slot, elemPtr(op.input, b, es), bytes);
+    t.commitSend(right, stampHeader(op, 0, uint32_t(c), bytes));
+    for (int s = 0; s < n - 1; s++) {
+      const int sg = mod(r - s - 1, n);
+      const MsgHeader* h;
+      const char* in;
+      RT_CHECK(t.acquireRecv(left, &h, &in));
+      RT_CHECK(checkHeader(op, *h, left, r, uint32_t(s), uint32_t(c), bytes));
+      copyBytes(elemPtr(op.output, uint64_t(sg) * count + b, es), in, bytes);
+      if (s < n - 2) {
+        RT_CHECK(t.acquireSend(right, &slot));
+        copyBytes(slot, in, bytes);
+        t.commitSend(right, stampHeader(op, uint32_t(s + 1), uint32_t(c), bytes));
+      }
+      t.releaseRecv(left);
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace ringtree

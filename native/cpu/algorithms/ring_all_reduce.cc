@@ -1,0 +1,88 @@
+// Ring allreduce: reduce-scatter then all-gather around the ring, fused and
+// pipelined chunk by chunk. Each rank sends 2(n-1)/n of the data, the
+// bandwidth-optimal amount.
+//
+// The loop is chunk-major (all 2(n-1) steps of chunk c before chunk c+1):
+// with a finite number of slots, a step-major loop would deadlock as soon as
+// one segment spans more chunks than a channel has slots, because every rank
+// would block sending before anyone receives.
+#include "cpu/algorithms/Collective.h"
+
+namespace ringtree {
+
+Status ringAllReduce(const CollectiveArgs& a) {
+  const OpDesc& op = *a.op;
+  Transport& t = *a.transport;
+  const int n = t.size(), r = t.rank();
+  const size_t es = dtypeSize(op.dtype);
+  const uint64_t count = op.count;
+  if (n == 1) {
+    copyBytes(op.output, op.input, count * es);
+    return Status::ok();
+  }
+  const int right = mod(r + 1, n), left = mod(r - 1, n);
+  const uint64_t maxSeg = count / n + (count % n ? 1 : 0);
+  const uint64_t chunks = std::max<uint64_t>(1, ceilDiv(maxSeg, a.chunkElems));
+  auto seg = [&](int s, uint64_t c, uint64_t* b, uint64_t* e) {
+    chunkRange(segmentStart(count, n, s), segmentStart(count, n, s + 1), c, a.chunkElems, b, e);
+  };
+  const uint32_t lastStep = uint32_t(2 * (n - 1));
+
+  for (uint64_t c = 0; c < chunks; c++) {
+    uint64_t b, e;
+    // Step 0: our own segment r goes to the right as is.
+    seg(r, c, &b, &e);
+    char* slot;
+    RT_CHECK(t.acquireSend(right, &slot));
+    copyBytes(slot, elemPtr(op.input, b, es), (e - b) * es);
+    t.commitSend(right, stampHeader(op, 0, uint32_t(c), (e - b) * es));
+
+    // Reduce-scatter steps: receive the partial sum of segment r-s-1, add ours.
+    for (int s = 0; s < n - 1; s++) {
+      const int sg = mod(r - s - 1, n);
+      seg(sg, c, &b, &e);
+      const uint64_t bytes = (e - b) * es;
+      const MsgHeader* h;
+      const char* in;
+      RT_CHECK(t.acquireRecv(left, &h, &in));
+      RT_CHECK(checkHeader(op, *h, left, r, uint32_t(s), uint32_t(c), bytes));
+      if (s < n - 2) {
+        RT_CHECK(t.acquireSend(right, &slot));
+        reduce(slot, in, elemPtr(op.input, b, es), e - b, op.dtype, op.op);
+        t.commitSend(right, stampHeader(op, uint32_t(s + 1), uint32_t(c), bytes));
+      } else {
+        // Segment sg = r+1 is now fully reduced: finish it into the output
+        // and start the all-gather with it.
+        char* out = elemPtr(op.output, b, es);
+        reduce(out, in, elemPtr(op.input, b, es), e - b, op.dtype, op.op);
+        if (op.op == ReduceOp::Avg) divideBy(out, e - b, op.dtype, n);
+        RT_CHECK(t.acquireSend(right, &slot));
+        copyBytes(slot, out, bytes);
+        t.commitSend(right, stampHeader(op, uint32_t(s + 1), uint32_t(c), bytes));
+      }
+      t.releaseRecv(left);
+    }
+
+    // All-gather steps: receive finished segment r-s, keep it, pass it on.
+    for (int s = 0; s < n - 1; s++) {
+      const int sg = mod(r - s, n);
+      seg(sg, c, &b, &e);
+      const uint64_t bytes = (e - b) * es;
+      const uint32_t step = uint32_t(n - 1 + s);
+      const MsgHeader* h;
+      const char* in;
+      RT_CHECK(t.acquireRecv(left, &h, &in));
+      RT_CHECK(checkHeader(op, *h, left, r, step, uint32_t(c), bytes));
+      copyBytes(elemPtr(op.output, b, es), in, bytes);
+      if (step + 1 < lastStep) {
+        RT_CHECK(t.acquireSend(right, &slot));
+        copyBytes(slot, in, bytes);
+        t.commitSend(right, stampHeader(op, step + 1, uint32_t(c), bytes));
+      }
+      t.releaseRecv(left);
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace ringtree

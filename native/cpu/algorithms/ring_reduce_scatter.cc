@@ -1,0 +1,58 @@
+// Ring reduce-scatter: n-1 steps, each rank sends (n-1)/n of the input.
+// Rank r ends holding segment r: the ring starts one segment earlier than in
+// allreduce's reduce-scatter half.
+#include "cpu/algorithms/Collective.h"
+
+namespace ringtree {
+
+Status ringReduceScatter(const CollectiveArgs& a) {
+  const OpDesc& op = *a.op;
+  Transport& t = *a.transport;
+  const int n = t.size(), r = t.rank();
+  const size_t es = dtypeSize(op.dtype);
+  const uint64_t count = op.count;  // per rank
+  if (n == 1) {
+    copyBytes(op.output, op.input, count * es);
+    if (op.op == ReduceOp::Avg) divideBy(op.output, count, op.dtype, 1);
+    return Status::ok();
+  }
+  const int right = mod(r + 1, n), left = mod(r - 1, n);
+  const uint64_t chunks = std::max<uint64_t>(1, ceilDiv(count, a.chunkElems));
+  auto seg = [&](int s, uint64_t c, uint64_t* b, uint64_t* e) {
+    chunkRange(uint64_t(s) * count, uint64_t(s + 1) * count, c, a.chunkElems, b, e);
+  };
+
+  for (uint64_t c = 0; c < chunks; c++) {
+    uint64_t b, e;
+    seg(mod(r - 1, n), c, &b, &e);
+    char* slot;
+    RT_CHECK(t.acquireSend(right, &slot));
+    copyBytes(slot, elemPtr(op.input, b, es), (e - b) * es);
+    t.commitSend(right, stampHeader(op, 0, uint32_t(c), (e - b) * es));
+
+    for (int s = 0; s < n - 1; s++) {
+      const int sg = mod(r - s - 2, n);
+      seg(sg, c, &b, &e);
+      const uint64_t bytes = (e - b) * es;
+      const MsgHeader* h;
+      const char* in;
+      RT_CHECK(t.acquireRecv(left, &h, &in));
+      RT_CHECK(checkHeader(op, *h, left, r, uint32_t(s), uint32_t(c), bytes));
+      if (s < n - 2) {
+        RT_CHECK(t.acquireSend(right, &slot));
+        reduce(slot, in, elemPtr(op.input, b, es), e - b, op.dtype, op.op);
+        t.commitSend(right, stampHeader(op, uint32_t(s + 1), uint32_t(c), bytes));
+      } else {
+        // sg == r: the output may be the in-place position of the input, which
+        // reduce() allows (exact aliasing).
+        char* out = elemPtr(op.output, b - uint64_t(r) * count, es);
+        reduce(out, in, elemPtr(op.input, b, es), e - b, op.dtype, op.op);
+        if (op.op == ReduceOp::Avg) divideBy(out, e - b, op.dtype, n);
+      }
+      t.releaseRecv(left);
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace ringtree

@@ -1,0 +1,110 @@
+// The layout of the one shared-memory segment the ranks of a host share.
+//
+//   ControlBlock | RankControl[size] | Channel[size*(size-1)*2]
+//
+// Each ordered pair of ranks has two single-producer single-consumer channels:
+// class 0 carries collectives (used by one executor thread at a time), class 1
+// point-to-point traffic (the p2p thread), so a queued send never blocks a
+// collective's bytes behind it.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "cpu/Op.h"
+
+namespace ringtree {
+
+constexpr uint64_t kShmMagic = 0x52494e4754524545ULL;  // "RINGTREE"
+constexpr uint32_t kShmVersion = 1;
+constexpr int kChannelClasses = 2;
+constexpr int kCollectiveClass = 0;
+constexpr int kP2pClass = 1;
+
+struct alignas(64) FailureRecord {
+  // 0 = none, 1 = being written, 2 = published. The first failure wins.
+  std::atomic<uint32_t> state;
+  int32_t code;
+  int32_t originRank;
+  int32_t peer;
+  uint64_t seq;
+  char message[1024];
+  char remedy[512];
+};
+
+struct alignas(64) RankControl {
+  // Futex words: bumped by anyone who changes something this rank may be
+  // waiting for (data arrived, a slot freed, a failure was published).
+  std::atomic<uint32_t> doorbell[kChannelClasses];
+  std::atomic<uint32_t> sleepers[kChannelClasses];
+  std::atomic<int32_t> pid;
+  std::atomic<uint32_t> attached;
+  std::atomic<uint32_t> destroyed;  // left gracefully (destroy() or exit hook)
+  std::atomic<uint32_t> inOp;       // executing a collective now
+  std::atomic<uint64_t> collSeq;    // seq of the current (inOp) or last collective
+  std::atomic<int64_t> heartbeatNs;
+  char pad[64];
+};
+
+struct alignas(64) ControlBlock {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t size;
+  uint64_t slotBytes;
+  uint32_t slots;
+  uint32_t reserved;
+  uint64_t totalBytes;
+  FailureRecord failure;
+};
+
+struct alignas(64) ChannelHead {
+  alignas(64) std::atomic<uint64_t> head;  // slots committed by the sender
+  alignas(64) std::atomic<uint64_t> tail;  // slots released by the receiver
+};
+
+inline size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+class ShmLayout {
+ public:
+  ShmLayout(uint32_t size, uint64_t slotBytes, uint32_t slots)
+      : size_(size), slotBytes_(alignUp(slotBytes, 64)), slots_(slots) {
+    ranksOffset_ = alignUp(sizeof(ControlBlock), 4096);
+    channelsOffset_ = alignUp(ranksOffset_ + sizeof(RankControl) * size, 4096);
+    slotStride_ = sizeof(MsgHeader) + slotBytes_;
+    channelStride_ = alignUp(sizeof(ChannelHead) + slotStride_ * slots_, 4096);
+    uint64_t channels = uint64_t(size) * (size > 0 ? size - 1 : 0) * kChannelClasses;
+    totalBytes_ = channelsOffset_ + channelStride_ * channels;
+  }
+  uint64_t totalBytes() const { return totalBytes_; }
+  uint64_t slotBytes() const { return slotBytes_; }
+  uint32_t slots() const { return slots_; }
+
+  ControlBlock* control(void* base) const { return static_cast<ControlBlock*>(base); }
+  RankControl* rank(void* base, int r) const {
+    return reinterpret_cast<RankControl*>(static_cast<char*>(base) + ranksOffset_) + r;
+  }
+  // Channel from `src` to `dst` (src != dst) of class `cls`.
+  char* channel(void* base, int src, int dst, int cls) const {
+    int d = dst < src ? dst : dst - 1;  // skip the src == dst diagonal
+    uint64_t index = (uint64_t(src) * (size_ - 1) + d) * kChannelClasses + cls;
+    return static_cast<char*>(base) + channelsOffset_ + channelStride_ * index;
+  }
+  ChannelHead* channelHead(char* ch) const { return reinterpret_cast<ChannelHead*>(ch); }
+  MsgHeader* slotHeader(char* ch, uint64_t i) const {
+    return reinterpret_cast<MsgHeader*>(ch + sizeof(ChannelHead) + slotStride_ * (i % slots_));
+  }
+  char* slotData(char* ch, uint64_t i) const { return reinterpret_cast<char*>(slotHeader(ch, i)) + sizeof(MsgHeader); }
+
+ private:
+  uint32_t size_;
+  uint64_t slotBytes_;
+  uint32_t slots_;
+  uint64_t ranksOffset_ = 0;
+  uint64_t channelsOffset_ = 0;
+  uint64_t slotStride_ = 0;
+  uint64_t channelStride_ = 0;
+  uint64_t totalBytes_ = 0;
+};
+
+}  // namespace ringtree

@@ -1,0 +1,45 @@
+// The interface the algorithms are written against. An algorithm never knows
+// whether its bytes travel through shared memory or a socket.
+//
+// Messages are slot-sized: a sender acquires a slot towards a peer, fills at
+// most slotBytes() of payload, and commits it with a header; a receiver gets
+// the oldest committed slot from a peer as a read-only view and releases it
+// when done. Each (sender, receiver) pair is FIFO. Every blocking call
+// honours the current Waiter's deadline and interrupts.
+#pragma once
+
+#include <cstddef>
+
+#include "core/status.h"
+#include "cpu/Clock.h"
+#include "cpu/Op.h"
+
+namespace ringtree {
+
+// Per-operation wait policy supplied by the engine.
+class Waiter {
+ public:
+  virtual ~Waiter() = default;
+  // Non-Ok when the operation must stop now: a failure (local or published by
+  // a peer), an abort, or destroy().
+  virtual Status check() = 0;
+  // Builds the error for an expired deadline while waiting for `peer`.
+  virtual Status timedOut(const char* waitingFor, int peer) = 0;
+  Deadline deadline;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual size_t slotBytes() const = 0;
+  virtual void setWaiter(Waiter* waiter) = 0;
+
+  virtual Status acquireSend(int peer, char** data) = 0;
+  virtual void commitSend(int peer, const MsgHeader& header) = 0;
+  virtual Status acquireRecv(int peer, const MsgHeader** header, const char** data) = 0;
+  virtual void releaseRecv(int peer) = 0;
+};
+
+}  // namespace ringtree
