@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { packageRoot } from './binding.js';
+import { InvalidArgumentError } from './errors.js';
 import { formatInfoReport, info } from './info.js';
 import { DEFAULT_GRACE_MS, launch } from './launch.js';
 
@@ -167,6 +168,11 @@ async function runLaunch(argv: string[]): Promise<number> {
       signal: controller.signal,
     });
     return result.exitCode;
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) {
+      throw new UsageError(`${name}: ${err.message}`);
+    }
+    throw err;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -269,7 +269,9 @@ function summarize(attempt: LaunchAttempt): string[] {
  * Resolves (never rejects) once every rank is gone; see
  * {@link LaunchResult.exitCode} and {@link LaunchResult.summary}.
  *
- * @throws {InvalidArgumentError} (synchronously rejected) for a bad option.
+ * Rejects with {@link InvalidArgumentError} for a bad option, or when
+ * `nnodes` > 1 and `RINGTREE_TOKEN` is not set (each node would otherwise
+ * make its own token and the nodes could never join).
  */
 export async function launch(options: LaunchOptions): Promise<LaunchResult> {
   const nnodes = options.nnodes ?? 1;
@@ -287,6 +289,12 @@ export async function launch(options: LaunchOptions): Promise<LaunchResult> {
   }
 
   const baseEnv = options.env ?? process.env;
+  if (nnodes > 1 && !baseEnv.RINGTREE_TOKEN) {
+    throw new InvalidArgumentError('a multi-node job needs RINGTREE_TOKEN: every node must be given the same one', {
+      op: 'launch',
+      remedy: 'export RINGTREE_TOKEN=$(openssl rand -hex 32) once and pass that same value to `ringtree launch` on every node',
+    });
+  }
   const stdout = options.stdout ?? process.stdout;
   const stderr = options.stderr ?? process.stderr;
   const masterAddr = options.masterAddr ?? '127.0.0.1';
@@ -412,7 +420,7 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchAttempt> {
       c.stdout!.on('data', (chunk: Buffer) => stdoutLines.push(chunk));
       c.stderr!.on('data', (chunk: Buffer) => stderrLines.push(chunk));
       exited = new Promise<void>((resolve) => {
-        c.once('error', (err) => {
+        c.on('error', (err) => {
           // A spawn failure (ENOENT, EACCES) comes here without an 'exit'.
           if (c.pid === undefined || outcome.pid === null) {
             outcome.error = `could not start ${command}: ${err.message}`;

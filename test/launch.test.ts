@@ -75,9 +75,16 @@ describe('ringtree launch: environment', () => {
   });
 
   it('defaults MASTER_PORT to 29500 for multi-node jobs', async () => {
-    const run = await runCli(['launch', '--nproc', '1', '--nnodes', '2', fixture('printEnv.mjs')], { env: cleanEnv() });
+    const run = await runCli(['launch', '--nproc', '1', '--nnodes', '2', fixture('printEnv.mjs')], { env: cleanEnv({ RINGTREE_TOKEN: 't' }) });
     expect(run.code).toBe(0);
     expect(rankEnvs(run.stdout)[0]!.MASTER_PORT).toBe('29500');
+  });
+
+  it('refuses a multi-node job without a shared RINGTREE_TOKEN', async () => {
+    const run = await runCli(['launch', '--nproc', '1', '--nnodes', '2', fixture('printEnv.mjs')], { env: cleanEnv() });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/RINGTREE_TOKEN/);
+    expect(run.stdout).toBe('');
   });
 
   it('executes a non-Node script directly', async () => {
