@@ -1,0 +1,641 @@
+/**
+ * The Communicator: collectives and point-to-point over the CPU engine.
+ *
+ * Host TypedArrays run on ringtree's own shared-memory engine. Every call is
+ * checked here first, where the message can name the argument, and again
+ * cheaply in native code.
+ *
+ * @module
+ */
+import { writeFileSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { NativeCommunicator, NativeFailureRecord, NativeOpDescriptor } from './binding.js';
+import { DTYPE_CODES, REDUCE_OP_CODES, dtypeOf, dtypeSize, isReduceOpName, REDUCE_OPS } from './dtype.js';
+import type { DType, ReduceOpName } from './dtype.js';
+import {
+  AbortedError,
+  InvalidArgumentError,
+  RingtreeError,
+  errorFromNative,
+} from './errors.js';
+import { FlightRecorder } from './flightRecorder.js';
+
+/** Host arrays the CPU engine accepts. 16-bit floats travel in a Uint16Array with `{ dtype }`. */
+export type HostArray =
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Uint8Array
+  | Int32Array
+  | BigInt64Array
+  | Uint16Array;
+
+/** Algorithm names. `'auto'` picks per call. */
+export type Algorithm = 'ring' | 'tree' | 'auto';
+
+/** Collective names as used by {@link Communicator.algorithms}. */
+export type CollectiveName = 'allReduce' | 'reduceScatter' | 'allGather' | 'broadcast' | 'reduce' | 'barrier';
+
+/**
+ * Which (collective, algorithm) pairs the CPU engine runs. `'auto'` is
+ * accepted everywhere and resolves to one of these.
+ */
+export const CPU_ALGORITHMS: Readonly<Record<CollectiveName, readonly Exclude<Algorithm, 'auto'>[]>> = Object.freeze({
+  allReduce: ['ring'],
+  reduceScatter: ['ring'],
+  allGather: ['ring'],
+  broadcast: ['ring'],
+  reduce: ['ring'],
+  barrier: ['ring'],
+});
+
+const ALGORITHM_CODES = { ring: 0, tree: 1 } as const;
+
+/** Options every operation takes. */
+export interface OpOptions {
+  /** Deadline for this operation in ms. Default: the communicator's (300 000 ms unless set at init). */
+  timeoutMs?: number;
+  /**
+   * Aborts the operation. A collective cannot be cancelled on one rank alone:
+   * once it was submitted, the signal aborts the whole communicator (every rank
+   * gets AbortedError). A signal that is already aborted rejects before anything moves.
+   */
+  signal?: AbortSignal;
+  /** 16-bit float arrays carried in a Uint16Array: `'float16'` or `'bfloat16'`. */
+  dtype?: DType;
+}
+
+/** Options of the collectives. */
+export interface CollectiveOptions extends OpOptions {
+  /** `'ring'` (default) or `'auto'`; see {@link CPU_ALGORITHMS}. */
+  algorithm?: Algorithm;
+  /** Pipelining chunk in bytes (default: the communicator's, 256 KiB; capped at the transport slot). */
+  chunkBytes?: number;
+}
+
+/** Options of allReduce. */
+export interface AllReduceOptions extends CollectiveOptions {
+  /** Reduction, default `'sum'`. `'avg'` on integers is the sum divided by the world size, truncated. */
+  op?: ReduceOpName;
+  /** Output array (same type and length as the input). Absent: in place. */
+  out?: HostArray;
+}
+
+/** Options of reduceScatter. */
+export interface ReduceScatterOptions extends CollectiveOptions {
+  /** Reduction, default `'sum'`. */
+  op?: ReduceOpName;
+}
+
+/** Options of broadcast. */
+export interface BroadcastOptions extends CollectiveOptions {
+  /** The rank whose data is sent. Default 0. */
+  root?: number;
+  /** Output array; absent: in place (`x` is the output on every rank and the input on the root). */
+  out?: HostArray;
+}
+
+/** Options of reduce. */
+export interface ReduceOptions extends CollectiveOptions {
+  /** The rank that receives the result. Default 0. */
+  root?: number;
+  /** Reduction, default `'sum'`. */
+  op?: ReduceOpName;
+  /** Output array, used on the root only; absent: in place on the root. Non-roots' inputs are never written. */
+  out?: HostArray;
+}
+
+/** Options of send and recv. */
+export interface P2pOptions extends OpOptions {
+  /** Message tag (a 32-bit integer, default 0); a recv matches the oldest send with the same tag from its peer. */
+  tag?: number;
+}
+
+/** One side of {@link Communicator.sendRecv} and an entry of {@link Communicator.group}. */
+export type P2pSpec =
+  | { send: HostArray; to: number; tag?: number; dtype?: DType }
+  | { recv: HostArray; from: number; tag?: number; dtype?: DType };
+
+/** Engine tuning, fixed when the communicator is made. */
+export interface EngineTuning {
+  /** Bytes per shared-memory slot (default 256 KiB; env RINGTREE_SLOT_BYTES). */
+  slotBytes: number;
+  /** Slots per channel (default 8; env RINGTREE_SLOTS). */
+  slots: number;
+  /** Default pipelining chunk in bytes (default = slotBytes; env RINGTREE_CHUNK_BYTES). */
+  chunkBytes: number;
+  /** Default per-op deadline in ms (default 300 000; env RINGTREE_TIMEOUT_MS). */
+  timeoutMs: number;
+}
+
+/** Internal construction parameters (from init()). @internal */
+export interface CommunicatorParts {
+  native: NativeCommunicator | null;
+  rank: number;
+  size: number;
+  tuning: EngineTuning;
+  jobId: string;
+  onDestroy?: () => Promise<void> | void;
+}
+
+type Settle = { resolve: () => void; reject: (e: unknown) => void };
+
+interface ViewRange {
+  buffer: ArrayBufferLike;
+  start: number;
+  end: number;
+}
+
+function range(v: ArrayBufferView): ViewRange {
+  return { buffer: v.buffer, start: v.byteOffset, end: v.byteOffset + v.byteLength };
+}
+
+function overlaps(a: ViewRange, b: ViewRange): boolean {
+  return a.buffer === b.buffer && a.start < b.end && b.start < a.end;
+}
+
+function className(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v !== 'object') return typeof v;
+  return (v as object).constructor?.name ?? 'object';
+}
+
+/**
+ * A group of ranks that run collectives together. Made by {@link init}.
+ *
+ * Async calls reject, they never throw. An error other than
+ * {@link InvalidArgumentError} poisons the communicator: later calls reject at
+ * once with the same error class. A Promise settles only when the engine will
+ * never touch its buffers again.
+ */
+export class Communicator {
+  /** This process's rank, 0..size-1. */
+  readonly rank: number;
+  /** Number of ranks. */
+  readonly size: number;
+  /** Engine tuning in force. */
+  readonly tuning: Readonly<EngineTuning>;
+  /** @internal */
+  readonly jobId: string;
+  private native: NativeCommunicator | null;
+  private poison: RingtreeError | undefined;
+  private destroyed = false;
+  private pendingCount = 0;
+  private readonly recorder = new FlightRecorder(2000);
+  private collSeq = 0;
+  private readonly onDestroy: (() => Promise<void> | void) | undefined;
+
+  /** @internal Use {@link init}. */
+  constructor(parts: CommunicatorParts) {
+    this.native = parts.native;
+    this.rank = parts.rank;
+    this.size = parts.size;
+    this.tuning = Object.freeze({ ...parts.tuning });
+    this.jobId = parts.jobId;
+    this.onDestroy = parts.onDestroy;
+  }
+
+  /** The (collective, algorithm) pairs this communicator runs. */
+  algorithms(): Readonly<Record<CollectiveName, readonly string[]>> {
+    return CPU_ALGORITHMS;
+  }
+
+  /**
+   * Reduce `x` across all ranks; every rank gets the result (in `out`, or in `x` when `out` is absent).
+   * @throws {InvalidArgumentError} (rejection) for a bad array, op, algorithm or overlap.
+   */
+  allReduce(x: HostArray, options: AllReduceOptions = {}): Promise<void> {
+    return this.async('allReduce', () => {
+      const dtype = dtypeOf(x, options.dtype, 'x');
+      const out = options.out ?? x;
+      this.checkSameKind(out, 'out', x, dtype, options.dtype);
+      if (out.length !== x.length) {
+        throw new InvalidArgumentError(`\`out\` has ${out.length} elements but \`x\` has ${x.length}`, this.where('allReduce'));
+      }
+      this.checkAlias('allReduce', x, out, 0);
+      return this.collective('allReduce', options, dtype, x.length, { input: x, output: out, op: options.op });
+    }, options.signal);
+  }
+
+  /** Synchronous {@link allReduce} for latency-bound loops: drains queued async work first, then blocks this thread (up to `timeoutMs`). @throws the same errors the async form rejects with. */
+  allReduceSync(x: HostArray, options: AllReduceOptions = {}): void {
+    this.sync('allReduce', () => {
+      const dtype = dtypeOf(x, options.dtype, 'x');
+      const out = options.out ?? x;
+      this.checkSameKind(out, 'out', x, dtype, options.dtype);
+      if (out.length !== x.length) {
+        throw new InvalidArgumentError(`\`out\` has ${out.length} elements but \`x\` has ${x.length}`, this.where('allReduce'));
+      }
+      this.checkAlias('allReduce', x, out, 0);
+      return this.collectiveDesc('allReduce', options, dtype, x.length, { input: x, output: out, op: options.op });
+    });
+  }
+
+  /**
+   * Reduce `x` (size × count elements) across ranks and scatter: rank r gets block r in `y` (count elements).
+   * In place when `y` is exactly `x.subarray(rank * count, (rank + 1) * count)`.
+   */
+  reduceScatter(x: HostArray, y: HostArray, options: ReduceScatterOptions = {}): Promise<void> {
+    return this.async('reduceScatter', () => this.reduceScatterDesc(x, y, options), options.signal);
+  }
+
+  /** Synchronous {@link reduceScatter}. */
+  reduceScatterSync(x: HostArray, y: HostArray, options: ReduceScatterOptions = {}): void {
+    this.sync('reduceScatter', () => this.reduceScatterDesc(x, y, options));
+  }
+
+  /**
+   * Gather every rank's `x` (count elements) into `y` (size × count), rank order.
+   * In place when `x` is exactly `y.subarray(rank * count, (rank + 1) * count)`.
+   */
+  allGather(x: HostArray, y: HostArray, options: CollectiveOptions = {}): Promise<void> {
+    return this.async('allGather', () => this.allGatherDesc(x, y, options), options.signal);
+  }
+
+  /** Synchronous {@link allGather}. */
+  allGatherSync(x: HostArray, y: HostArray, options: CollectiveOptions = {}): void {
+    this.sync('allGather', () => this.allGatherDesc(x, y, options));
+  }
+
+  /** Copy the root's `x` to every rank (into `out` when given, else into `x`). */
+  broadcast(x: HostArray, options: BroadcastOptions = {}): Promise<void> {
+    return this.async('broadcast', () => this.broadcastDesc(x, options), options.signal);
+  }
+
+  /** Synchronous {@link broadcast}. */
+  broadcastSync(x: HostArray, options: BroadcastOptions = {}): void {
+    this.sync('broadcast', () => this.broadcastDesc(x, options));
+  }
+
+  /** Reduce every rank's `x` onto the root (into `out` when given, else into `x` on the root only). */
+  reduce(x: HostArray, options: ReduceOptions = {}): Promise<void> {
+    return this.async('reduce', () => this.reduceDesc(x, options), options.signal);
+  }
+
+  /** Synchronous {@link reduce}. */
+  reduceSync(x: HostArray, options: ReduceOptions = {}): void {
+    this.sync('reduce', () => this.reduceDesc(x, options));
+  }
+
+  /** Resolve once every rank has entered the barrier. */
+  barrier(options: OpOptions = {}): Promise<void> {
+    return this.async('barrier', () => this.collective('barrier', options, 'float32', 0, {}), options.signal);
+  }
+
+  /** Synchronous {@link barrier}. */
+  barrierSync(options: OpOptions = {}): void {
+    this.sync('barrier', () => this.collective('barrier', options, 'float32', 0, {}));
+  }
+
+  /**
+   * Send `x` to rank `peer`. Resolves when `x` may be reused (the bytes left it),
+   * which may be before the peer received them. Sends and receives never
+   * deadlock each other or collectives.
+   */
+  send(x: HostArray, peer: number, options: P2pOptions = {}): Promise<void> {
+    return this.group([{ send: x, to: peer, tag: options.tag, dtype: options.dtype }], options);
+  }
+
+  /** Receive into `x` from rank `peer`; the message must be exactly `x.byteLength` bytes. */
+  recv(x: HostArray, peer: number, options: P2pOptions = {}): Promise<void> {
+    return this.group([{ recv: x, from: peer, tag: options.tag, dtype: options.dtype }], options);
+  }
+
+  /** Post a send and a receive together (e.g. a ring shift); resolves when both completed. */
+  sendRecv(sendSpec: { send: HostArray; to: number; tag?: number; dtype?: DType },
+    recvSpec: { recv: HostArray; from: number; tag?: number; dtype?: DType }, options: OpOptions = {}): Promise<void> {
+    return this.group([sendSpec, recvSpec], options);
+  }
+
+  /** Post several sends and receives at once; resolves when all completed, rejects with the first failure. */
+  group(ops: P2pSpec[], options: OpOptions = {}): Promise<void> {
+    return this.run('group', (settle) => {
+      if (!Array.isArray(ops) || ops.length === 0) {
+        throw new InvalidArgumentError('`ops` must be a non-empty array of { send, to } / { recv, from }', this.where('group'));
+      }
+      const timeoutMs = this.timeout(options.timeoutMs, 'group');
+      const descs: NativeOpDescriptor[] = [];
+      const bufs: HostArray[] = [];
+      ops.forEach((spec, i) => {
+        const isSend = 'send' in spec;
+        const buf = isSend ? spec.send : (spec as { recv: HostArray }).recv;
+        const peer = isSend ? spec.to : (spec as { from: number }).from;
+        const arg = `ops[${i}].${isSend ? 'send' : 'recv'}`;
+        const dtype = dtypeOf(buf, spec.dtype, arg);
+        this.checkRank(peer, `ops[${i}].${isSend ? 'to' : 'from'}`, 'group');
+        const tag = spec.tag ?? 0;
+        if (!Number.isInteger(tag) || tag < -(2 ** 31) || tag >= 2 ** 31) {
+          throw new InvalidArgumentError(`ops[${i}].tag must be a 32-bit integer, got ${String(tag)}`, this.where('group'));
+        }
+        descs.push({ kind: isSend ? 'send' : 'recv', dtype: DTYPE_CODES[dtype], op: 0, count: buf.length, root: -1,
+          peer, tag, algorithm: 0, chunkBytes: 0, timeoutMs });
+        bufs.push(buf);
+      });
+      // A receive buffer must not overlap any other buffer of the group.
+      for (let i = 0; i < bufs.length; i++) {
+        for (let j = 0; j < bufs.length; j++) {
+          if (i !== j && descs[i].kind === 'recv' && overlaps(range(bufs[i]), range(bufs[j]))) {
+            throw new InvalidArgumentError(`ops[${i}].recv overlaps ops[${j}]'s buffer`, this.where('group'));
+          }
+        }
+      }
+      const native = this.native!;
+      let remaining = descs.length;
+      let firstError: unknown;
+      const records = descs.map((d) => this.recorder.start(d.kind, -1, { peer: d.peer, tag: d.tag, bytes: bufs[descs.indexOf(d)].byteLength }));
+      const callbacks = descs.map((d, i) => (failure: NativeFailureRecord | null) => {
+        this.recorder.finish(records[i], failure);
+        if (failure && firstError === undefined) firstError = this.fromNative(failure, d.kind, undefined, timeoutMs);
+        if (--remaining === 0) {
+          if (firstError !== undefined) settle.reject(firstError);
+          else settle.resolve();
+        }
+      });
+      this.watchSignal(options.signal, 'group');
+      native.submitGroup(descs, bufs, callbacks);
+    });
+  }
+
+  /**
+   * Abort: pending and later operations reject with {@link AbortedError} on
+   * this rank and on every peer. Returns promptly. Idempotent.
+   */
+  abort(reason = ''): void {
+    if (this.destroyed || !this.native) return;
+    this.native.abort(String(reason));
+    this.poison ??= new AbortedError(`rank ${this.rank} aborted the communicator${reason ? `: ${reason}` : ''}`, { op: 'abort', rank: this.rank });
+  }
+
+  /**
+   * Local, graceful teardown: stops the engine threads and unmaps shared
+   * memory. Pending operations reject with AbortedError. Idempotent.
+   */
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.native?.destroy();
+    this.native = null;
+    await this.onDestroy?.();
+  }
+
+  /** `await using comm = await init()` support. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.destroy();
+  }
+
+  /** Recent operations (newest last), as the flight recorder holds them. */
+  recentOps(): ReturnType<FlightRecorder['snapshot']> {
+    return this.recorder.snapshot();
+  }
+
+  // ---- internals ----
+
+  private where(op: string): { op: string; rank: number } {
+    return { op, rank: this.rank };
+  }
+
+  private checkRank(value: unknown, arg: string, op: string): asserts value is number {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value >= this.size) {
+      throw new InvalidArgumentError(`\`${arg}\` must be an integer rank in [0, ${this.size - 1}], got ${String(value)}`, this.where(op));
+    }
+  }
+
+  private timeout(t: number | undefined, op: string): number {
+    if (t === undefined) return this.tuning.timeoutMs;
+    if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0 || t > 2 ** 31) {
+      throw new InvalidArgumentError(`\`timeoutMs\` must be a positive number of milliseconds, got ${String(t)}`, this.where(op));
+    }
+    return Math.ceil(t);
+  }
+
+  private checkSameKind(arr: unknown, arg: string, like: HostArray, dtype: DType, declared: DType | undefined): void {
+    if (!ArrayBuffer.isView(arr)) {
+      throw new InvalidArgumentError(`expected a ${className(like)} for \`${arg}\`, got ${className(arr)}`);
+    }
+    if (className(arr) !== className(like) && !(Buffer.isBuffer(like) || Buffer.isBuffer(arr))) {
+      throw new InvalidArgumentError(`expected a ${className(like)} for \`${arg}\`, got ${className(arr)}`);
+    }
+    const d = dtypeOf(arr, declared, arg);
+    if (d !== dtype) throw new InvalidArgumentError(`\`${arg}\` is ${d} but the input is ${dtype}`);
+  }
+
+  /** In place means exactly NCCL's in-place position; any other overlap is rejected. */
+  private checkAlias(op: string, input: HostArray, output: HostArray, inPlaceByteOffset: number, inputIsInsideOutput = false): void {
+    const a = range(input), b = range(output);
+    if (!overlaps(a, b)) return;
+    const inPlace = inputIsInsideOutput
+      ? a.start === b.start + inPlaceByteOffset && a.end <= b.end
+      : b.start === a.start + inPlaceByteOffset && b.end <= a.end;
+    if (!inPlace) {
+      throw new InvalidArgumentError(
+        `the input and output of ${op} overlap without being in place (in place means the output is exactly ` +
+        `${op === 'allGather' ? 'the input at y.subarray(rank * count, (rank + 1) * count)' : op === 'reduceScatter' ? 'x.subarray(rank * count, (rank + 1) * count)' : 'the input'})`,
+        this.where(op));
+    }
+  }
+
+  private reduceScatterDesc(x: HostArray, y: HostArray, options: ReduceScatterOptions): NativeOpDescriptor & { input: HostArray; output: HostArray } {
+    const dtype = dtypeOf(x, options.dtype, 'x');
+    this.checkSameKind(y, 'y', x, dtype, options.dtype);
+    if (x.length !== y.length * this.size) {
+      throw new InvalidArgumentError(`\`x\` must hold size × y.length = ${this.size} × ${y.length} = ${this.size * y.length} elements, got ${x.length}`, this.where('reduceScatter'));
+    }
+    this.checkAlias('reduceScatter', x, y, this.rank * y.byteLength);
+    return this.collectiveDesc('reduceScatter', options, dtype, y.length, { input: x, output: y, op: options.op });
+  }
+
+  private allGatherDesc(x: HostArray, y: HostArray, options: CollectiveOptions): NativeOpDescriptor & { input: HostArray; output: HostArray } {
+    const dtype = dtypeOf(x, options.dtype, 'x');
+    this.checkSameKind(y, 'y', x, dtype, options.dtype);
+    if (y.length !== x.length * this.size) {
+      throw new InvalidArgumentError(`\`y\` must hold size × x.length = ${this.size} × ${x.length} = ${this.size * x.length} elements, got ${y.length}`, this.where('allGather'));
+    }
+    this.checkAlias('allGather', x, y, this.rank * x.byteLength, true);
+    return this.collectiveDesc('allGather', options, dtype, x.length, { input: x, output: y });
+  }
+
+  private broadcastDesc(x: HostArray, options: BroadcastOptions): NativeOpDescriptor & { input: HostArray; output: HostArray } {
+    const root = options.root ?? 0;
+    this.checkRank(root, 'root', 'broadcast');
+    const dtype = dtypeOf(x, options.dtype, 'x');
+    const out = options.out ?? x;
+    this.checkSameKind(out, 'out', x, dtype, options.dtype);
+    if (out.length !== x.length) {
+      throw new InvalidArgumentError(`\`out\` has ${out.length} elements but \`x\` has ${x.length}`, this.where('broadcast'));
+    }
+    this.checkAlias('broadcast', x, out, 0);
+    return this.collectiveDesc('broadcast', options, dtype, x.length, { input: x, output: out, root });
+  }
+
+  private reduceDesc(x: HostArray, options: ReduceOptions): NativeOpDescriptor & { input: HostArray; output: HostArray | null } {
+    const root = options.root ?? 0;
+    this.checkRank(root, 'root', 'reduce');
+    const dtype = dtypeOf(x, options.dtype, 'x');
+    let out: HostArray | null = null;
+    if (this.rank === root) {
+      out = options.out ?? x;
+      this.checkSameKind(out, 'out', x, dtype, options.dtype);
+      if (out.length !== x.length) {
+        throw new InvalidArgumentError(`\`out\` has ${out.length} elements but \`x\` has ${x.length}`, this.where('reduce'));
+      }
+      this.checkAlias('reduce', x, out, 0);
+    } else if (options.out !== undefined) {
+      this.checkSameKind(options.out, 'out', x, dtype, options.dtype);
+    }
+    return this.collectiveDesc('reduce', options, dtype, x.length, { input: x, output: out, root, op: options.op });
+  }
+
+  private collectiveDesc<I extends HostArray | null, O extends HostArray | null>(
+    kind: CollectiveName, options: CollectiveOptions & { op?: ReduceOpName }, dtype: DType, count: number,
+    extra: { input?: I; output?: O; root?: number; op?: ReduceOpName },
+  ): NativeOpDescriptor & { input: I; output: O } {
+    const opName = extra.op ?? 'sum';
+    if (!isReduceOpName(opName)) {
+      throw new InvalidArgumentError(`\`op\` must be one of ${REDUCE_OPS.join(', ')}, got ${String(opName)}`, this.where(kind));
+    }
+    const algorithm = options.algorithm ?? 'ring';
+    const supported = CPU_ALGORITHMS[kind];
+    const resolved = algorithm === 'auto' ? supported[0] : algorithm;
+    if (!(supported as readonly string[]).includes(resolved)) {
+      const table = Object.entries(CPU_ALGORITHMS).map(([k, v]) => `${k}: ${v.join(', ')}`).join('; ');
+      throw new InvalidArgumentError(
+        `algorithm ${JSON.stringify(algorithm)} is not supported for ${kind} on the CPU engine; supported: ${supported.join(', ')}, auto (all pairs: ${table})`,
+        this.where(kind));
+    }
+    let chunkBytes = 0;
+    if (options.chunkBytes !== undefined) {
+      if (!Number.isInteger(options.chunkBytes) || options.chunkBytes < 1) {
+        throw new InvalidArgumentError(`\`chunkBytes\` must be a positive integer, got ${String(options.chunkBytes)}`, this.where(kind));
+      }
+      chunkBytes = options.chunkBytes;
+    }
+    return {
+      kind, dtype: DTYPE_CODES[dtype], op: REDUCE_OP_CODES[opName], count, root: extra.root ?? -1, peer: -1, tag: 0,
+      algorithm: ALGORITHM_CODES[resolved], chunkBytes, timeoutMs: this.timeout(options.timeoutMs, kind),
+      input: (extra.input ?? null) as I, output: (extra.output ?? null) as O,
+    };
+  }
+
+  private collective(kind: CollectiveName, options: CollectiveOptions, dtype: DType, count: number,
+    extra: { input?: HostArray; output?: HostArray | null; root?: number; op?: ReduceOpName }) {
+    return this.collectiveDesc(kind, options, dtype, count, extra);
+  }
+
+  private checkUsable(op: string): void {
+    if (this.destroyed || !this.native) throw new AbortedError('the communicator was destroyed', { ...this.where(op), remedy: 'Create a new communicator with init().' });
+    if (this.poison) throw this.repoison(op);
+    const failure = this.native.failure();
+    if (failure) {
+      this.poison = this.fromNative(failure, op);
+      throw this.repoison(op);
+    }
+  }
+
+  private repoison(op: string): RingtreeError {
+    const p = this.poison!;
+    const Ctor = p.constructor as new (m: string, d: object) => RingtreeError;
+    return new Ctor(`the communicator failed earlier and cannot be used: ${p.message.split('\nRemedy:')[0]}`,
+      { op, rank: this.rank, remedy: p.remedy ?? 'Create a new communicator with init().', peer: p.peer, cause: p });
+  }
+
+  private fromNative(failure: NativeFailureRecord, op: string, seq?: number, timeoutMs?: number): RingtreeError {
+    const err = errorFromNative(failure, { op, rank: this.rank, seq, timeoutMs: failure.code === 4 ? timeoutMs : undefined });
+    if (failure.code !== 1) {
+      this.poison ??= err;
+      if (failure.code === 2 || failure.code === 4 || failure.code === 3) this.dumpFlightRecorder(err);
+    }
+    return err;
+  }
+
+  private dumpFlightRecorder(err: RingtreeError): void {
+    try {
+      const dir = process.env.RINGTREE_FLIGHT_RECORDER_DIR ?? os.tmpdir();
+      mkdirSync(dir, { recursive: true });
+      const file = path.join(dir, `ringtree-flight-${this.jobId}-rank${this.rank}.json`);
+      writeFileSync(file, JSON.stringify({
+        rank: this.rank, size: this.size, pid: process.pid, error: { name: err.name, code: err.code, message: err.message },
+        peers: this.native?.peerStates() ?? [], ops: this.recorder.snapshot(),
+      }, null, 2));
+      (err as { flightRecorder?: string }).flightRecorder = file;
+    } catch {
+      // A failed dump must not hide the error it documents.
+    }
+  }
+
+  private watchSignal(signal: AbortSignal | undefined, op: string): void {
+    if (!signal) return;
+    if (!(signal instanceof AbortSignal)) throw new InvalidArgumentError('`signal` must be an AbortSignal', this.where(op));
+    if (signal.aborted) {
+      throw new AbortedError(`${op} was not started: its AbortSignal had already fired`, { ...this.where(op), cause: signal.reason });
+    }
+    const onAbort = () => this.abort(`AbortSignal fired during ${op}`);
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.afterSettle.push(() => signal.removeEventListener('abort', onAbort));
+  }
+
+  private afterSettle: Array<() => void> = [];
+
+  private run(op: string, start: (settle: Settle) => void): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      try {
+        this.checkUsable(op);
+        this.afterSettle = [];
+        const cleanups = this.afterSettle;
+        this.pendingCount++;
+        const done = () => {
+          this.pendingCount--;
+          for (const c of cleanups) c();
+        };
+        try {
+          start({ resolve: () => { done(); resolve(); }, reject: (e) => { done(); reject(e); } });
+        } catch (e) {
+          done();
+          throw e;
+        }
+      } catch (e) {
+        reject(this.decorate(e, op));
+      }
+    });
+  }
+
+  private decorate(e: unknown, op: string): unknown {
+    if (e instanceof InvalidArgumentError && e.op === undefined) {
+      return new InvalidArgumentError(e.message.split(' [')[0], { op, rank: this.rank });
+    }
+    return e;
+  }
+
+  private async(kind: CollectiveName, build: () => NativeOpDescriptor & { input?: HostArray | null; output?: HostArray | null }, signal?: AbortSignal): Promise<void> {
+    return this.run(kind, (settle) => {
+      const desc = build();
+      const options = desc;
+      const seq = ++this.collSeq;
+      const rec = this.recorder.start(desc.kind, seq, { count: desc.count, dtype: desc.dtype, op: desc.op, root: desc.root });
+      const { input, output, ...plain } = desc;
+      this.watchSignal(signal, kind);
+      this.native!.submit(plain, input ?? null, output ?? null, (failure) => {
+        this.recorder.finish(rec, failure);
+        if (failure) settle.reject(this.fromNative(failure, kind, seq, options.timeoutMs));
+        else settle.resolve();
+      });
+    });
+  }
+
+  private sync(kind: CollectiveName, build: () => NativeOpDescriptor & { input?: HostArray | null; output?: HostArray | null }): void {
+    try {
+      this.checkUsable(kind);
+      const desc = build();
+      const seq = ++this.collSeq;
+      const rec = this.recorder.start(desc.kind, seq, { count: desc.count, dtype: desc.dtype, op: desc.op, root: desc.root, sync: true });
+      const { input, output, ...plain } = desc;
+      const failure = this.native!.runSync(plain, input ?? null, output ?? null);
+      this.recorder.finish(rec, failure);
+      if (failure) throw this.fromNative(failure, `${kind}Sync`, seq, desc.timeoutMs);
+    } catch (e) {
+      throw this.decorate(e, `${kind}Sync`);
+    }
+  }
+}
+
+export { dtypeSize };

@@ -1,0 +1,240 @@
+/**
+ * `init()`: rendezvous through the TCP store, shared-memory set-up, and the
+ * Communicator.
+ *
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { loadBinding } from './binding.js';
+import type { NativeCommunicator, NativeCommunicatorOptions } from './binding.js';
+import { Communicator } from './comm.js';
+import type { EngineTuning } from './comm.js';
+import {
+  BackendUnavailableError,
+  InvalidArgumentError,
+  RingtreeError,
+  errorFromNative,
+} from './errors.js';
+import { rendezvousFromEnv } from './rendezvous.js';
+import type { RendezvousOverrides } from './rendezvous.js';
+import { StoreClient, StoreServer } from './store.js';
+import type { Store } from './store.js';
+import { usableCores } from './system.js';
+
+/** Options of {@link init}. Every field overrides the matching environment variable. */
+export interface InitOptions extends RendezvousOverrides {
+  /**
+   * `'cpu'` (default): host arrays on ringtree's CPU engine. `'nccl'` makes the
+   * NCCL communicator eagerly and fails where there is no GPU or NCCL.
+   */
+  backend?: 'cpu' | 'nccl';
+  /** Default deadline of every operation, ms (default 300 000; env RINGTREE_TIMEOUT_MS). */
+  timeoutMs?: number;
+  /** Deadline of each rendezvous step, ms (default 300 000, as torchrun's store; env RINGTREE_INIT_TIMEOUT_MS). */
+  initTimeoutMs?: number;
+  /** Bytes per shared-memory slot (default 262 144; env RINGTREE_SLOT_BYTES). Must match on every rank. */
+  slotBytes?: number;
+  /** Slots per channel (default 8; env RINGTREE_SLOTS). Must match on every rank. */
+  slots?: number;
+  /** Default pipelining chunk, bytes (default = slotBytes; env RINGTREE_CHUNK_BYTES). */
+  chunkBytes?: number;
+  /** A silent peer is lost after this many ms (default 30 000; env RINGTREE_HEARTBEAT_TIMEOUT_MS). */
+  heartbeatTimeoutMs?: number;
+}
+
+interface RankRecord {
+  rank: number;
+  host: string;
+  pid: number;
+  localRank: number;
+  capabilities: { nccl: boolean };
+}
+
+function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min) {
+    throw new InvalidArgumentError(`${name}=${raw} must be an integer >= ${min}`, { op: 'init' });
+  }
+  return v;
+}
+
+function optInt(value: number | undefined, name: string, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < min) {
+    throw new InvalidArgumentError(`\`${name}\` must be an integer >= ${min}, got ${String(value)}`, { op: 'init' });
+  }
+  return value;
+}
+
+/** A stable id of this host (hostname + boot id), overridable with RINGTREE_HOST_ID. */
+export function hostId(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.RINGTREE_HOST_ID) return env.RINGTREE_HOST_ID;
+  let boot = '';
+  try {
+    boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    // Not Linux-like; the hostname alone will do.
+  }
+  return `${os.hostname()}/${boot}`;
+}
+
+/** RINGTREE_FAULT=rank,op,seq: crash `rank` inside its `seq`-th collective of kind `op` (tests). */
+function parseFault(env: NodeJS.ProcessEnv, rank: number): NativeCommunicatorOptions['fault'] {
+  const raw = env.RINGTREE_FAULT;
+  if (!raw) return undefined;
+  const [r, op, seq] = raw.split(',');
+  if (r === undefined || op === undefined || seq === undefined || !/^\d+$/.test(r) || !/^\d+$/.test(seq)) {
+    throw new InvalidArgumentError(`RINGTREE_FAULT=${raw} must be "rank,op,seq", e.g. "1,allReduce,3"`, { op: 'init' });
+  }
+  return Number(r) === rank ? { op, seq: Number(seq) } : undefined;
+}
+
+function nativeError(e: unknown, op: string, rank: number): RingtreeError {
+  if (e instanceof RingtreeError) return e;
+  const err = e as { nativeCode?: number; message?: string; remedy?: string; peer?: number };
+  if (typeof err?.nativeCode === 'number') {
+    return errorFromNative({ code: err.nativeCode, message: err.message ?? String(e), remedy: err.remedy, peer: err.peer }, { op, rank });
+  }
+  return new BackendUnavailableError(`${op} failed: ${(e as Error)?.message ?? String(e)}`, { op, rank, cause: e });
+}
+
+async function step<T>(what: string, rank: number, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof RingtreeError) {
+      if (e.op && e.op.startsWith('init')) throw e;
+      const Ctor = e.constructor as new (m: string, d: object) => RingtreeError;
+      throw new Ctor(`init step "${what}" failed: ${e.message.split('\nRemedy:')[0]}`,
+        { op: `init: ${what}`, rank, remedy: e.remedy, timeoutMs: e.timeoutMs, peer: e.peer, cause: e });
+    }
+    throw e;
+  }
+}
+
+/**
+ * Join the job and return a {@link Communicator}.
+ *
+ * Reads torchrun's `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`,
+ * `MASTER_ADDR`, `MASTER_PORT` (or Open MPI's / Slurm's), with torchrun's
+ * defaults; explicit options win. World size 1 needs no rendezvous. Rank 0
+ * serves the rendezvous store on `MASTER_ADDR:MASTER_PORT` (or
+ * `RINGTREE_STORE_PORT` / `MASTER_PORT + 1` under torchrun's elastic agent);
+ * every rank joins it, authenticated with `RINGTREE_TOKEN` when set.
+ *
+ * @throws {InvalidArgumentError} bad options or environment variables.
+ * @throws {BackendUnavailableError} the addon, the store or shared memory is unusable (port in use, no master, wrong token, /dev/shm full), or backend 'nccl' where there is no NCCL.
+ * @throws {TimeoutError} a rendezvous step passed its deadline (names the step and address).
+ */
+export async function init(options: InitOptions = {}): Promise<Communicator> {
+  const env = process.env;
+  const rv = rendezvousFromEnv(env, options);
+  const rank = rv.rank;
+  if (options.backend !== undefined && options.backend !== 'cpu' && options.backend !== 'nccl') {
+    throw new InvalidArgumentError(`\`backend\` must be 'cpu' or 'nccl', got ${String(options.backend)}`, { op: 'init', rank });
+  }
+  if (options.backend === 'nccl') {
+    throw new BackendUnavailableError('the NCCL backend is not available in this build of ringtree', {
+      op: 'init', rank, remedy: "Use init() or init({ backend: 'cpu' }) for host arrays.",
+    });
+  }
+  const binding = loadBinding();
+  const slotBytes = optInt(options.slotBytes, 'slotBytes', envInt(env, 'RINGTREE_SLOT_BYTES', 256 * 1024, 64), 64);
+  const tuning: EngineTuning = {
+    slotBytes,
+    slots: optInt(options.slots, 'slots', envInt(env, 'RINGTREE_SLOTS', 8, 2), 2),
+    chunkBytes: optInt(options.chunkBytes, 'chunkBytes', envInt(env, 'RINGTREE_CHUNK_BYTES', slotBytes, 1), 1),
+    timeoutMs: optInt(options.timeoutMs, 'timeoutMs', envInt(env, 'RINGTREE_TIMEOUT_MS', 300_000, 1), 1),
+  };
+  const initTimeoutMs = optInt(options.initTimeoutMs, 'initTimeoutMs', envInt(env, 'RINGTREE_INIT_TIMEOUT_MS', 300_000, 1), 1);
+  const heartbeatTimeoutMs = optInt(options.heartbeatTimeoutMs, 'heartbeatTimeoutMs',
+    envInt(env, 'RINGTREE_HEARTBEAT_TIMEOUT_MS', 30_000, 0), 0);
+  const fault = parseFault(env, rank);
+  const jobId = env.RINGTREE_JOB_ID && /^[A-Za-z0-9_.-]{1,64}$/.test(env.RINGTREE_JOB_ID)
+    ? env.RINGTREE_JOB_ID : `p${process.pid}`;
+  const spin = rv.worldSize <= usableCores();
+
+  const makeNative = (shmName: string, create: boolean): NativeCommunicator => {
+    try {
+      return new binding.Communicator({
+        rank, size: rv.worldSize, shmName, create, slotBytes: tuning.slotBytes, slots: tuning.slots,
+        chunkBytes: tuning.chunkBytes, spin, heartbeatTimeoutMs, fault,
+      });
+    } catch (e) {
+      throw nativeError(e, 'init: shared memory', rank);
+    }
+  };
+
+  if (rv.worldSize === 1) {
+    const native = makeNative(`/ringtree-${jobId}-${randomBytes(6).toString('hex')}`, true);
+    native.unlink();
+    try {
+      native.start();
+    } catch (e) {
+      native.destroy();
+      throw nativeError(e, 'init', rank);
+    }
+    return new Communicator({ native, rank, size: 1, tuning, jobId });
+  }
+
+  let server: StoreServer | undefined;
+  let client: StoreClient | undefined;
+  let native: NativeCommunicator | undefined;
+  const cleanup = async () => {
+    client?.close();
+    await server?.close();
+  };
+  try {
+    if (rank === 0) {
+      server = await step(`serve the store on ${rv.masterAddr}:${rv.storePort}`, rank, () =>
+        StoreServer.listen({ host: rv.masterAddr, port: rv.storePort, token: rv.token }));
+    }
+    client = await step(`connect to the store at ${rv.masterAddr}:${rv.storePort}`, rank, () =>
+      StoreClient.connect({ host: rv.masterAddr, port: rv.storePort, token: rv.token, timeoutMs: initTimeoutMs, rank }));
+    const store: Store = client.prefix(`ringtree/${jobId}`);
+    const me: RankRecord = { rank, host: hostId(env), pid: process.pid, localRank: rv.localRank, capabilities: { nccl: false } };
+    await store.set(`rank/${rank}`, JSON.stringify(me));
+    const records: RankRecord[] = [];
+    for (let r = 0; r < rv.worldSize; r++) {
+      const raw = await step(`wait for rank ${r} to join (store ${rv.masterAddr}:${rv.storePort})`, rank, () =>
+        store.get(`rank/${r}`, { timeoutMs: initTimeoutMs }));
+      records.push(JSON.parse(Buffer.from(raw).toString('utf8')) as RankRecord);
+    }
+    const hosts = new Set(records.map((r) => r.host));
+    if (hosts.size > 1) {
+      throw new BackendUnavailableError(
+        `the ranks span ${hosts.size} hosts; this build of the CPU engine connects ranks through shared memory on one host only`,
+        { op: 'init', rank, remedy: 'Run every rank on one host (ringtree launch --nproc N), or set RINGTREE_HOST_ID to the same value if they do share /dev/shm.' });
+    }
+    if (rank === 0) {
+      const shmName = `/ringtree-${jobId}-${randomBytes(6).toString('hex')}`;
+      native = makeNative(shmName, true);
+      await store.set('shm', shmName);
+    } else {
+      const shmName = Buffer.from(await step('wait for rank 0 to create shared memory', rank, () =>
+        store.get('shm', { timeoutMs: initTimeoutMs }))).toString('utf8');
+      native = makeNative(shmName, false);
+    }
+    await step('wait for every rank to map shared memory', rank, () =>
+      store.barrier('attached', rv.worldSize, { timeoutMs: initTimeoutMs }));
+    // Every rank has the segment mapped: the name can go, so that nothing is
+    // left in /dev/shm even if the whole job is SIGKILLed from here on.
+    native.unlink();
+    try {
+      native.start();
+    } catch (e) {
+      throw nativeError(e, 'init', rank);
+    }
+    await step('wait for every rank to start', rank, () => store.barrier('started', rv.worldSize, { timeoutMs: initTimeoutMs }));
+    const held = native;
+    return new Communicator({ native: held, rank, size: rv.worldSize, tuning, jobId, onDestroy: cleanup });
+  } catch (e) {
+    native?.destroy();
+    await cleanup().catch(() => undefined);
+    throw e;
+  }
+}
