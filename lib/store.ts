@@ -145,25 +145,36 @@ interface Frame {
 class FrameReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
+  private error: ProtocolError | undefined;
 
   constructor(public maxFrameBytes: number) {}
 
-  /** Append a chunk and return the complete frames; throws ProtocolError on a bad length. */
-  push(chunk: Buffer): Frame[] {
+  /**
+   * Append a chunk; return the complete frames, and the ProtocolError that
+   * ended the stream if a bad length followed them. After an error the reader
+   * accepts nothing more.
+   */
+  push(chunk: Buffer): { frames: Frame[]; error?: ProtocolError } {
+    const frames: Frame[] = [];
+    if (this.error) return { frames, error: this.error };
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    const frames: Frame[] = [];
     while (this.buffered >= 4) {
       const length = this.peekLength();
-      if (length < HEADER_BYTES) throw new ProtocolError(`frame length ${length} is shorter than a header`);
-      if (length > this.maxFrameBytes) {
-        throw new ProtocolError(`frame of ${length} bytes exceeds the limit of ${this.maxFrameBytes}`, ErrorCode.TOO_LARGE);
+      if (length < HEADER_BYTES) this.error = new ProtocolError(`frame length ${length} is shorter than a header`);
+      else if (length > this.maxFrameBytes) {
+        this.error = new ProtocolError(`frame of ${length} bytes exceeds the limit of ${this.maxFrameBytes}`, ErrorCode.TOO_LARGE);
+      }
+      if (this.error) {
+        this.chunks = [];
+        this.buffered = 0;
+        return { frames, error: this.error };
       }
       if (this.buffered < 4 + length) break;
       const body = this.take(4 + length).subarray(4);
       frames.push({ op: body[0]!, requestId: body.readUInt32BE(1), payload: body.subarray(HEADER_BYTES) });
     }
-    return frames;
+    return { frames };
   }
 
   private peekLength(): number {
@@ -318,6 +329,10 @@ class ServerConnection {
   readonly waiters = new Set<Waiter>();
   private handshakeTimer: NodeJS.Timeout | undefined;
   private pausedForDrain = false;
+  /** Parsed frames not yet served: serving stops while replies wait to drain. */
+  private backlog: Frame[] = [];
+  private backlogNext = 0;
+  private readError: ProtocolError | undefined;
 
   constructor(readonly socket: net.Socket, private readonly server: StoreServer) {
     // The owning process decides the server's lifetime, never its clients.
@@ -330,6 +345,7 @@ class ServerConnection {
       if (this.pausedForDrain) {
         this.pausedForDrain = false;
         socket.resume();
+        this.pump();
       }
     });
     this.handshakeTimer = setTimeout(() => this.close(), HANDSHAKE_TIMEOUT_MS);
@@ -361,16 +377,16 @@ class ServerConnection {
     this.socket.end();
     // A peer that never reads must not keep the socket half-open forever.
     setTimeout(() => this.socket.destroy(), 1000).unref();
-    this.server.forget(this);
+    // Stays in the server's set until the socket closes, so close() can destroy it.
   }
 
   close(): void {
+    this.server.forget(this);
     if (this.state === 'closed' && this.socket.destroyed) return;
     this.state = 'closed';
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.cancelWaiters();
     this.socket.destroy();
-    this.server.forget(this);
   }
 
   private cancelWaiters(): void {
@@ -380,23 +396,29 @@ class ServerConnection {
 
   private onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
-    let frames: Frame[];
-    try {
-      frames = this.reader.push(chunk);
-    } catch (e) {
-      const pe = e instanceof ProtocolError ? e : new ProtocolError(String(e), ErrorCode.INTERNAL);
-      this.fail(0, pe.errorCode, pe.message);
-      return;
-    }
-    for (const frame of frames) {
-      // onFrame may close the connection; TS cannot see that through the call.
+    const { frames, error } = this.reader.push(chunk);
+    for (const f of frames) this.backlog.push(f);
+    if (error) this.readError = error;
+    this.pump();
+  }
+
+  /** Serve queued frames until they run out, the connection closes or replies must drain first. */
+  private pump(): void {
+    while (this.backlogNext < this.backlog.length && !this.pausedForDrain) {
+      // A frame may close the connection; TS cannot see that through the call.
       if ((this.state as ConnectionState) === 'closed') return;
+      const frame = this.backlog[this.backlogNext++]!;
       try {
         this.onFrame(frame);
       } catch (e) {
         if (e instanceof ProtocolError) this.fail(frame.requestId, e.errorCode, e.message);
         else this.fail(frame.requestId, ErrorCode.INTERNAL, `internal error: ${(e as Error)?.message ?? String(e)}`);
       }
+    }
+    if (this.backlogNext >= this.backlog.length) {
+      this.backlog = [];
+      this.backlogNext = 0;
+      if (this.readError && this.state !== 'closed') this.fail(0, this.readError.errorCode, this.readError.message);
     }
   }
 
@@ -1046,14 +1068,9 @@ export class StoreClient implements Store {
   }
 
   private onData(chunk: Buffer): void {
-    let frames: Frame[];
-    try {
-      frames = this.reader.push(chunk);
-    } catch (e) {
-      this.protocolFailure((e as Error).message);
-      return;
-    }
+    const { frames, error } = this.reader.push(chunk);
     for (const f of frames) this.onFrame(f);
+    if (error) this.protocolFailure(error.message);
   }
 
   private onFrame(frame: Frame): void {
@@ -1125,11 +1142,9 @@ function attemptConnect(host: string, port: number, token: string | undefined, l
     socket.on('close', () => finish({ ok: false, reason: 'connection closed during the handshake' }));
     socket.on('data', (chunk: Buffer) => {
       if (settled) return;
-      let frames: Frame[];
-      try {
-        frames = reader.push(chunk);
-      } catch (e) {
-        fatal(`${address} is not a ringtree store: ${(e as Error).message}`, 'Check MASTER_ADDR/MASTER_PORT: something else listens there.');
+      const { frames, error } = reader.push(chunk);
+      if (error) {
+        fatal(`${address} is not a ringtree store: ${error.message}`, 'Check MASTER_ADDR/MASTER_PORT: something else listens there.');
         return;
       }
       for (let i = 0; i < frames.length && !settled; i++) {

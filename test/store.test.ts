@@ -357,6 +357,35 @@ describe('limits and bad input', () => {
     expect(text(await fresh.get('k'))).toBe('v');
   });
 
+  it('stops reading a client that does not read its replies (back-pressure)', async () => {
+    const server = await serve();
+    const c = await connect(server);
+    await c.set('big', new Uint8Array(1024 * 1024));
+    const peer = await RawPeer.handshake(server.port);
+    peer.socket.pause();
+    const n = 100; // 100 MiB of replies if nothing pushed back
+    peer.send(Buffer.concat(Array.from({ length: n }, (_, i) => encodeFrame(Op.TRY_GET, i + 1, lengthPrefixed(Buffer.from('big'))))));
+    const internals = server as unknown as { connections: Set<{ socket: net.Socket }> };
+    let maxBuffered = 0;
+    for (let i = 0; i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      for (const conn of internals.connections) maxBuffered = Math.max(maxBuffered, conn.socket.writableLength);
+    }
+    expect(maxBuffered).toBeGreaterThan(0);
+    expect(maxBuffered).toBeLessThan(20 * 1024 * 1024);
+    peer.socket.resume();
+    const ids = new Set<number>();
+    while (ids.size < n) {
+      const f = await peer.next(10_000);
+      expect(f.op).toBe(Op.VALUE);
+      expect(f.payload.length).toBe(1024 * 1024);
+      ids.add(f.requestId);
+    }
+    peer.destroy();
+    // Other clients were served throughout.
+    expect((await c.get('big')).length).toBe(1024 * 1024);
+  });
+
   it('a client pointed at something that is not a store fails clearly', async () => {
     const impostor = net.createServer((s) => s.end('SSH-2.0-OpenSSH_9.6\r\n'));
     await new Promise<void>((r) => impostor.listen(0, '127.0.0.1', r));
