@@ -131,12 +131,25 @@ struct MaxOp {};
 // `b` NaN the hardware returns `b` quieted in either order.
 constexpr uint32_t kF32QuietBit = 0x400000u;
 constexpr uint64_t kF64QuietBit = 0x8000000000000ull;
-inline float combine(SumOp, float a, float b) { return a != a ? floatOf(bitsOf(a) | kF32QuietBit) : a + b; }
-inline float combine(ProdOp, float a, float b) { return a != a ? floatOf(bitsOf(a) | kF32QuietBit) : a * b; }
+// Written as a bit mask, not `a != a ? quiet(a) : a + b`: GCC sinks the add
+// into the branch, and under its default -ftrapping-math a branch holding
+// an add cannot be if-converted, so the baseline loop would not vectorize.
+inline float pickQuietA(float a, float result) {
+  uint32_t r = bitsOf(result);
+  uint32_t mask = 0u - static_cast<uint32_t>(a != a);
+  return floatOf(r ^ ((r ^ (bitsOf(a) | kF32QuietBit)) & mask));
+}
+inline double pickQuietA(double a, double result) {
+  uint64_t r = bitsOf(result);
+  uint64_t mask = 0ull - static_cast<uint64_t>(a != a);
+  return doubleOf(r ^ ((r ^ (bitsOf(a) | kF64QuietBit)) & mask));
+}
+inline float combine(SumOp, float a, float b) { return pickQuietA(a, a + b); }
+inline float combine(ProdOp, float a, float b) { return pickQuietA(a, a * b); }
 inline float combine(MinOp, float a, float b) { return minF32(a, b); }
 inline float combine(MaxOp, float a, float b) { return maxF32(a, b); }
-inline double combine(SumOp, double a, double b) { return a != a ? doubleOf(bitsOf(a) | kF64QuietBit) : a + b; }
-inline double combine(ProdOp, double a, double b) { return a != a ? doubleOf(bitsOf(a) | kF64QuietBit) : a * b; }
+inline double combine(SumOp, double a, double b) { return pickQuietA(a, a + b); }
+inline double combine(ProdOp, double a, double b) { return pickQuietA(a, a * b); }
 inline double combine(MinOp, double a, double b) { return minF64(a, b); }
 inline double combine(MaxOp, double a, double b) { return maxF64(a, b); }
 
