@@ -154,8 +154,11 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
   const heartbeatTimeoutMs = optInt(options.heartbeatTimeoutMs, 'heartbeatTimeoutMs',
     envInt(env, 'RINGTREE_HEARTBEAT_TIMEOUT_MS', 30_000, 0), 0);
   const fault = parseFault(env, rank);
-  const jobId = env.RINGTREE_JOB_ID && /^[A-Za-z0-9_.-]{1,64}$/.test(env.RINGTREE_JOB_ID)
-    ? env.RINGTREE_JOB_ID : `p${process.pid}`;
+  const envJobId = env.RINGTREE_JOB_ID && /^[A-Za-z0-9_.-]{1,64}$/.test(env.RINGTREE_JOB_ID)
+    ? env.RINGTREE_JOB_ID : undefined;
+  // Without a launcher-given job id, rank 0 makes one and the others learn it
+  // from the store, so that shm names and flight-recorder files agree.
+  let jobId = envJobId ?? randomBytes(6).toString('hex');
   const spin = rv.worldSize <= usableCores();
 
   const makeNative = (shmName: string, create: boolean): NativeCommunicator => {
@@ -195,7 +198,9 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
     }
     client = await step(`connect to the store at ${rv.masterAddr}:${rv.storePort}`, rank, () =>
       StoreClient.connect({ host: rv.masterAddr, port: rv.storePort, token: rv.token, timeoutMs: initTimeoutMs, rank }));
-    const store: Store = client.prefix(`ringtree/${jobId}`);
+    const store: Store = client.prefix(`ringtree/${envJobId ?? 'job'}`);
+    if (rank === 0) await store.set('jobId', jobId);
+    else jobId = Buffer.from(await store.get('jobId', { timeoutMs: initTimeoutMs })).toString('utf8');
     const me: RankRecord = { rank, host: hostId(env), pid: process.pid, localRank: rv.localRank, capabilities: { nccl: false } };
     await store.set(`rank/${rank}`, JSON.stringify(me));
     const records: RankRecord[] = [];

@@ -1,0 +1,151 @@
+import { spawn } from 'node:child_process';
+import { createServer, type Server } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { init } from '../lib/init.js';
+import { BackendUnavailableError, InvalidArgumentError, TimeoutError } from '../lib/errors.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const worker = path.join(root, 'test', 'workers', 'init-env.mjs');
+
+beforeAll(() => {
+  execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: root });
+}, 120_000);
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface RankResult { ok: boolean; rank?: number; size?: number; sum?: number; name?: string; message?: string; code?: string }
+
+function runRank(env: Record<string, string>, timeoutMs = 30_000): Promise<RankResult> {
+  return new Promise((resolve, reject) => {
+    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) =>
+      !/^(RANK|WORLD_SIZE|LOCAL_RANK|LOCAL_WORLD_SIZE|MASTER_ADDR|MASTER_PORT|OMPI_|SLURM_|TORCHELASTIC_|RINGTREE_)/.test(k)));
+    const p = spawn(process.execPath, [worker], { env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`rank timed out; stdout ${out} stderr ${err}`)); }, timeoutMs);
+    p.on('exit', () => {
+      clearTimeout(timer);
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (!line) reject(new Error(`no result; stdout ${out} stderr ${err}`));
+      else resolve(JSON.parse(line) as RankResult);
+    });
+  });
+}
+
+async function group(n: number, envFor: (r: number) => Record<string, string>): Promise<RankResult[]> {
+  return Promise.all(Array.from({ length: n }, (_, r) => runRank(envFor(r))));
+}
+
+function expectSum(results: RankResult[], n: number): void {
+  for (const [r, res] of results.entries()) {
+    expect(res, JSON.stringify(res)).toMatchObject({ ok: true, rank: r, size: n, sum: (n * (n + 1)) / 2 });
+  }
+}
+
+describe('init() rendezvous from each launcher\'s variables', () => {
+  it('torchrun: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT', async () => {
+    const port = await freePort();
+    const res = await group(3, (r) => ({ RANK: String(r), WORLD_SIZE: '3', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) }));
+    expectSum(res, 3);
+  });
+
+  it('Open MPI: OMPI_COMM_WORLD_RANK / _SIZE', async () => {
+    const port = await freePort();
+    const res = await group(2, (r) => ({ OMPI_COMM_WORLD_RANK: String(r), OMPI_COMM_WORLD_SIZE: '2', MASTER_PORT: String(port) }));
+    expectSum(res, 2);
+  });
+
+  it('Slurm: SLURM_PROCID / SLURM_NTASKS', async () => {
+    const port = await freePort();
+    const res = await group(2, (r) => ({ SLURM_PROCID: String(r), SLURM_NTASKS: '2', MASTER_PORT: String(port) }));
+    expectSum(res, 2);
+  });
+
+  it('under torchrun\'s elastic agent the store moves to MASTER_PORT + 1 (the agent owns MASTER_PORT)', async () => {
+    let port = await freePort();
+    let agent: Server | undefined;
+    // Find a port whose successor is free too, and hold the first like the agent would.
+    for (let i = 0; i < 20 && !agent; i++) {
+      const a = createServer();
+      const okFirst = await new Promise<boolean>((res) => { a.once('error', () => res(false)); a.listen(port, '127.0.0.1', () => res(true)); });
+      if (okFirst) agent = a;
+      else port = await freePort();
+    }
+    try {
+      const res = await group(2, (r) => ({ RANK: String(r), WORLD_SIZE: '2', MASTER_PORT: String(port), TORCHELASTIC_RUN_ID: 'job' }));
+      expectSum(res, 2);
+    } finally {
+      agent?.close();
+    }
+  });
+
+  it('a wrong token on one rank fails its init with the token named, not a hang', async () => {
+    const port = await freePort();
+    const res = await Promise.all([
+      runRank({ RANK: '0', WORLD_SIZE: '2', MASTER_PORT: String(port), RINGTREE_TOKEN: 'a'.repeat(32), TEST_INIT_TIMEOUT_MS: '3000' }),
+      runRank({ RANK: '1', WORLD_SIZE: '2', MASTER_PORT: String(port), RINGTREE_TOKEN: 'b'.repeat(32), TEST_INIT_TIMEOUT_MS: '3000' }),
+    ]);
+    expect(res[1].ok).toBe(false);
+    expect(res[1].name).toBe('BackendUnavailableError');
+    expect(res[1].message).toMatch(/token/i);
+    expect(res[0].ok).toBe(false);
+    expect(res[0].name).toBe('TimeoutError');
+    expect(res[0].message).toMatch(/rank 1/);
+  });
+});
+
+describe('init() in process', () => {
+  it('world size 1 needs no rendezvous and runs collectives', async () => {
+    const comm = await init({ rank: 0, worldSize: 1 });
+    const x = new Float64Array([1.5, -2]);
+    await comm.allReduce(x, { op: 'avg' });
+    expect([...x]).toEqual([1.5, -2]);
+    expect(comm.size).toBe(1);
+    await comm.destroy();
+  });
+
+  it('a port in use is a BackendUnavailableError naming the address and the remedy', async () => {
+    const busy = createServer();
+    const port = await new Promise<number>((res) => busy.listen(0, '127.0.0.1', () => res((busy.address() as { port: number }).port)));
+    try {
+      const err = await init({ rank: 0, worldSize: 2, masterPort: port, initTimeoutMs: 2000 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(BackendUnavailableError);
+      expect((err as Error).message).toContain(String(port));
+      expect((err as BackendUnavailableError).remedy).toMatch(/MASTER_PORT/);
+    } finally {
+      busy.close();
+    }
+  });
+
+  it('no master: a non-zero rank times out naming the step and the address', async () => {
+    const port = await freePort();
+    const t0 = Date.now();
+    const err = await init({ rank: 1, worldSize: 2, masterPort: port, initTimeoutMs: 1500 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect((err as Error).message).toContain(`127.0.0.1:${port}`);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('bad options are InvalidArgumentError naming the option', async () => {
+    await expect(init({ rank: 2, worldSize: 2 })).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(init({ rank: 0, worldSize: 1, slotBytes: 3 })).rejects.toThrow(/slotBytes/);
+    await expect(init({ rank: 0, worldSize: 1, backend: 'gpu' as 'cpu' })).rejects.toThrow(/backend/);
+  });
+
+  it("backend 'nccl' without a GPU build is BackendUnavailableError", async () => {
+    await expect(init({ rank: 0, worldSize: 1, backend: 'nccl' })).rejects.toBeInstanceOf(BackendUnavailableError);
+  });
+});
