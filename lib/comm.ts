@@ -340,6 +340,7 @@ export class Communicator {
           }
         }
       }
+      this.watchSignal(options.signal, 'group');
       const native = this.native!;
       let remaining = descs.length;
       let firstError: unknown;
@@ -352,7 +353,6 @@ export class Communicator {
           else settle.resolve();
         }
       });
-      this.watchSignal(options.signal, 'group');
       native.submitGroup(descs, bufs, callbacks);
     });
   }
@@ -610,10 +610,10 @@ export class Communicator {
     return this.run(kind, (settle) => {
       const desc = build();
       const options = desc;
+      this.watchSignal(signal, kind);
       const seq = ++this.collSeq;
       const rec = this.recorder.start(desc.kind, seq, { count: desc.count, dtype: desc.dtype, op: desc.op, root: desc.root });
       const { input, output, ...plain } = desc;
-      this.watchSignal(signal, kind);
       this.native!.submit(plain, input ?? null, output ?? null, (failure) => {
         this.recorder.finish(rec, failure);
         if (failure) settle.reject(this.fromNative(failure, kind, seq, options.timeoutMs));
