@@ -174,11 +174,17 @@ describe('ringtree launch: failures', () => {
 
   it('forwards SIGINT to every rank and exits 130', async () => {
     let readyCount = 0;
+    let sent = false;
     const run = await runCli(['launch', '--nproc', '2', fixture('waitForSignal.mjs')], {
       timeoutMs: 20_000,
       onSpawn: (child) => child.stdout!.on('data', (chunk: Buffer) => {
         readyCount += (chunk.toString().match(/ready/g) ?? []).length;
-        if (readyCount === 2) child.kill('SIGINT');
+        // Exactly one SIGINT: a second one makes the launcher exit at once
+        // (as a second Ctrl-C should), which would cut the ranks' output.
+        if (readyCount === 2 && !sent) {
+          sent = true;
+          child.kill('SIGINT');
+        }
       }),
     });
     expect(run.code).toBe(130);
