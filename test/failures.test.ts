@@ -448,6 +448,24 @@ describe('peers that leave, point-to-point, destroy()', () => {
   });
 });
 
+describe('synchronous collectives', () => {
+  // BUG (lib/init.ts + store): init() returns on rank 0 as soon as the final
+  // 'started' store barrier completes, before the other ranks have read their
+  // barrier replies from rank 0's in-process store server. A *Sync collective
+  // called right away blocks rank 0's JS thread, so those replies are never
+  // served: the other ranks stay inside init() while rank 0 waits for them in
+  // the collective, until the op's deadline (300 s by default), then rank 0's
+  // destroy() drops the store and they fail init with PeerLostError. Happens
+  // in about 5 runs of 6 at 2 and 3 ranks, so it is skipped rather than
+  // marked `.fails`. Enable once init()'s last rendezvous cannot depend on
+  // rank 0's event loop after rank 0 returned (e.g. a shared-memory barrier).
+  it.skip('a barrierSync() right after init() completes on every rank [BUG: init vs sync calls]', async () => {
+    const run = await spawnRanks(2, ['sync-after-init'], { deadlineMs: 20_000 });
+    noHang(run);
+    for (const rank of [0, 1]) expect(resultOf(run, rank, 'sync').ok, run.output).toBe(true);
+  });
+});
+
 describe('heartbeat', () => {
   it('a SIGSTOPped rank is lost after RINGTREE_HEARTBEAT_TIMEOUT_MS: PeerLostError on the others', async () => {
     let stoppedAt = 0;

@@ -202,6 +202,18 @@ const scenarios = {
     report('last-await');
   },
 
+  // A synchronous collective straight after init() (see the skipped case in failures.test.ts).
+  async 'sync-after-init'() {
+    const t0 = Date.now();
+    try {
+      comm.barrierSync({ timeoutMs: 3_000 });
+      report('sync', { ok: true, ms: Date.now() - t0 });
+    } catch (e) {
+      report('sync', { ok: false, ms: Date.now() - t0, error: serialize(e) });
+    }
+    await comm.destroy();
+  },
+
   // 10. The last rank gets SIGSTOPped by the test after 'stop-me'.
   async heartbeat() {
     await capture('warmup', comm.allReduce(new Float32Array(4)));
