@@ -11,5 +11,6 @@ void registerBuildInfo(Napi::Env env, Napi::Object exports);
 void registerReduceHooks(Napi::Env env, Napi::Object exports);
 // The Communicator class (CPU engine).
 void registerCommunicator(Napi::Env env, Napi::Object exports);
+void registerGemm(Napi::Env env, Napi::Object exports);  // gemm(), gemmSync(), blasInfo() (AddonGemm.cc)
 
 }  // namespace ringtree::addon

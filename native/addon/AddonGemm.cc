@@ -1,0 +1,253 @@
+// Node-API face of CPU GEMM: gemm() (asynchronous, on the GEMM worker
+// thread), gemmSync() (on the calling thread), blasInfo(), and a test hook
+// that forces the portable fallback. Completions come back through one
+// thread-safe function per environment, unref'd while nothing is pending so
+// that an idle process exits.
+#include <napi.h>
+
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "addon/registry.h"
+#include "cpu/gemm/BlasLibrary.h"
+#include "cpu/gemm/GemmRunner.h"
+#include "cpu/gemm/GemmWorker.h"
+
+namespace ringtree::addon {
+
+namespace {
+
+Napi::Object failureObject(Napi::Env env, const Status& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("code", Napi::Number::New(env, int(s.code())));
+  o.Set("message", Napi::String::New(env, s.message()));
+  if (!s.remedy().empty()) o.Set("remedy", Napi::String::New(env, s.remedy()));
+  return o;
+}
+
+bool viewData(Napi::Value v, void** data, size_t* bytes) {
+  if (!v.IsTypedArray()) return false;
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  Napi::ArrayBuffer ab = ta.ArrayBuffer();
+  *data = static_cast<char*>(ab.Data()) + ta.ByteOffset();
+  *bytes = ta.ByteLength();
+  return true;
+}
+
+int64_t getInt(Napi::Object o, const char* key, int64_t fallback) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().Int64Value() : fallback;
+}
+
+double getDouble(Napi::Object o, const char* key, double fallback) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
+}
+
+// Unpacks (desc, a, b, c) into d. On failure throws a JS TypeError and
+// returns false; sizes are checked later by validateGemm.
+bool parseGemm(const Napi::CallbackInfo& info, GemmDesc* d) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) {
+    Napi::TypeError::New(env, "gemm: descriptor must be an object").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Object o = info[0].As<Napi::Object>();
+  int dtype = int(getInt(o, "dtype", -1));
+  if (dtype < 0 || dtype >= kDTypeCount || !gemmDtypeSupported(DType(dtype))) {
+    Napi::TypeError::New(env, "gemm: unsupported dtype code").ThrowAsJavaScriptException();
+    return false;
+  }
+  d->dtype = DType(dtype);
+  d->transA = o.Get("transA").ToBoolean();
+  d->transB = o.Get("transB").ToBoolean();
+  d->m = getInt(o, "m", -1);
+  d->n = getInt(o, "n", -1);
+  d->k = getInt(o, "k", -1);
+  d->lda = getInt(o, "lda", -1);
+  d->ldb = getInt(o, "ldb", -1);
+  d->ldc = getInt(o, "ldc", -1);
+  d->batch = getInt(o, "batch", 1);
+  d->strideA = getInt(o, "strideA", 0);
+  d->strideB = getInt(o, "strideB", 0);
+  d->strideC = getInt(o, "strideC", 0);
+  d->alpha = getDouble(o, "alpha", 1.0);
+  d->beta = getDouble(o, "beta", 0.0);
+  void* a = nullptr;
+  void* b = nullptr;
+  void* c = nullptr;
+  if (!viewData(info[1], &a, &d->aBytes) || !viewData(info[2], &b, &d->bBytes) || !viewData(info[3], &c, &d->cBytes)) {
+    Napi::TypeError::New(env, "gemm: a, b and c must be TypedArrays").ThrowAsJavaScriptException();
+    return false;
+  }
+  d->a = a;
+  d->b = b;
+  d->c = c;
+  return true;
+}
+
+// Per-environment state: the worker, the thread-safe function, and the JS
+// objects each pending job keeps alive until it settles.
+class GemmContext {
+ public:
+  explicit GemmContext(Napi::Env env) {
+    napi_add_env_cleanup_hook(env, &GemmContext::CleanupHook, this);
+  }
+
+  Napi::Value Gemm(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    GemmDesc d;
+    if (!parseGemm(info, &d)) return env.Undefined();
+    if (!info[4].IsFunction()) {
+      Napi::TypeError::New(env, "gemm: callback must be a function").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Function callback = info[4].As<Napi::Function>();
+    // Bad sizes settle through the callback like every other failure.
+    Status s = validateGemm(d);
+    if (s.isOk()) s = EnsureStarted(env);
+    if (!s.isOk()) {
+      callback.Call({failureObject(env, s)});
+      return env.Undefined();
+    }
+    const uint64_t id = nextId_++;
+    Pending p;
+    p.callback = Napi::Persistent(callback);
+    p.a = Napi::Persistent(info[1].As<Napi::Object>());
+    p.b = Napi::Persistent(info[2].As<Napi::Object>());
+    p.c = Napi::Persistent(info[3].As<Napi::Object>());
+    pending_.emplace(id, std::move(p));
+    if (pending_.size() == 1) tsfn_.Ref(env);  // pending work keeps the process alive
+    s = worker_->submit(id, d);
+    if (!s.isOk()) {
+      pending_.erase(id);
+      if (pending_.empty()) tsfn_.Unref(env);
+      callback.Call({failureObject(env, s)});
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value GemmSync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    GemmDesc d;
+    if (!parseGemm(info, &d)) return env.Undefined();
+    Status s = runGemm(d);
+    return s.isOk() ? env.Null() : Napi::Value(failureObject(env, s));
+  }
+
+ private:
+  struct Pending {
+    Napi::FunctionReference callback;
+    Napi::ObjectReference a, b, c;
+  };
+
+  Status EnsureStarted(Napi::Env env) {
+    if (closed_) return Status(StatusCode::Aborted, "gemm: the environment is shutting down");
+    if (worker_) return Status::ok();
+    tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
+                                          "ringtree-gemm-completions", 0, 1);
+    tsfn_.Unref(env);
+    tsfnLive_ = true;
+    worker_ = std::make_unique<GemmWorker>([this](uint64_t id, const Status& st) { OnComplete(id, st); });
+    return Status::ok();
+  }
+
+  // Worker thread: queue the completion; wake the JS thread once per batch.
+  void OnComplete(uint64_t id, const Status& s) {
+    std::lock_guard<std::mutex> lock(completedMutex_);
+    completed_.emplace_back(id, s);
+    if (!scheduled_ && tsfnLive_) {
+      scheduled_ = true;
+      tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function) { Deliver(env); });
+    }
+  }
+
+  // JS thread: settle every completed job, then let go of its arrays.
+  void Deliver(Napi::Env env) {
+    std::vector<std::pair<uint64_t, Status>> batch;
+    {
+      std::lock_guard<std::mutex> lock(completedMutex_);
+      batch.swap(completed_);
+      scheduled_ = false;
+    }
+    for (auto& [id, status] : batch) {
+      auto it = pending_.find(id);
+      if (it == pending_.end()) continue;
+      Napi::HandleScope scope(env);
+      Pending p = std::move(it->second);
+      pending_.erase(it);
+      if (pending_.empty() && tsfnLive_) tsfn_.Unref(env);
+      Napi::Value arg = status.isOk() ? env.Null() : Napi::Value(failureObject(env, status));
+      p.callback.Value().Call({arg});
+      if (env.IsExceptionPending()) {
+        Napi::Error e = env.GetAndClearPendingException();
+        std::fprintf(stderr, "ringtree: a gemm completion callback threw: %s\n", e.Message().c_str());
+      }
+    }
+  }
+
+  // Environment teardown: finish the running job (its arrays are still
+  // referenced), drop the queued ones, release the thread-safe function.
+  static void CleanupHook(void* arg) {
+    auto* self = static_cast<GemmContext*>(arg);
+    self->closed_ = true;
+    if (self->worker_) self->worker_->stop();
+    {
+      std::lock_guard<std::mutex> lock(self->completedMutex_);
+      if (self->tsfnLive_) {
+        self->tsfnLive_ = false;
+        self->tsfn_.Release();
+      }
+    }
+    delete self;
+  }
+
+  std::unique_ptr<GemmWorker> worker_;
+  Napi::ThreadSafeFunction tsfn_;
+  bool tsfnLive_ = false;
+  bool closed_ = false;
+  uint64_t nextId_ = 1;
+  std::unordered_map<uint64_t, Pending> pending_;
+  std::mutex completedMutex_;
+  std::vector<std::pair<uint64_t, Status>> completed_;
+  bool scheduled_ = false;
+};
+
+Napi::Value BlasInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const BlasLibrary& blas = BlasLibrary::instance();
+  const bool fallback = gemmUsesFallback();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("library", fallback ? std::string("fallback") : blas.path());
+  o.Set("vendor", BlasLibrary::vendorName(fallback ? BlasLibrary::Vendor::Fallback : blas.vendor()));
+  o.Set("config", fallback || blas.config().empty() ? env.Null() : Napi::Value(Napi::String::New(env, blas.config())));
+  o.Set("threads", Napi::Number::New(env, fallback ? 1 : blas.threads()));
+  // Why the fallback runs: RINGTREE_BLAS=fallback, the failed attempts, or the test hook.
+  o.Set("forced", Napi::Boolean::New(env, blas.forcedFallback()));
+  o.Set("error", blas.available() ? env.Null() : Napi::Value(Napi::String::New(env, blas.error())));
+  return o;
+}
+
+Napi::Value SetGemmFallbackForTest(const Napi::CallbackInfo& info) {
+  setGemmFallbackForced(info[0].ToBoolean());
+  return Napi::Boolean::New(info.Env(), gemmUsesFallback());
+}
+
+}  // namespace
+
+void registerGemm(Napi::Env env, Napi::Object exports) {
+  auto* context = new GemmContext(env);  // deleted by its environment cleanup hook
+  exports.Set("gemm", Napi::Function::New(
+                          env, [context](const Napi::CallbackInfo& info) { return context->Gemm(info); }, "gemm"));
+  exports.Set("gemmSync",
+              Napi::Function::New(
+                  env, [context](const Napi::CallbackInfo& info) { return context->GemmSync(info); }, "gemmSync"));
+  exports.Set("blasInfo", Napi::Function::New(env, BlasInfo, "blasInfo"));
+  exports.Set("setGemmFallbackForTest", Napi::Function::New(env, SetGemmFallbackForTest, "setGemmFallbackForTest"));
+}
+
+}  // namespace ringtree::addon
