@@ -278,6 +278,22 @@ export class Communicator {
     this.sync('reduce', () => this.reduceDesc(x, options));
   }
 
+  /**
+   * init()'s closing barrier: seq 0 in the engine, not counted or recorded, so
+   * users' collectives are numbered from 1 on every rank.
+   * @internal
+   */
+  initBarrier(timeoutMs: number): Promise<void> {
+    return this.run('init', (settle) => {
+      const desc: NativeOpDescriptor = { kind: 'barrier', dtype: 0, op: 0, count: 0, root: -1, peer: -1, tag: 0,
+        algorithm: 0, chunkBytes: 0, timeoutMs };
+      this.native!.submit(desc, null, null, (failure) => {
+        if (failure) settle.reject(this.fromNative(failure, 'init', 0, timeoutMs));
+        else settle.resolve();
+      });
+    });
+  }
+
   /** Resolve once every rank has entered the barrier. */
   barrier(options: OpOptions = {}): Promise<void> {
     return this.async('barrier', () => this.collective('barrier', options, 'float32', 0, {}), options.signal);
@@ -535,7 +551,8 @@ export class Communicator {
   private repoison(op: string): RingtreeError {
     const p = this.poison!;
     const Ctor = p.constructor as new (m: string, d: object) => RingtreeError;
-    return new Ctor(`the communicator failed earlier and cannot be used: ${p.message.split('\nRemedy:')[0]}`,
+    const reason = p.message.split('\nRemedy:')[0].replace(/ \[op [^\]]*\]/g, '');
+    return new Ctor(`the communicator failed earlier and cannot be used: ${reason}`,
       { op, rank: this.rank, remedy: p.remedy ?? 'Create a new communicator with init().', peer: p.peer, cause: p });
   }
 

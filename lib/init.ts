@@ -181,7 +181,9 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
       native.destroy();
       throw nativeError(e, 'init', rank);
     }
-    return new Communicator({ native, rank, size: 1, tuning, jobId });
+    const comm = new Communicator({ native, rank, size: 1, tuning, jobId });
+    await comm.initBarrier(initTimeoutMs);
+    return comm;
   }
 
   let server: StoreServer | undefined;
@@ -234,9 +236,20 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
     } catch (e) {
       throw nativeError(e, 'init', rank);
     }
-    await step('wait for every rank to start', rank, () => store.barrier('started', rv.worldSize, { timeoutMs: initTimeoutMs }));
-    const held = native;
-    return new Communicator({ native: held, rank, size: rv.worldSize, tuning, jobId, onDestroy: cleanup });
+    const comm = new Communicator({ native, rank, size: rv.worldSize, tuning, jobId, onDestroy: cleanup });
+    native = undefined;  // owned by comm from here on
+    // The last step runs through shared memory, not the store: rank 0 serves
+    // the store from its own event loop, so it must not return while a peer
+    // may still wait for a store reply (a *Sync call right after init() would
+    // block that loop and starve the peer). When this barrier completes on
+    // rank 0, every rank is past its last store request.
+    try {
+      await comm.initBarrier(initTimeoutMs);
+    } catch (e) {
+      await comm.destroy();
+      throw e;
+    }
+    return comm;
   } catch (e) {
     native?.destroy();
     await cleanup().catch(() => undefined);

@@ -279,17 +279,13 @@ describe('mismatched collectives reject with CollectiveMismatchError on every ra
     }
   }
 
-  // BUG (engine, rooted chain collectives): ranks that only send in a chain
-  // broadcast/reduce resolve before anyone checks their header, and with 2
-  // ranks whose roots differ no header is ever checked: broadcast resolves OK
-  // on both ranks with nothing transferred (the stale message fails the *next*
-  // collective), reduce deadlocks until the op timeout (TimeoutError, 300 s by
-  // default). At 3 ranks (roots 0, 0, 1) only the receiving ranks reject.
-  // Remove `.fails` once every rank rejects the mismatched call itself.
+  // Rooted chain collectives run a header-only verification pass around the
+  // ring first, so a rank that only sends (the root) cannot finish while its
+  // peers disagree, and two would-be reduce roots do not both wait.
   for (const n of [2, 3]) {
-    it.fails(`root (broadcast) at ${n} ranks [BUG: rooted chain collectives]`,
+    it(`root (broadcast) at ${n} ranks`,
       () => expectMismatchEverywhere(n, 'root-broadcast', ['root=0', 'root=1']));
-    it.fails(`root (reduce) at ${n} ranks [BUG: rooted chain collectives]`,
+    it(`root (reduce) at ${n} ranks`,
       () => expectMismatchEverywhere(n, 'root-reduce', ['root=0', 'root=1']));
   }
 });
@@ -449,17 +445,10 @@ describe('peers that leave, point-to-point, destroy()', () => {
 });
 
 describe('synchronous collectives', () => {
-  // BUG (lib/init.ts + store): init() returns on rank 0 as soon as the final
-  // 'started' store barrier completes, before the other ranks have read their
-  // barrier replies from rank 0's in-process store server. A *Sync collective
-  // called right away blocks rank 0's JS thread, so those replies are never
-  // served: the other ranks stay inside init() while rank 0 waits for them in
-  // the collective, until the op's deadline (300 s by default), then rank 0's
-  // destroy() drops the store and they fail init with PeerLostError. Happens
-  // in about 5 runs of 6 at 2 and 3 ranks, so it is skipped rather than
-  // marked `.fails`. Enable once init()'s last rendezvous cannot depend on
-  // rank 0's event loop after rank 0 returned (e.g. a shared-memory barrier).
-  it.skip('a barrierSync() right after init() completes on every rank [BUG: init vs sync calls]', async () => {
+  // init()'s closing barrier runs through shared memory, so rank 0 cannot
+  // return from init() while a peer still waits for a reply from the store
+  // that rank 0's event loop serves.
+  it('a barrierSync() right after init() completes on every rank', async () => {
     const run = await spawnRanks(2, ['sync-after-init'], { deadlineMs: 20_000 });
     noHang(run);
     for (const rank of [0, 1]) expect(resultOf(run, rank, 'sync').ok, run.output).toBe(true);

@@ -175,12 +175,13 @@ Status Engine::execute(OpDesc& op) {
                       size_t(std::clamp<uint64_t>(chunkBytes / es, 1, transport_->slotBytes() / es))};
   Status s;
   try {
+    const bool tree = op.algorithm == Algorithm::Tree;
     switch (op.kind) {
-      case OpKind::AllReduce: s = ringAllReduce(args); break;
+      case OpKind::AllReduce: s = tree ? treeAllReduce(args) : ringAllReduce(args); break;
       case OpKind::ReduceScatter: s = ringReduceScatter(args); break;
       case OpKind::AllGather: s = ringAllGather(args); break;
-      case OpKind::Broadcast: s = ringBroadcast(args); break;
-      case OpKind::Reduce: s = ringReduce(args); break;
+      case OpKind::Broadcast: s = tree ? treeBroadcast(args) : ringBroadcast(args); break;
+      case OpKind::Reduce: s = tree ? treeReduce(args) : ringReduce(args); break;
       case OpKind::Barrier: s = ringBarrier(args); break;
       default: s = Status(StatusCode::InvalidArgument, "not a collective");
     }
@@ -189,7 +190,9 @@ Status Engine::execute(OpDesc& op) {
   }
   transport_->setWaiter(nullptr);
   me->inOp.store(0, std::memory_order_seq_cst);
-  if (!s.isOk() && s.code() != StatusCode::InvalidArgument) fail(s, true);
+  // A failure caused by our own destroy() is not published: the peers learn
+  // that this rank left from its `destroyed` flag, as PeerLostError.
+  if (!s.isOk() && s.code() != StatusCode::InvalidArgument && !stopping_.load()) fail(s, true);
   return s;
 }
 

@@ -101,7 +101,8 @@ class Engine {
   std::deque<std::pair<uint64_t, OpDesc>> queue_;
   bool running_ = false;
   std::mutex execMutex_;  // held while a collective runs (thread or sync)
-  uint64_t nextCollSeq_ = 1;
+  // Seq 0 is init()'s own closing barrier; users' collectives count from 1.
+  uint64_t nextCollSeq_ = 0;
 
   std::atomic<bool> stopping_{false};
   std::atomic<bool> failed_{false};

@@ -27,6 +27,9 @@ Status ringAllGather(const CollectiveArgs& args);
 Status ringBroadcast(const CollectiveArgs& args);
 Status ringReduce(const CollectiveArgs& args);
 Status ringBarrier(const CollectiveArgs& args);
+Status treeAllReduce(const CollectiveArgs& args);
+Status treeBroadcast(const CollectiveArgs& args);
+Status treeReduce(const CollectiveArgs& args);
 
 inline MsgHeader stampHeader(const OpDesc& op, uint32_t step, uint32_t chunk, uint64_t bytes) {
   MsgHeader h{};
@@ -68,6 +71,18 @@ inline Status checkHeader(const OpDesc& op, const MsgHeader& h, int peer, int se
   return Status::ok();
 }
 
+// Step numbers at or above this mark the verification pass, not data.
+constexpr uint32_t kVerifyStep = 0x40000000u;
+
+// A header-only pass around the ring, n-1 hops, that rooted collectives run
+// before their data moves. Without it a rank that only sends (a broadcast
+// root) could finish while its peers disagree about the call, and two ranks
+// that both believe they are a reduce's root would both wait to receive.
+// Every rank compares each header with its own op and stops forwarding on a
+// mismatch, so no rank can finish the pass unless every rank agrees: a
+// mismatch rejects on every rank (the detecting rank publishes it).
+inline Status verifyRing(const CollectiveArgs& a);
+
 // Split `count` elements into `parts` near-equal contiguous segments.
 inline uint64_t segmentStart(uint64_t count, int parts, int index) {
   uint64_t base = count / parts, rem = count % parts;
@@ -97,6 +112,29 @@ inline const char* elemPtr(const void* base, uint64_t index, size_t elemSize) {
 // Copy that tolerates exact self-copies (in-place positions).
 inline void copyBytes(void* dst, const void* src, size_t bytes) {
   if (dst != src && bytes) std::memcpy(dst, src, bytes);
+}
+
+inline Status verifyRing(const CollectiveArgs& a) {
+  const OpDesc& op = *a.op;
+  Transport& t = *a.transport;
+  const int n = t.size(), r = t.rank();
+  if (n == 1) return Status::ok();
+  const int right = mod(r + 1, n), left = mod(r - 1, n);
+  char* slot;
+  RT_CHECK(t.acquireSend(right, &slot));
+  t.commitSend(right, stampHeader(op, kVerifyStep, 0, 0));
+  for (int s = 0; s < n - 1; s++) {
+    const MsgHeader* h;
+    const char* data;
+    RT_CHECK(t.acquireRecv(left, &h, &data));
+    RT_CHECK(checkHeader(op, *h, left, r, kVerifyStep + uint32_t(s), 0, 0));
+    t.releaseRecv(left);
+    if (s < n - 2) {
+      RT_CHECK(t.acquireSend(right, &slot));
+      t.commitSend(right, stampHeader(op, kVerifyStep + uint32_t(s + 1), 0, 0));
+    }
+  }
+  return Status::ok();
 }
 
 }  // namespace ringtree

@@ -10,6 +10,7 @@ Status ringBroadcast(const CollectiveArgs& a) {
   const size_t es = dtypeSize(op.dtype);
   const uint64_t count = op.count;
   const int pos = mod(r - op.root, n);  // 0 = root, n-1 = end of the chain
+  RT_CHECK(verifyRing(a));
   if (pos == 0) copyBytes(op.output, op.input, count * es);
   if (n == 1) return Status::ok();
   const int right = mod(r + 1, n), left = mod(r - 1, n);

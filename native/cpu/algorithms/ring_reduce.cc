@@ -14,6 +14,7 @@ Status ringReduce(const CollectiveArgs& a) {
     copyBytes(op.output, op.input, count * es);
     return Status::ok();
   }
+  RT_CHECK(verifyRing(a));
   const int pos = mod(r - op.root - 1, n);  // 0 = start of the chain, n-1 = root
   const int right = mod(r + 1, n), left = mod(r - 1, n);
   const uint64_t chunks = std::max<uint64_t>(1, ceilDiv(count, a.chunkElems));

@@ -14,7 +14,7 @@ namespace ringtree {
 constexpr int64_t kMaxSleepNs = 100 * 1000000LL;
 // About the cost of one futex round trip: spinning longer than that only
 // burns the core a peer needs.
-constexpr int64_t kSpinNs = 20 * 1000LL;
+constexpr int64_t kSpinNs = 50 * 1000LL;
 
 ShmTransport::ShmTransport(int rank, int size, std::unique_ptr<ShmSegment> segment, const ShmLayout& layout, bool spin)
     : rank_(rank), size_(size), segment_(std::move(segment)), layout_(layout), spin_(spin) {}
