@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { addonCandidates, loadBinding, packageRoot, type NativeBuildInfo } from './binding.js';
+import { blasInfo, type BlasInfo } from './gemm.js';
 import {
   coreInfo,
   formatBytes,
@@ -85,8 +86,8 @@ export interface RingtreeInfo {
   network: NetworkAddress[];
   /** The rendezvous endpoint from `MASTER_ADDR`/`MASTER_PORT`. */
   rendezvous: RendezvousInfo;
-  /** CPU BLAS found at run time (reserved: null for now). */
-  blas: FutureSection;
+  /** The CPU BLAS GEMM uses (loaded by this call if it was not yet), or null when the addon did not load. */
+  blas: BlasInfo | null;
   /** GPUs (reserved: null for now). */
   gpu: FutureSection;
   /** CUDA driver (reserved: null for now). */
@@ -172,6 +173,9 @@ function collectWarnings(result: Omit<RingtreeInfo, 'warnings'>): string[] {
   } else if (r.portFree === null && r.portSource === 'env') {
     warnings.push(`MASTER_ADDR ${r.masterAddr} is not an address of this host (${r.error ?? 'unknown'}): fine on non-zero nodes, but rank 0's host must own it.`);
   }
+  if (result.blas?.vendor === 'fallback' && result.blas.error !== 'RINGTREE_BLAS=fallback') {
+    warnings.push('No CPU BLAS found: GEMM runs on the slow portable fallback. Install OpenBLAS (`apt-get install libopenblas0-pthread`) or set RINGTREE_BLAS_PATH to a library exporting cblas_sgemm.');
+  }
   if (!result.network.some((a) => !a.internal)) {
     warnings.push('No non-loopback network interface: multi-node jobs cannot reach this host (single-host jobs are fine).');
   }
@@ -202,7 +206,7 @@ export async function info(env: NodeJS.ProcessEnv = process.env): Promise<Ringtr
     shm: shmInfo(),
     network: networkAddresses(),
     rendezvous: await rendezvousSection(env),
-    blas: null,
+    blas: addon.loaded ? blasInfo() : null,
     gpu: null,
     driver: null,
     nccl: null,
@@ -265,7 +269,14 @@ export function formatInfoReport(i: RingtreeInfo): string {
         : `${NOTE} ${where}: not an address of this host, not checked (${r.error ?? 'unknown'})`,
   ]);
 
-  section('GPU, driver, NCCL, cuBLAS, BLAS', [`${NOTE} not checked by this version`]);
+  const b = i.blas;
+  section('BLAS (CPU GEMM)', [
+    b === null ? `${BAD} not checked (no addon)`
+      : b.vendor === 'fallback' ? `${b.error === 'RINGTREE_BLAS=fallback' ? NOTE : BAD} portable fallback (${b.error ?? 'forced'})`
+        : `${OK} ${b.vendor} ${b.library}, ${b.threads} thread${b.threads === 1 ? '' : 's'}${b.config ? `: ${b.config}` : ''}`,
+  ]);
+
+  section('GPU, driver, NCCL, cuBLAS', [`${NOTE} not checked by this version`]);
 
   if (i.warnings.length === 0) {
     lines.push(`${OK} No problems found.`);
