@@ -62,6 +62,20 @@ export interface NativeFailureRecord {
   peer?: number;
 }
 
+/** Native per-kind counters. */
+export interface NativeOpStats {
+  kind: string;
+  count: number;
+  failed: number;
+  ring: number;
+  tree: number;
+  bytesSent: number[];
+  bytesReceived: number[];
+  messagesSent: number;
+  messagesReceived: number;
+  timeMs: number;
+}
+
 /** One operation submitted to the native engine. */
 export interface NativeOpDescriptor {
   /** Operation kind (native/cpu/op.h): 'allReduce' | 'reduceScatter' | 'allGather' | 'broadcast' | 'reduce' | 'barrier' | 'send' | 'recv'. */
@@ -100,6 +114,9 @@ export interface NativeCommunicator {
   destroy(): void;
   /** The failure that poisoned the communicator, or null. */
   failure(): NativeFailureRecord | null;
+  /** What ran, per op kind (see Communicator.stats()). */
+  stats(): NativeOpStats[];
+  resetStats(): void;
   /** Per-rank sequence numbers and states as read from shared memory (for timeouts/diagnostics). */
   peerStates(): Array<{ rank: number; pid: number; collSeq: number; inOp: boolean; alive: boolean }>;
 }

@@ -70,6 +70,8 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
                            InstanceMethod("destroy", &AddonCommunicator::Destroy),
                            InstanceMethod("failure", &AddonCommunicator::Failure),
                            InstanceMethod("peerStates", &AddonCommunicator::PeerStates),
+                           InstanceMethod("stats", &AddonCommunicator::Stats),
+                           InstanceMethod("resetStats", &AddonCommunicator::ResetStats),
                        });
   }
 
@@ -350,6 +352,38 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
       out.Set(i++, o);
     }
     return out;
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array out = Napi::Array::New(env);
+    if (!engine_ || destroyed_) return out;
+    uint32_t i = 0;
+    auto numbers = [&](const std::vector<uint64_t>& v) {
+      Napi::Array a = Napi::Array::New(env, v.size());
+      for (uint32_t j = 0; j < v.size(); j++) a.Set(j, Napi::Number::New(env, double(v[j])));
+      return a;
+    };
+    for (const OpStats& st : engine_->stats()) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("kind", opKindName(st.kind));
+      o.Set("count", Napi::Number::New(env, double(st.count)));
+      o.Set("failed", Napi::Number::New(env, double(st.failed)));
+      o.Set("ring", Napi::Number::New(env, double(st.byAlgorithm[0])));
+      o.Set("tree", Napi::Number::New(env, double(st.byAlgorithm[1])));
+      o.Set("bytesSent", numbers(st.bytesSent));
+      o.Set("bytesReceived", numbers(st.bytesReceived));
+      o.Set("messagesSent", Napi::Number::New(env, double(st.messagesSent)));
+      o.Set("messagesReceived", Napi::Number::New(env, double(st.messagesReceived)));
+      o.Set("timeMs", Napi::Number::New(env, double(st.timeNs) / 1e6));
+      out.Set(i++, o);
+    }
+    return out;
+  }
+
+  Napi::Value ResetStats(const Napi::CallbackInfo& info) {
+    if (engine_ && !destroyed_) engine_->resetStats();
+    return info.Env().Undefined();
   }
 
   // Engine threads: queue the completion and wake the JS thread once per batch.

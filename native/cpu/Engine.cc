@@ -84,6 +84,13 @@ Status Engine::create(const EngineOptions& o, std::unique_ptr<Engine>* out) {
     }
   }
   std::unique_ptr<Engine> e(new Engine(o));
+  e->stats_.resize(9);
+  for (size_t k = 0; k < e->stats_.size(); k++) {
+    e->stats_[k].kind = OpKind(k);
+    e->stats_[k].bytesSent.assign(o.size, 0);
+    e->stats_[k].bytesReceived.assign(o.size, 0);
+  }
+  e->p2pBaseline_.assign(4 * size_t(o.size), 0);
   e->transport_ = std::make_unique<ShmTransport>(o.rank, o.size, std::move(segment), layout, o.spin);
   RankControl* me = e->transport_->rankControl(o.rank);
   me->pid.store(getpid());
@@ -173,6 +180,17 @@ Status Engine::execute(OpDesc& op) {
   const uint64_t chunkBytes = op.chunkBytes ? op.chunkBytes : options_.chunkBytes;
   CollectiveArgs args{transport_.get(), &op,
                       size_t(std::clamp<uint64_t>(chunkBytes / es, 1, transport_->slotBytes() / es))};
+  // Traffic attributed to this op: the collective class has one user at a time.
+  const int n = options_.size;
+  std::vector<uint64_t> before(4 * size_t(n));
+  for (int p = 0; p < n; p++) {
+    const auto& t = transport_->traffic(p, kCollectiveClass);
+    before[4 * p] = t.bytesSent.load();
+    before[4 * p + 1] = t.bytesReceived.load();
+    before[4 * p + 2] = t.messagesSent.load();
+    before[4 * p + 3] = t.messagesReceived.load();
+  }
+  const int64_t startNs = monotonicNs();
   Status s;
   try {
     const bool tree = op.algorithm == Algorithm::Tree;
@@ -190,6 +208,21 @@ Status Engine::execute(OpDesc& op) {
   }
   transport_->setWaiter(nullptr);
   me->inOp.store(0, std::memory_order_seq_cst);
+  {
+    std::lock_guard<std::mutex> lk(statsMutex_);
+    OpStats& st = stats_[size_t(op.kind)];
+    st.count++;
+    if (!s.isOk()) st.failed++;
+    st.byAlgorithm[op.algorithm == Algorithm::Tree ? 1 : 0]++;
+    st.timeNs += monotonicNs() - startNs;
+    for (int p = 0; p < n; p++) {
+      const auto& t = transport_->traffic(p, kCollectiveClass);
+      st.bytesSent[p] += t.bytesSent.load() - before[4 * p];
+      st.bytesReceived[p] += t.bytesReceived.load() - before[4 * p + 1];
+      st.messagesSent += t.messagesSent.load() - before[4 * p + 2];
+      st.messagesReceived += t.messagesReceived.load() - before[4 * p + 3];
+    }
+  }
   // A failure caused by our own destroy() is not published: the peers learn
   // that this rank left from its `destroyed` flag, as PeerLostError.
   if (!s.isOk() && s.code() != StatusCode::InvalidArgument && !stopping_.load()) fail(s, true);
@@ -409,6 +442,58 @@ void Engine::destroy() {
   if (transport_) transport_->segment().unlink();
   p2p_.reset();
   transport_.reset();
+}
+
+void Engine::recordP2p(OpKind kind, bool ok) {
+  std::lock_guard<std::mutex> lk(statsMutex_);
+  OpStats& st = stats_[size_t(kind)];
+  st.count++;
+  if (!ok) st.failed++;
+}
+
+std::vector<OpStats> Engine::stats() {
+  std::lock_guard<std::mutex> lk(statsMutex_);
+  std::vector<OpStats> out;
+  for (size_t k = 1; k < stats_.size(); k++) {
+    OpStats st = stats_[k];
+    if (transport_ && (st.kind == OpKind::Send || st.kind == OpKind::Recv)) {
+      // Point-to-point traffic is counted per class: sends own what left,
+      // receives what arrived.
+      const bool send = st.kind == OpKind::Send;
+      for (int p = 0; p < options_.size; p++) {
+        if (p == options_.rank) continue;
+        const auto& t = transport_->traffic(p, kP2pClass);
+        if (send) {
+          st.bytesSent[p] = t.bytesSent.load() - p2pBaseline_[4 * p];
+          st.messagesSent += t.messagesSent.load() - p2pBaseline_[4 * p + 2];
+        } else {
+          st.bytesReceived[p] = t.bytesReceived.load() - p2pBaseline_[4 * p + 1];
+          st.messagesReceived += t.messagesReceived.load() - p2pBaseline_[4 * p + 3];
+        }
+      }
+    }
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
+void Engine::resetStats() {
+  std::lock_guard<std::mutex> lk(statsMutex_);
+  for (OpStats& st : stats_) {
+    st.count = st.failed = st.messagesSent = st.messagesReceived = 0;
+    st.byAlgorithm[0] = st.byAlgorithm[1] = 0;
+    st.timeNs = 0;
+    std::fill(st.bytesSent.begin(), st.bytesSent.end(), 0);
+    std::fill(st.bytesReceived.begin(), st.bytesReceived.end(), 0);
+  }
+  if (!transport_) return;
+  for (int p = 0; p < options_.size; p++) {
+    const auto& t = transport_->traffic(p, kP2pClass);
+    p2pBaseline_[4 * p] = t.bytesSent.load();
+    p2pBaseline_[4 * p + 1] = t.bytesReceived.load();
+    p2pBaseline_[4 * p + 2] = t.messagesSent.load();
+    p2pBaseline_[4 * p + 3] = t.messagesReceived.load();
+  }
 }
 
 std::vector<PeerState> Engine::peerStates() {

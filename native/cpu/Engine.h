@@ -46,6 +46,19 @@ struct PeerState {
   bool destroyed;
 };
 
+// What ran, per op kind (comm.stats()).
+struct OpStats {
+  OpKind kind = OpKind::Barrier;
+  uint64_t count = 0;
+  uint64_t failed = 0;
+  uint64_t byAlgorithm[2] = {0, 0};  // Algorithm::Ring, Algorithm::Tree
+  std::vector<uint64_t> bytesSent;      // per peer rank
+  std::vector<uint64_t> bytesReceived;  // per peer rank
+  uint64_t messagesSent = 0;
+  uint64_t messagesReceived = 0;
+  int64_t timeNs = 0;  // collectives: wall time in the engine
+};
+
 using CompletionSink = std::function<void(uint64_t id, const Status& status)>;
 
 class Engine {
@@ -73,6 +86,10 @@ class Engine {
 
   Status failure();
   std::vector<PeerState> peerStates();
+  std::vector<OpStats> stats();
+  void resetStats();
+  // Called by the p2p engine when a send or recv settles.
+  void recordP2p(OpKind kind, bool ok);
 
   // Used by the p2p engine and the waiters.
   // peersMatter: a peer that left (destroy()) interrupts too (collectives).
@@ -108,6 +125,10 @@ class Engine {
   std::atomic<bool> failed_{false};
   std::mutex failureMutex_;
   Status failure_;
+
+  std::mutex statsMutex_;
+  std::vector<OpStats> stats_;  // indexed by OpKind
+  std::vector<uint64_t> p2pBaseline_;  // class-1 counters at the last reset: sent, received, msgs... per peer
 
   std::vector<int> peerPidfds_;
   int wakeFd_ = -1;  // eventfd that stops the watchdog

@@ -244,6 +244,7 @@ void P2pEngine::deliver(Pending* recv, Unexpected* u) {
 }
 
 void P2pEngine::finish(Pending* op, const Status& s) {
+  engine_->recordP2p(op->desc.kind, s.isOk());
   sink_(op->id, s);
   all_.remove_if([&](const std::unique_ptr<Pending>& p) { return p.get() == op; });
 }
@@ -257,7 +258,10 @@ void P2pEngine::failAll(const Status& s) {
   }
   auto pending = std::move(all_);
   all_.clear();
-  for (auto& p : pending) sink_(p->id, s);
+  for (auto& p : pending) {
+    engine_->recordP2p(p->desc.kind, false);
+    sink_(p->id, s);
+  }
 }
 
 Status P2pEngine::sizeMismatch(const Pending& recv, uint64_t total, int peer) {

@@ -17,7 +17,9 @@ constexpr int64_t kMaxSleepNs = 100 * 1000000LL;
 constexpr int64_t kSpinNs = 50 * 1000LL;
 
 ShmTransport::ShmTransport(int rank, int size, std::unique_ptr<ShmSegment> segment, const ShmLayout& layout, bool spin)
-    : rank_(rank), size_(size), segment_(std::move(segment)), layout_(layout), spin_(spin) {}
+    : rank_(rank), size_(size), segment_(std::move(segment)), layout_(layout), spin_(spin) {
+  for (auto& t : traffic_) t.reset(new PeerTraffic[size]);
+}
 
 template <class Pred>
 Status ShmTransport::waitFor(Pred pred, int peer, const char* what) {
@@ -86,6 +88,9 @@ void ShmTransport::commit(int peer, int cls, const MsgHeader& header) {
   // The header and payload must be visible before the receiver sees head move.
   h->head.store(head + 1, std::memory_order_release);
   ring(peer, cls);
+  PeerTraffic& t = traffic_[cls][peer];
+  t.bytesSent.store(t.bytesSent.load(std::memory_order_relaxed) + header.bytes, std::memory_order_relaxed);
+  t.messagesSent.store(t.messagesSent.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   if (crashAfterCommits_ > 0 && --crashAfterCommits_ == 0) {
     // RINGTREE_FAULT: die mid-operation, the way a real crash would.
     kill(getpid(), SIGKILL);
@@ -105,6 +110,10 @@ void ShmTransport::release(int peer, int cls) {
   char* ch = channel(peer, rank_, cls);
   ChannelHead* h = layout_.channelHead(ch);
   uint64_t tail = h->tail.load(std::memory_order_relaxed);
+  PeerTraffic& t = traffic_[cls][peer];
+  t.bytesReceived.store(t.bytesReceived.load(std::memory_order_relaxed) + layout_.slotHeader(ch, tail)->bytes,
+                        std::memory_order_relaxed);
+  t.messagesReceived.store(t.messagesReceived.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   // We are done reading the slot before the sender may overwrite it.
   h->tail.store(tail + 1, std::memory_order_release);
   ring(peer, cls);

@@ -43,6 +43,13 @@ class ShmTransport : public Transport {
   RankControl* rankControl(int r) const { return layout_.rank(segment_->base(), r); }
   ShmSegment& segment() { return *segment_; }
 
+  // Bytes and messages per peer and class; each counter has one writer (the
+  // thread that owns the class), readers take snapshots for stats().
+  struct PeerTraffic {
+    std::atomic<uint64_t> bytesSent{0}, bytesReceived{0}, messagesSent{0}, messagesReceived{0};
+  };
+  const PeerTraffic& traffic(int peer, int cls) const { return traffic_[cls][peer]; }
+
   // Fault injection (RINGTREE_FAULT): SIGKILL this process after `n` more commits.
   void crashAfterCommits(int n) { crashAfterCommits_ = n; }
 
@@ -58,6 +65,7 @@ class ShmTransport : public Transport {
   bool spin_;
   Waiter* waiter_ = nullptr;
   int crashAfterCommits_ = 0;
+  std::unique_ptr<PeerTraffic[]> traffic_[kChannelClasses];
 };
 
 }  // namespace ringtree
