@@ -10,7 +10,9 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import type { NativeCommunicator, NativeFailureRecord, NativeOpDescriptor } from './binding.js';
+import type { Store } from './store.js';
 import { DTYPE_CODES, REDUCE_OP_CODES, dtypeOf, dtypeSize, isReduceOpName, REDUCE_OPS } from './dtype.js';
 import type { DType, ReduceOpName } from './dtype.js';
 import {
@@ -20,6 +22,7 @@ import {
   errorFromNative,
 } from './errors.js';
 import { FlightRecorder } from './flightRecorder.js';
+import { autoAlgorithm } from './algorithmSelection.js';
 
 /** Host arrays the CPU engine accepts. 16-bit floats travel in a Uint16Array with `{ dtype }`. */
 export type HostArray =
@@ -42,11 +45,11 @@ export type CollectiveName = 'allReduce' | 'reduceScatter' | 'allGather' | 'broa
  * accepted everywhere and resolves to one of these.
  */
 export const CPU_ALGORITHMS: Readonly<Record<CollectiveName, readonly Exclude<Algorithm, 'auto'>[]>> = Object.freeze({
-  allReduce: ['ring'],
+  allReduce: ['ring', 'tree'],
   reduceScatter: ['ring'],
   allGather: ['ring'],
-  broadcast: ['ring'],
-  reduce: ['ring'],
+  broadcast: ['ring', 'tree'],
+  reduce: ['ring', 'tree'],
   barrier: ['ring'],
 });
 
@@ -129,6 +132,28 @@ export interface EngineTuning {
   timeoutMs: number;
 }
 
+/** What ran for one kind of operation, since the communicator was made or {@link Communicator.resetStats}. */
+export interface OpKindStats {
+  /** Operations that settled (collectives: that the engine ran). */
+  count: number;
+  /** Of those, how many failed. */
+  failed: number;
+  /** How many ran with each algorithm (collectives). */
+  algorithms: { ring: number; tree: number };
+  /** Bytes this rank sent to each rank (index = peer rank). */
+  bytesSent: number[];
+  /** Bytes this rank received from each rank. */
+  bytesReceived: number[];
+  /** Messages (pipeline chunks) sent and received, all peers together. */
+  messagesSent: number;
+  messagesReceived: number;
+  /** Time the engine spent running them, ms (collectives; 0 for send/recv). */
+  timeMs: number;
+}
+
+/** {@link Communicator.stats} result: one entry per op kind. */
+export type CommStats = Record<CollectiveName | 'send' | 'recv', OpKindStats>;
+
 /** Internal construction parameters (from init()). @internal */
 export interface CommunicatorParts {
   native: NativeCommunicator | null;
@@ -137,6 +162,14 @@ export interface CommunicatorParts {
   tuning: EngineTuning;
   jobId: string;
   onDestroy?: () => Promise<void> | void;
+  /** The job's store, under this communicator's prefix (absent at world size 1). */
+  store?: Store;
+  /** Makes a native engine for a sub-communicator (split). */
+  createNative: (rank: number, size: number, shmName: string, create: boolean) => NativeCommunicator;
+  /** Deadline of each set-up step (ms). */
+  initTimeoutMs: number;
+  /** The ranks (in the communicator init() made) of this communicator's members, in new-rank order. */
+  parentRanks?: number[];
 }
 
 type Settle = { resolve: () => void; reject: (e: unknown) => void };
@@ -185,9 +218,12 @@ export class Communicator {
   private readonly recorder = new FlightRecorder(2000);
   private collSeq = 0;
   private readonly onDestroy: (() => Promise<void> | void) | undefined;
+  private readonly parts: CommunicatorParts;
+  private splitCount = 0;
 
   /** @internal Use {@link init}. */
   constructor(parts: CommunicatorParts) {
+    this.parts = parts;
     this.native = parts.native;
     this.rank = parts.rank;
     this.size = parts.size;
@@ -374,6 +410,78 @@ export class Communicator {
   }
 
   /**
+   * Split into sub-communicators, one per `color` (MPI_Comm_split / ncclCommSplit).
+   * Collective: every rank must call it, in the same order relative to other
+   * collectives. Ranks with the same color form a group ranked by (`key`,
+   * current rank); each group gets its own shared memory, sequence numbers and
+   * store prefix, so groups run collectives independently and at once.
+   *
+   * @param color group id, an integer >= 0; -1 (no color) takes part but gets null.
+   * @param key ordering within the group (default: this rank).
+   * @returns the new communicator, or null for color -1.
+   * @throws {InvalidArgumentError} (rejection) for a non-integer color/key or color < -1.
+   */
+  split(color: number, key: number = this.rank, options: OpOptions = {}): Promise<Communicator | null> {
+    const checked = (async () => {
+      if (!Number.isInteger(color) || color < -1 || color >= 2 ** 31) {
+        throw new InvalidArgumentError(`\`color\` must be an integer >= -1 (-1: no group), got ${String(color)}`, this.where('split'));
+      }
+      if (!Number.isInteger(key) || key < -(2 ** 31) || key >= 2 ** 31) {
+        throw new InvalidArgumentError(`\`key\` must be a 32-bit integer, got ${String(key)}`, this.where('split'));
+      }
+      const timeoutMs = this.timeout(options.timeoutMs, 'split');
+      const all = new Int32Array(3 * this.size);
+      await this.allGather(new Int32Array([color, key, this.rank]), all, { timeoutMs });
+      const index = ++this.splitCount;
+      if (color === -1) return null;
+      const members: Array<{ key: number; rank: number }> = [];
+      for (let r = 0; r < this.size; r++) {
+        if (all[3 * r] === color) members.push({ key: all[3 * r + 1]!, rank: all[3 * r + 2]! });
+      }
+      members.sort((a, b) => a.key - b.key || a.rank - b.rank);
+      const newRank = members.findIndex((m) => m.rank === this.rank);
+      const newSize = members.length;
+      const parentRanks = members.map((m) => this.parts.parentRanks?.[m.rank] ?? m.rank);
+      const store = this.parts.store?.prefix(`split${index}/${color}`);
+      let native: NativeCommunicator | undefined;
+      try {
+        if (newSize === 1 || !store) {
+          native = this.parts.createNative(0, 1, `/ringtree-${this.jobId}-${randomBytes(6).toString('hex')}`, true);
+        } else if (newRank === 0) {
+          const shmName = `/ringtree-${this.jobId}-${randomBytes(6).toString('hex')}`;
+          native = this.parts.createNative(newRank, newSize, shmName, true);
+          await store.set('shm', shmName);
+        } else {
+          const shmName = Buffer.from(await store.get('shm', { timeoutMs: this.parts.initTimeoutMs })).toString('utf8');
+          native = this.parts.createNative(newRank, newSize, shmName, false);
+        }
+        if (store && newSize > 1) await store.barrier('attached', newSize, { timeoutMs: this.parts.initTimeoutMs });
+        native.unlink();
+        native.start();
+      } catch (e) {
+        native?.destroy();
+        throw e;
+      }
+      const child = new Communicator({
+        ...this.parts, native, rank: newRank, size: newSize, onDestroy: undefined, store, parentRanks,
+      });
+      try {
+        await child.initBarrier(this.parts.initTimeoutMs);
+      } catch (e) {
+        await child.destroy();
+        throw e;
+      }
+      return child;
+    })();
+    return checked.catch((e: unknown) => { throw this.decorate(e, 'split'); });
+  }
+
+  /** This communicator's members as ranks of the communicator it was split from (identity for init()'s). */
+  parentRanks(): number[] {
+    return this.parts.parentRanks ?? Array.from({ length: this.size }, (_, i) => i);
+  }
+
+  /**
    * Abort: pending and later operations reject with {@link AbortedError} on
    * this rank and on every peer. Returns promptly. Idempotent.
    */
@@ -398,6 +506,28 @@ export class Communicator {
   /** `await using comm = await init()` support. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.destroy();
+  }
+
+  /**
+   * What actually ran, per op kind: counts, the algorithm used, bytes sent to
+   * and received from each peer, pipeline chunks, engine time. Counts include
+   * init()'s own closing barrier.
+   */
+  stats(): CommStats {
+    const out = {} as CommStats;
+    for (const st of this.native?.stats() ?? []) {
+      out[st.kind as keyof CommStats] = {
+        count: st.count, failed: st.failed, algorithms: { ring: st.ring, tree: st.tree },
+        bytesSent: st.bytesSent, bytesReceived: st.bytesReceived,
+        messagesSent: st.messagesSent, messagesReceived: st.messagesReceived, timeMs: st.timeMs,
+      };
+    }
+    return out;
+  }
+
+  /** Zero the counters that {@link stats} reports. */
+  resetStats(): void {
+    this.native?.resetStats();
   }
 
   /** Recent operations (newest last), as the flight recorder holds them. */
@@ -512,7 +642,7 @@ export class Communicator {
     }
     const algorithm = options.algorithm ?? 'ring';
     const supported = CPU_ALGORITHMS[kind];
-    const resolved = algorithm === 'auto' ? supported[0] : algorithm;
+    const resolved = algorithm === 'auto' ? autoAlgorithm(kind, count * dtypeSize(dtype), this.size, supported) : algorithm;
     if (!(supported as readonly string[]).includes(resolved)) {
       const table = Object.entries(CPU_ALGORITHMS).map(([k, v]) => `${k}: ${v.join(', ')}`).join('; ');
       throw new InvalidArgumentError(

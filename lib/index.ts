@@ -23,6 +23,8 @@ export {
   type P2pOptions,
   type P2pSpec,
   type EngineTuning,
+  type OpKindStats,
+  type CommStats,
 } from './comm.js';
 export type { FlightRecord } from './flightRecorder.js';
 export {

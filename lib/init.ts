@@ -159,18 +159,19 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
   // Without a launcher-given job id, rank 0 makes one and the others learn it
   // from the store, so that shm names and flight-recorder files agree.
   let jobId = envJobId ?? randomBytes(6).toString('hex');
-  const spin = rv.worldSize <= usableCores();
 
-  const makeNative = (shmName: string, create: boolean): NativeCommunicator => {
+  const createNative = (r: number, size: number, shmName: string, create: boolean): NativeCommunicator => {
     try {
       return new binding.Communicator({
-        rank, size: rv.worldSize, shmName, create, slotBytes: tuning.slotBytes, slots: tuning.slots,
-        chunkBytes: tuning.chunkBytes, spin, heartbeatTimeoutMs, fault,
+        rank: r, size, shmName, create, slotBytes: tuning.slotBytes, slots: tuning.slots,
+        chunkBytes: tuning.chunkBytes, spin: size <= usableCores(), heartbeatTimeoutMs, fault,
       });
     } catch (e) {
-      throw nativeError(e, 'init: shared memory', rank);
+      throw nativeError(e, 'init: shared memory', r);
     }
   };
+  const makeNative = (shmName: string, create: boolean): NativeCommunicator =>
+    createNative(rank, rv.worldSize, shmName, create);
 
   if (rv.worldSize === 1) {
     const native = makeNative(`/ringtree-${jobId}-${randomBytes(6).toString('hex')}`, true);
@@ -181,7 +182,7 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
       native.destroy();
       throw nativeError(e, 'init', rank);
     }
-    const comm = new Communicator({ native, rank, size: 1, tuning, jobId });
+    const comm = new Communicator({ native, rank, size: 1, tuning, jobId, createNative, initTimeoutMs });
     await comm.initBarrier(initTimeoutMs);
     return comm;
   }
@@ -236,7 +237,9 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
     } catch (e) {
       throw nativeError(e, 'init', rank);
     }
-    const comm = new Communicator({ native, rank, size: rv.worldSize, tuning, jobId, onDestroy: cleanup });
+    const comm = new Communicator({
+      native, rank, size: rv.worldSize, tuning, jobId, onDestroy: cleanup, store, createNative, initTimeoutMs,
+    });
     native = undefined;  // owned by comm from here on
     // The last step runs through shared memory, not the store: rank 0 serves
     // the store from its own event loop, so it must not return while a peer
