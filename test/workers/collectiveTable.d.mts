@@ -15,6 +15,10 @@ export interface Case {
   root: number;
   seed: number;
   chunkBytes?: number;
+  /** Elements between the buffer's start and the arrays' views. */
+  offset?: number;
+  /** Passed as `algorithm`; absent: the default (ring). */
+  algorithm?: 'ring' | 'tree' | 'auto';
 }
 
 export const DTYPES: DTypeName[];

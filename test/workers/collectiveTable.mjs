@@ -13,6 +13,7 @@
 // use the whole range, so they wrap as the typed arrays do.
 import { createHash } from 'node:crypto';
 import {
+  CPU_ALGORITHMS,
   fromBfloat16Bits,
   fromFloat16Bits,
   toBfloat16Bits,
@@ -224,6 +225,8 @@ export function buildTable(size, name) {
     const tag = [coll, dtype, op ?? 'copy', `n${count}`, inPlace ? 'inplace' : 'outofplace'];
     if (root >= 0) tag.push(`root${root}`);
     if (extra.chunkBytes) tag.push(`chunk${extra.chunkBytes}`);
+    if (extra.offset) tag.push(`offset${extra.offset}`);
+    if (extra.algorithm) tag.push(extra.algorithm);
     cases.push({ id: tag.join('/'), coll, dtype, op, count, inPlace, root, seed: index * 1000 + 17, ...extra });
   };
   const opsOf = (coll) => (REDUCING.has(coll) ? OPS : [null]);
@@ -242,11 +245,30 @@ export function buildTable(size, name) {
         ? [['float32', 'sum', 64], ['float64', 'max', 100], ['int8', 'sum', 100], ['bfloat16', 'avg', 64], ['int64', 'prod', 3], ['float16', 'min', 100]]
         : [['float32', null, 64], ['float64', null, 100], ['int8', null, 100], ['bfloat16', null, 3]];
       chunky.forEach(([dtype, op, chunkBytes], i) => add(coll, dtype, REDUCING.has(coll) ? op : null, 5003, i % 2 === 1, { chunkBytes }));
+      // Views that do not start at their buffer's beginning.
+      const offsetOp = (op) => (REDUCING.has(coll) ? op : null);
+      add(coll, 'float64', offsetOp('sum'), 1023, false, { offset: 1 });
+      add(coll, 'int8', offsetOp('prod'), 1023, true, { offset: 3 });
+      add(coll, 'float16', offsetOp('max'), 1023, false, { offset: 5 });
       // Larger than many slots: a subset of dtype/op combinations.
       const bigOp = (op) => (REDUCING.has(coll) ? op : null);
       add(coll, 'float32', bigOp('sum'), BIG, false);
       add(coll, 'int64', bigOp('max'), BIG, true);
       add(coll, 'bfloat16', bigOp('sum'), BIG, false);
+    }
+    // Every other algorithm the engine publishes for a collective (ring is the default above).
+    for (const coll of COLLECTIVES) {
+      for (const algorithm of CPU_ALGORITHMS[coll].filter((a) => a !== 'ring')) {
+        for (const dtype of DTYPES) {
+          for (const op of opsOf(coll)) {
+            for (const count of [1, 7, 1023]) add(coll, dtype, op, count, count === 7, { algorithm });
+          }
+        }
+        add(coll, 'float32', REDUCING.has(coll) ? 'sum' : null, 5003, false, { algorithm, chunkBytes: 100 });
+        add(coll, 'bfloat16', REDUCING.has(coll) ? 'max' : null, BIG, true, { algorithm });
+      }
+      add(coll, 'int32', REDUCING.has(coll) ? 'sum' : null, 1023, false, { algorithm: 'auto' });
+      add(coll, 'float32', REDUCING.has(coll) ? 'sum' : null, BIG, false, { algorithm: 'auto' });
     }
   } else if (name === 'simd') {
     // The reducing kernels at a forced SIMD level: vector bodies and tails.
@@ -273,7 +295,7 @@ export function buildTable(size, name) {
 
 /** Which extra sections (beyond the table) a table's run includes. */
 export function sectionsOf(name) {
-  if (name === 'full') return ['p2p', 'sync', 'barrier', 'invalid'];
+  if (name === 'full') return ['p2p', 'sync', 'misc', 'barrier', 'invalid'];
   if (name === 'slots') return ['p2p', 'sync'];
   return [];
 }

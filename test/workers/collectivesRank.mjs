@@ -26,10 +26,21 @@ function unchanged(a, before) {
   return Buffer.compare(bytesOf(a), before) === 0;
 }
 
+/** A copy of `a` placed `offset` elements into a larger buffer (a view whose byteOffset is not 0). */
+function shifted(a, offset) {
+  const big = new a.constructor(a.length + offset + 3);
+  big.set(a, offset);
+  return big.subarray(offset, offset + a.length);
+}
+
 /** Runs one table case; returns { hash?, errors: string[] }. */
 async function runCase(c) {
   const errors = [];
-  const common = { ...dtypeOption(c.dtype), timeoutMs: OP_TIMEOUT_MS, ...(c.chunkBytes ? { chunkBytes: c.chunkBytes } : {}) };
+  const place = (a) => (c.offset ? shifted(a, c.offset) : a);
+  const common = {
+    ...dtypeOption(c.dtype), timeoutMs: OP_TIMEOUT_MS,
+    ...(c.chunkBytes ? { chunkBytes: c.chunkBytes } : {}), ...(c.algorithm ? { algorithm: c.algorithm } : {}),
+  };
   const expectEqual = (what, got, want) => {
     const d = firstDifference(got, want, c.dtype);
     if (d) errors.push(`${what}: ${d}`);
@@ -40,7 +51,7 @@ async function runCase(c) {
   let hash;
   switch (c.coll) {
     case 'allReduce': {
-      const x = makeInput(c, rank, c.count);
+      const x = place(makeInput(c, rank, c.count));
       const before = snapshot(x);
       const want = reduced(c, size, c.count);
       if (c.inPlace) {
@@ -48,7 +59,7 @@ async function runCase(c) {
         expectEqual('x (in place)', x, want);
         hash = sha256(x);
       } else {
-        const out = sentinel(c.dtype, c.count);
+        const out = place(sentinel(c.dtype, c.count));
         await comm.allReduce(x, { ...common, op: c.op, out });
         expectEqual('out', out, want);
         expectUnchanged('x', x, before);
@@ -57,10 +68,10 @@ async function runCase(c) {
       break;
     }
     case 'reduceScatter': {
-      const x = makeInput(c, rank, size * c.count);
+      const x = place(makeInput(c, rank, size * c.count));
       const before = snapshot(x);
       const want = reduced(c, size, size * c.count).subarray(rank * c.count, (rank + 1) * c.count);
-      const y = c.inPlace ? x.subarray(rank * c.count, (rank + 1) * c.count) : sentinel(c.dtype, c.count);
+      const y = c.inPlace ? x.subarray(rank * c.count, (rank + 1) * c.count) : place(sentinel(c.dtype, c.count));
       await comm.reduceScatter(x, y, { ...common, op: c.op });
       expectEqual(c.inPlace ? 'y = x.subarray(rank block) (in place)' : 'y', y, want);
       if (!c.inPlace) expectUnchanged('x', x, before);
@@ -68,11 +79,11 @@ async function runCase(c) {
       break;
     }
     case 'allGather': {
-      const mine = makeInput(c, rank, c.count);
+      const mine = place(makeInput(c, rank, c.count));
       const before = snapshot(mine);
       const want = sentinel(c.dtype, size * c.count);
       for (let q = 0; q < size; q++) want.set(makeInput(c, q, c.count), q * c.count);
-      const y = sentinel(c.dtype, size * c.count);
+      const y = place(sentinel(c.dtype, size * c.count));
       let x = mine;
       if (c.inPlace) {
         y.set(mine, rank * c.count);
@@ -85,7 +96,7 @@ async function runCase(c) {
       break;
     }
     case 'broadcast': {
-      const x = makeInput(c, rank, c.count);
+      const x = place(makeInput(c, rank, c.count));
       const before = snapshot(x);
       const want = makeInput(c, c.root, c.count);
       if (c.inPlace) {
@@ -93,7 +104,7 @@ async function runCase(c) {
         expectEqual('x (in place)', x, want);
         hash = sha256(x);
       } else {
-        const out = sentinel(c.dtype, c.count);
+        const out = place(sentinel(c.dtype, c.count));
         await comm.broadcast(x, { ...common, root: c.root, out });
         expectEqual('out', out, want);
         expectUnchanged('x', x, before);
@@ -102,7 +113,7 @@ async function runCase(c) {
       break;
     }
     case 'reduce': {
-      const x = makeInput(c, rank, c.count);
+      const x = place(makeInput(c, rank, c.count));
       const before = snapshot(x);
       const isRoot = rank === c.root;
       const want = isRoot ? reduced(c, size, c.count) : null;
@@ -111,7 +122,7 @@ async function runCase(c) {
         if (isRoot) { expectEqual('x on the root (in place)', x, want); hash = sha256(x); }
         else expectUnchanged('x on a non-root', x, before);
       } else {
-        const out = sentinel(c.dtype, c.count);
+        const out = place(sentinel(c.dtype, c.count));
         const outBefore = snapshot(out);
         await comm.reduce(x, { ...common, op: c.op, root: c.root, out });
         expectUnchanged(isRoot ? 'x on the root' : 'x on a non-root', x, before);
@@ -289,6 +300,39 @@ if (sections.includes('sync')) {
   });
 }
 
+if (sections.includes('misc')) {
+  await check('misc/many async ops in flight complete in order', async () => {
+    const problems = [];
+    const xs = Array.from({ length: 40 }, (_, k) => new Int32Array(1 + ((k * 37) % 200)).fill(rank + k));
+    const bs = Array.from({ length: 10 }, (_, k) => new Float64Array(50).fill(rank === k % size ? k : -1));
+    const pending = [];
+    xs.forEach((x, k) => {
+      pending.push(comm.allReduce(x, T));
+      if (k % 4 === 0) pending.push(comm.broadcast(bs[k / 4], { ...T, root: (k / 4) % size }));
+    });
+    await Promise.all(pending);
+    xs.forEach((x, k) => {
+      const want = (size * (size - 1)) / 2 + size * k;
+      if (!x.every((v) => v === want)) problems.push(`allReduce ${k} gave ${x[0]} want ${want}`);
+    });
+    bs.forEach((b, k) => { if (!b.every((v) => v === k)) problems.push(`broadcast ${k} gave ${b[0]}`); });
+    return problems;
+  });
+  await check('misc/a Node Buffer is uint8, with a Uint8Array out and in place', async () => {
+    const problems = [];
+    const x = Buffer.alloc(301, rank + 200); // (rank + 200) mod 256 per element
+    const out = new Uint8Array(301);
+    await comm.allReduce(x, { ...T, out });
+    let want = 0;
+    for (let q = 0; q < size; q++) want = (want + q + 200) & 0xff;
+    if (!out.every((v) => v === want)) problems.push(`out[0]=${out[0]} want ${want}`);
+    if (!x.every((v) => v === ((rank + 200) & 0xff))) problems.push('x modified');
+    await comm.allReduce(x, { ...T, op: 'max' });
+    if (!x.every((v) => v === ((size - 1 + 200) & 0xff))) problems.push(`in place max gave ${x[0]}`);
+    return problems;
+  });
+}
+
 if (sections.includes('barrier')) {
   await comm.barrier(T);
   // The last rank arrives 150 ms late; nobody may leave before it arrived.
@@ -319,7 +363,7 @@ if (sections.includes('invalid')) {
     await expectInvalid('reduceScatter length', comm.reduceScatter(new Float32Array(size * 4 + 1), new Float32Array(4)), '`x`');
     await expectInvalid('root out of range', comm.broadcast(new Float32Array(4), { root: size }), 'root');
     await expectInvalid('peer out of range', comm.send(new Float32Array(4), size), 'to');
-    await expectInvalid('tree', comm.allReduce(new Float32Array(4), { algorithm: 'tree' }), 'ring');
+    await expectInvalid('unsupported algorithm', comm.reduceScatter(new Float32Array(size * 4), new Float32Array(4), { algorithm: 'bcube' }), 'ring');
     const x = new Float32Array(1000).fill(rank);
     await comm.allReduce(x, T);
     if (!x.every((v) => v === (size * (size - 1)) / 2)) problems.push(`allReduce afterwards gave ${x[0]}`);
@@ -329,7 +373,7 @@ if (sections.includes('invalid')) {
 
 const binding = loadBinding();
 writeFileSync(path.join(outDir, `rank${rank}.json`), JSON.stringify({
-  rank, size, table: tableName, simdActive: binding.buildInfo().simdActive, ms: Date.now() - started, results,
+  rank, size, table: tableName, tuning: comm.tuning, simdActive: binding.buildInfo().simdActive, ms: Date.now() - started, results,
 }));
 // Leave only once every rank has written its results, i.e. finished every
 // op: a peer's destroy() while this rank still waits in its last collective
