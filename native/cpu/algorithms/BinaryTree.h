@@ -82,6 +82,16 @@ inline TreeLinks linksOf(const std::vector<int>& parents, int rank) {
   return t;
 }
 
+// Height of every rank's subtree, in edges (0 at a leaf).
+inline std::vector<int> subtreeHeights(const std::vector<int>& parents) {
+  std::vector<int> h(parents.size(), 0);
+  for (int r = 0; r < int(parents.size()); r++) {
+    int below = 0;
+    for (int p = parents[r]; p >= 0; p = parents[p]) h[p] = std::max(h[p], ++below);
+  }
+  return h;
+}
+
 // Longest root-to-leaf path, in edges.
 inline int treeHeight(const std::vector<int>& parents) {
   int h = 0;

@@ -10,35 +10,43 @@
 // twice. Latency is O(log n) hops per chunk, against the ring's 2(n-1): the
 // tree wins on small messages, the ring (bandwidth-optimal) on large ones.
 //
-// Schedule. Every message is named by a key (step s, tree h, phase):
-//   step s = 0 .. chunks + L - 1; in step s a rank runs, for h = 0 then 1,
-//   the up phase of chunk s (if s < chunks) and then the down phase of chunk
-//   s - L (if s >= L).
+// Schedule. Every message is named by (step s, phase, level):
+//   step s = 0 .. chunks + L - 1; in step s a rank runs the up phase of
+//   chunk s in both trees (if s < chunks), then the down phase of chunk
+//   s - L in both trees (if s >= L).
 // L (the lookahead) is 2 * tree height: a leaf pushes chunk s + L up while
 // chunk s's result comes back down, so the up and down waves overlap and the
 // pipeline stays full instead of paying a round trip per chunk.
-// Within a key the actions are ordered by tree level: in the up phase the
-// receives from the children come before the send to the parent, in the down
-// phase the receive from the parent comes before the sends to the children,
-// and a received slot is released only after the sends of the same key.
+// The level orders the work inside a (step, phase). Up: a message's level is
+// the height of its sender's subtree (0 at a leaf); a rank does the tree it
+// is a leaf in first (a plain send), then its interior tree (receive from the
+// children, lower levels, then send to the parent). Down: a message's level
+// is its sender's depth; a rank does the tree where it sits higher first
+// (ties: its leaf tree first), each as receive from the parent then sends to
+// the children. So the two trees run concurrently: at n = 2 both ranks send
+// their half at once, as the ring does, instead of waiting for each other.
+// A received slot is released right after the sends of the same tree.
 //
-// Deadlock freedom, for any slot count >= 1 and any number of chunks. Order
-// all actions of all ranks by (key, level). Every rank performs its actions
-// in non-decreasing order, and a directed pair (a -> b) carries at most one
-// message per key (in tree h, a is either b's child or b's parent, never
-// both), so a sender and its receiver meet that pair's messages in the same
-// order: FIFO per pair holds by construction. Suppose every unfinished rank
-// were blocked, and take a blocked action of least order. (1) A receive of m
-// from a: a has not sent m, so a is blocked at an action no later than
-// send(m); by minimality it is an action of equal order, i.e. a's send of m
-// or a sibling send of the same key and level, which reduces to case (2).
-// (2) A send to b blocked on a full channel: the oldest unreleased message on
-// that channel has a strictly smaller key (one message per key per pair), and
-// b releases it before any action of a larger key, so b is blocked at an
-// action of strictly smaller order: a contradiction. Hence some rank can
-// always move, and since every rank's list of actions is finite, all finish.
-// The same argument covers tree_broadcast.cc and tree_reduce.cc (one tree,
-// key = chunk).
+// Deadlock freedom, for any slot count >= 1 and any number of chunks.
+// (a) A directed pair (x -> y) carries at most one message per (step,
+// phase): an up message goes to an interior node, a down message comes from
+// one, and a rank is interior in one tree only. So both ends meet a pair's
+// messages in (step, phase) order: FIFO per pair holds by construction.
+// (b) Every rank performs its actions in non-decreasing (step, phase, level)
+// order, and a receive never comes before a send of the same order (up:
+// children's subtrees are lower than ours; down: our depth is our parent's
+// plus one, and the leaf tree's receive, at depth dL - 1, is done before the
+// interior tree's sends, at depth dI, only when dL <= dI).
+// Suppose every unfinished rank were blocked, and take a blocked action of
+// least order. (1) A receive of m from x: x has not sent m, so x is blocked
+// at an action no later than send(m); by minimality it has the same order,
+// and by (b) it is a send, which is case (2). (2) A send to y blocked on a
+// full channel: the oldest unreleased message on it has a strictly smaller
+// (step, phase) by (a), and y releases it before it starts any later
+// (step, phase), so y is blocked at an action of strictly smaller order: a
+// contradiction. Hence some rank can always move, and since every rank's
+// list of actions is finite, all finish. The same argument covers
+// tree_broadcast.cc and tree_reduce.cc (one tree, ordered by chunk).
 //
 // Every received header goes through checkHeader with step = 2 * tree +
 // phase (0 up, 1 down) and chunk = the chunk index, so ranks that disagree
@@ -72,6 +80,11 @@ Status treeAllReduce(const CollectiveArgs& a) {
   const std::vector<int> parents[2] = {doubleTreeParents(n, 0), doubleTreeParents(n, 1)};
   const TreeLinks links[2] = {linksOf(parents[0], r), linksOf(parents[1], r)};
   const uint64_t lookahead = uint64_t(2 * std::max(treeHeight(parents[0]), treeHeight(parents[1])));
+  // The order of the two trees inside a step (see the schedule above).
+  const int height0 = subtreeHeights(parents[0])[r], height1 = subtreeHeights(parents[1])[r];
+  const int upFirst = height1 < height0 ? 1 : 0;
+  const int depth0 = links[0].depth, depth1 = links[1].depth;
+  const int downFirst = depth1 < depth0 || (depth1 == depth0 && links[1].childCount < links[0].childCount) ? 1 : 0;
 
   auto up = [&](int h, uint64_t c) -> Status {
     const TreeLinks& tl = links[h];
@@ -135,9 +148,13 @@ Status treeAllReduce(const CollectiveArgs& a) {
   };
 
   for (uint64_t s = 0; s < chunks + lookahead; s++) {
-    for (int h = 0; h < 2; h++) {
-      if (s < chunks) RT_CHECK(up(h, s));
-      if (s >= lookahead) RT_CHECK(down(h, s - lookahead));
+    if (s < chunks) {
+      RT_CHECK(up(upFirst, s));
+      RT_CHECK(up(1 - upFirst, s));
+    }
+    if (s >= lookahead) {
+      RT_CHECK(down(downFirst, s - lookahead));
+      RT_CHECK(down(1 - downFirst, s - lookahead));
     }
   }
   return Status::ok();
