@@ -2,6 +2,8 @@
 // Promise plumbing through one thread-safe function with batched completions.
 #include <napi.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <memory>
 #include <mutex>
@@ -62,6 +64,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     return DefineClass(env, "Communicator",
                        {
                            InstanceMethod("start", &AddonCommunicator::Start),
+                           InstanceMethod("addTcpPeer", &AddonCommunicator::AddTcpPeer),
                            InstanceMethod("unlink", &AddonCommunicator::Unlink),
                            InstanceMethod("submit", &AddonCommunicator::Submit),
                            InstanceMethod("submitGroup", &AddonCommunicator::SubmitGroup),
@@ -92,6 +95,11 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     opts.slots = uint32_t(getInt(o, "slots", opts.slots));
     opts.chunkBytes = uint64_t(getInt(o, "chunkBytes", int64_t(opts.chunkBytes)));
     opts.spin = o.Get("spin").ToBoolean();
+    Napi::Value local = o.Get("localRanks");
+    if (local.IsArray()) {
+      Napi::Array a = local.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) opts.localRanks.push_back(a.Get(i).ToNumber().Int32Value());
+    }
     opts.heartbeatTimeoutMs = getInt(o, "heartbeatTimeoutMs", opts.heartbeatTimeoutMs);
     Napi::Value fault = o.Get("fault");
     if (fault.IsObject()) {
@@ -152,6 +160,32 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     Status s = engine_->start([this](uint64_t id, const Status& st) { OnComplete(id, st); });
     if (!s.isOk()) throwStatus(info.Env(), s);
     return info.Env().Undefined();
+  }
+
+  // addTcpPeer(rank, fdCollective, fdP2p): the fds are Node's sockets; we
+  // duplicate them, and the caller destroys its sockets afterwards.
+  Napi::Value AddTcpPeer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    if (!info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
+      Napi::TypeError::New(env, "addTcpPeer(rank, fd0, fd1) takes three numbers").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int fd0 = dup(info[1].As<Napi::Number>().Int32Value());
+    int fd1 = dup(info[2].As<Napi::Number>().Int32Value());
+    if (fd0 < 0 || fd1 < 0) {
+      if (fd0 >= 0) close(fd0);
+      if (fd1 >= 0) close(fd1);
+      throwStatus(env, Status(StatusCode::BackendUnavailable, "cannot take over the TCP connection: dup failed"));
+      return env.Undefined();
+    }
+    Status s = engine_->addTcpPeer(info[0].As<Napi::Number>().Int32Value(), fd0, fd1);
+    if (!s.isOk()) {
+      close(fd0);
+      close(fd1);
+      throwStatus(env, s);
+    }
+    return env.Undefined();
   }
 
   Napi::Value Unlink(const Napi::CallbackInfo& info) {

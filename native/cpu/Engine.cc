@@ -24,7 +24,10 @@ namespace {
 class OpWaiter : public Waiter {
  public:
   OpWaiter(Engine* engine, const OpDesc& op) : engine_(engine), op_(op) {}
-  Status check() override { return engine_->checkInterrupts(); }
+  Status check(int peer) override {
+    RT_CHECK(engine_->checkInterrupts(false));
+    return engine_->checkPeerLeft(peer);
+  }
   Status timedOut(const char* waitingFor, int peer) override { return engine_->timeoutStatus(op_, waitingFor, peer); }
 
  private:
@@ -59,26 +62,34 @@ Status Engine::create(const EngineOptions& o, std::unique_ptr<Engine>* out) {
                                                    std::to_string(o.size));
   if (o.slots < 2 || o.slotBytes < 64)
     return Status(StatusCode::InvalidArgument, "slots must be >= 2 and slotBytes >= 64");
-  ShmLayout layout(uint32_t(o.size), o.slotBytes, o.slots);
+  std::vector<int> localRanks = o.localRanks;
+  if (localRanks.empty())
+    for (int r = 0; r < o.size; r++) localRanks.push_back(r);
+  const auto self = std::find(localRanks.begin(), localRanks.end(), o.rank);
+  if (self == localRanks.end())
+    return Status(StatusCode::InvalidArgument, "localRanks must include this rank " + std::to_string(o.rank));
+  const int localIndex = int(self - localRanks.begin());
+  const int localSize = int(localRanks.size());
+  ShmLayout layout(uint32_t(localSize), o.slotBytes, o.slots);
   auto segment = std::make_unique<ShmSegment>();
   if (o.create) {
     RT_CHECK(segment->create(o.shmName, layout.totalBytes()));
     ControlBlock* cb = layout.control(segment->base());
     cb->magic = kShmMagic;
     cb->version = kShmVersion;
-    cb->size = uint32_t(o.size);
+    cb->size = uint32_t(localSize);
     cb->slotBytes = layout.slotBytes();
     cb->slots = layout.slots();
     cb->totalBytes = layout.totalBytes();
   } else {
     RT_CHECK(segment->open(o.shmName, layout.totalBytes()));
     ControlBlock* cb = layout.control(segment->base());
-    if (cb->magic != kShmMagic || cb->version != kShmVersion || cb->size != uint32_t(o.size) ||
+    if (cb->magic != kShmMagic || cb->version != kShmVersion || cb->size != uint32_t(localSize) ||
         cb->slotBytes != layout.slotBytes() || cb->slots != layout.slots()) {
       return Status(StatusCode::InvalidArgument,
-                    "shared segment " + o.shmName + " was made for world size " + std::to_string(cb->size) + ", " +
+                    "shared segment " + o.shmName + " was made for " + std::to_string(cb->size) + " local ranks, " +
                         std::to_string(cb->slots) + " slots of " + std::to_string(cb->slotBytes) +
-                        " bytes; this rank expects world size " + std::to_string(o.size) + ", " +
+                        " bytes; this rank expects " + std::to_string(localSize) + " local ranks, " +
                         std::to_string(layout.slots()) + " slots of " + std::to_string(layout.slotBytes()),
                     "Every rank must pass the same worldSize, RINGTREE_SLOT_BYTES and RINGTREE_SLOTS.");
     }
@@ -91,12 +102,25 @@ Status Engine::create(const EngineOptions& o, std::unique_ptr<Engine>* out) {
     e->stats_[k].bytesReceived.assign(o.size, 0);
   }
   e->p2pBaseline_.assign(4 * size_t(o.size), 0);
-  e->transport_ = std::make_unique<ShmTransport>(o.rank, o.size, std::move(segment), layout, o.spin);
-  RankControl* me = e->transport_->rankControl(o.rank);
+  auto shm = std::make_unique<ShmTransport>(localIndex, localSize, std::move(segment), layout);
+  e->transport_ = std::make_unique<PeerTransport>(o.rank, o.size, localRanks, std::move(shm), o.spin);
+  RankControl* me = e->transport_->self();
   me->pid.store(getpid());
   me->heartbeatNs.store(monotonicNs());
   me->attached.store(1, std::memory_order_release);
   *out = std::move(e);
+  return Status::ok();
+}
+
+Status Engine::addTcpPeer(int peer, int fdCollective, int fdP2p) {
+  if (peer < 0 || peer >= options_.size || transport_->isLocal(peer) || transport_->tcp(peer) || started_)
+    return Status(StatusCode::InvalidArgument, "addTcpPeer: rank " + std::to_string(peer) +
+                                                   " is out of range, local, already connected, or the engine started");
+  TcpPeer::Hooks hooks;
+  hooks.wake = [this](int cls) { transport_->wakeSelf(cls); };
+  hooks.failed = [this](const Status& s) { fail(s, false); };
+  transport_->addTcpPeer(std::make_unique<TcpPeer>(options_.rank, peer, fdCollective, fdP2p, uint32_t(options_.slots),
+                                                   transport_->slotBytes(), std::move(hooks)));
   return Status::ok();
 }
 
@@ -106,7 +130,12 @@ Status Engine::start(CompletionSink sink) {
   peerPidfds_.assign(n, -1);
   for (int r = 0; r < n; r++) {
     if (r == options_.rank) continue;
-    RankControl* rc = transport_->rankControl(r);
+    if (!transport_->isLocal(r)) {
+      if (!transport_->tcp(r))
+        return Status(StatusCode::Internal, "no connection to rank " + std::to_string(r) + " was handed over");
+      continue;
+    }
+    RankControl* rc = transport_->localControl(r);
     if (!rc->attached.load(std::memory_order_acquire))
       return Status(StatusCode::Internal, "rank " + std::to_string(r) + " has not attached to the shared segment");
     peerPidfds_[r] = pidfdOpen(rc->pid.load());  // -1: fall back to kill(pid, 0)
@@ -114,10 +143,17 @@ Status Engine::start(CompletionSink sink) {
   wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   p2p_ = std::make_unique<P2pEngine>(this, transport_.get(), [this](uint64_t id, const Status& s) { complete(id, s); });
   started_ = true;
+  transport_->startTcp();
   collectiveThread_ = std::thread([this] { collectiveLoop(); });
   watchdogThread_ = std::thread([this] { watchdogLoop(); });
   p2p_->start();
   return Status::ok();
+}
+
+bool Engine::peerDestroyed(int peer) const {
+  if (transport_->isLocal(peer)) return transport_->localControl(peer)->destroyed.load(std::memory_order_acquire) != 0;
+  TcpPeer* t = transport_->tcp(peer);
+  return t && t->saidGoodbye();
 }
 
 void Engine::unlink() { transport_->segment().unlink(); }
@@ -166,7 +202,7 @@ Status Engine::runSync(OpDesc desc) {
 
 Status Engine::execute(OpDesc& op) {
   RT_CHECK(checkInterrupts());
-  RankControl* me = transport_->rankControl(options_.rank);
+  RankControl* me = transport_->self();
   me->collSeq.store(op.seq, std::memory_order_seq_cst);
   me->inOp.store(1, std::memory_order_seq_cst);
   OpWaiter waiter(this, op);
@@ -263,18 +299,18 @@ Status Engine::checkInterrupts(bool peersMatter) {
     return Status(StatusCode::Aborted, "the communicator was destroyed while the operation was pending");
   if (failed_.load(std::memory_order_acquire)) return failure();
   RT_CHECK(adoptPublishedFailure());
-  for (int r = 0; peersMatter && r < options_.size; r++) {
-    if (r == options_.rank) continue;
-    if (transport_->rankControl(r)->destroyed.load(std::memory_order_acquire)) {
-      Status s(StatusCode::PeerLost,
-               "rank " + std::to_string(r) + " left the communicator (destroy() or process exit) while rank " +
-                   std::to_string(options_.rank) + " still needed it",
-               "Make every rank finish its collectives before destroy(); a rank must not exit early.", r);
-      fail(s, true);
-      return s;
-    }
-  }
+  for (int r = 0; peersMatter && r < options_.size; r++) RT_CHECK(checkPeerLeft(r));
   return Status::ok();
+}
+
+Status Engine::checkPeerLeft(int peer) {
+  if (peer < 0 || peer == options_.rank || !peerDestroyed(peer)) return Status::ok();
+  Status s(StatusCode::PeerLost,
+           "rank " + std::to_string(peer) + " left the communicator (destroy() or process exit) while rank " +
+               std::to_string(options_.rank) + " still needed it",
+           "Make every rank finish its collectives before destroy(); a rank must not exit early.", peer);
+  fail(s, true);
+  return s;
 }
 
 Status Engine::adoptPublishedFailure() {
@@ -289,12 +325,20 @@ Status Engine::adoptPublishedFailure() {
 }
 
 void Engine::fail(const Status& status, bool publish) {
+  bool first = false;
   {
     std::lock_guard<std::mutex> lk(failureMutex_);
     if (!failed_.load()) {
       failure_ = status;
       failed_.store(true, std::memory_order_release);
+      first = true;
     }
+  }
+  // Remote ranks learn it over TCP (each rank tells every remote rank itself,
+  // so a failure heard over TCP is not passed on).
+  if (publish && first && transport_) {
+    for (int r = 0; r < options_.size; r++)
+      if (TcpPeer* t = transport_->tcp(r)) t->sendFailure(status, options_.rank);
   }
   if (publish && transport_) {
     FailureRecord& f = transport_->control()->failure;
@@ -309,7 +353,7 @@ void Engine::fail(const Status& status, bool publish) {
       f.state.store(2, std::memory_order_release);
     }
   }
-  if (transport_) transport_->ringAll();
+  if (transport_) transport_->wakeAllLocal();
   queueCv_.notify_all();
 }
 
@@ -324,9 +368,17 @@ Status Engine::timeoutStatus(const OpDesc& op, const char* waitingFor, int peer)
   std::map<std::string, std::vector<int>> groups;
   int laggard = -1;
   for (int r = 0; r < options_.size; r++) {
-    RankControl* rc = transport_->rankControl(r);
-    uint64_t seq = rc->collSeq.load();
-    bool in = rc->inOp.load() != 0;
+    uint64_t seq;
+    bool in;
+    if (r == options_.rank || transport_->isLocal(r)) {
+      RankControl* rc = r == options_.rank ? transport_->self() : transport_->localControl(r);
+      seq = rc->collSeq.load();
+      in = rc->inOp.load() != 0;
+    } else {
+      // As of the peer's last heartbeat.
+      seq = transport_->tcp(r)->collSeq();
+      in = transport_->tcp(r)->inOp();
+    }
     groups[in ? "in seq " + std::to_string(seq) : "idle after seq " + std::to_string(seq)].push_back(r);
     if (seq < op.seq && laggard < 0) laggard = r;
   }
@@ -353,7 +405,7 @@ Status Engine::timeoutStatus(const OpDesc& op, const char* waitingFor, int peer)
 void Engine::watchdogLoop() {
   try {
     const int n = options_.size;
-    RankControl* me = transport_->rankControl(options_.rank);
+    RankControl* me = transport_->self();
     while (!stopping_.load(std::memory_order_acquire)) {
       std::vector<pollfd> fds;
       fds.push_back({wakeFd_, POLLIN, 0});
@@ -366,7 +418,14 @@ void Engine::watchdogLoop() {
       }
       poll(fds.data(), fds.size(), 100);
       if (stopping_.load(std::memory_order_acquire)) return;
-      me->heartbeatNs.store(monotonicNs(), std::memory_order_relaxed);
+      const int64_t beat = monotonicNs();
+      me->heartbeatNs.store(beat, std::memory_order_relaxed);
+      if (beat - lastHeartbeatSentNs_ > 500 * 1000000LL) {
+        // Remote ranks hear our heartbeat, and where we are, over TCP.
+        lastHeartbeatSentNs_ = beat;
+        for (int r = 0; r < n; r++)
+          if (TcpPeer* t = transport_->tcp(r)) t->sendHeartbeat(me->collSeq.load(), me->inOp.load() != 0);
+      }
       if (failed_.load()) continue;
       std::vector<bool> exited(n, false);
       for (size_t i = 1; i < fds.size(); i++)
@@ -374,7 +433,22 @@ void Engine::watchdogLoop() {
       const int64_t now = monotonicNs();
       for (int r = 0; r < n && !failed_.load(); r++) {
         if (r == options_.rank) continue;
-        RankControl* rc = transport_->rankControl(r);
+        if (TcpPeer* t = transport_->tcp(r)) {
+          // A broken connection is reported by the TCP threads themselves;
+          // silence is ours to notice.
+          if (!t->saidGoodbye() && options_.heartbeatTimeoutMs > 0 &&
+              now - t->lastHeardNs() > options_.heartbeatTimeoutMs * 1000000LL) {
+            fail(Status(StatusCode::PeerLost,
+                        "rank " + std::to_string(r) + " (remote) sent nothing for " +
+                            std::to_string(options_.heartbeatTimeoutMs) + " ms: it, its host or the network is stuck",
+                        "Check rank " + std::to_string(r) +
+                            "'s host and the network between the hosts; raise RINGTREE_HEARTBEAT_TIMEOUT_MS.",
+                        r),
+                 true);
+          }
+          continue;
+        }
+        RankControl* rc = transport_->localControl(r);
         const int pid = rc->pid.load();
         if (peerPidfds_[r] < 0 && kill(pid, 0) != 0 && errno == ESRCH) exited[r] = true;
         if (rc->destroyed.load(std::memory_order_acquire)) continue;
@@ -414,9 +488,9 @@ void Engine::abort(const std::string& reason) {
 void Engine::destroy() {
   if (destroyed_) return;
   destroyed_ = true;
-  if (transport_) transport_->rankControl(options_.rank)->destroyed.store(1, std::memory_order_release);
+  if (transport_) transport_->self()->destroyed.store(1, std::memory_order_release);
   stopping_.store(true, std::memory_order_release);
-  if (transport_) transport_->ringAll();
+  if (transport_) transport_->wakeAllLocal();
   queueCv_.notify_all();
   if (wakeFd_ >= 0) {
     uint64_t one = 1;
@@ -434,6 +508,8 @@ void Engine::destroy() {
   for (auto& item : rest)
     complete(item.first, Status(StatusCode::Aborted, std::string(opKindName(item.second.kind)) +
                                                          " never ran: the communicator was destroyed first"));
+  // Goodbye to remote ranks, so that our exit is not a lost peer to them.
+  if (transport_) transport_->stopTcp(true);
   for (int fd : peerPidfds_)
     if (fd >= 0) close(fd);
   peerPidfds_.clear();
@@ -500,7 +576,11 @@ std::vector<PeerState> Engine::peerStates() {
   std::vector<PeerState> out;
   if (!transport_) return out;
   for (int r = 0; r < options_.size; r++) {
-    RankControl* rc = transport_->rankControl(r);
+    if (TcpPeer* t = transport_->tcp(r)) {
+      out.push_back({r, -1, t->collSeq(), t->inOp(), !t->closed(), t->saidGoodbye()});
+      continue;
+    }
+    RankControl* rc = r == options_.rank ? transport_->self() : transport_->localControl(r);
     int pid = rc->pid.load();
     bool alive = pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH);
     out.push_back({r, pid, rc->collSeq.load(), rc->inOp.load() != 0, alive, rc->destroyed.load() != 0});

@@ -1,5 +1,6 @@
-// The CPU communicator: one shared-memory transport, a collective executor
-// thread, a point-to-point thread and a watchdog. Backend-neutral of Node-API:
+// The CPU communicator: one transport (shared memory on this host, TCP to
+// other hosts), a collective executor thread, a point-to-point thread and a
+// watchdog. Backend-neutral of Node-API:
 // completions leave through a sink callback.
 #pragma once
 
@@ -15,7 +16,7 @@
 
 #include "core/status.h"
 #include "cpu/Op.h"
-#include "cpu/transport/ShmTransport.h"
+#include "cpu/transport/PeerTransport.h"
 
 namespace ringtree {
 
@@ -25,6 +26,9 @@ struct EngineOptions {
   int rank = 0;
   int size = 1;
   std::string shmName;
+  // Global ranks that share this host's segment, in segment order (this rank
+  // among them). Empty: every rank is local.
+  std::vector<int> localRanks;
   bool create = false;
   uint64_t slotBytes = 256 * 1024;
   uint32_t slots = 8;
@@ -69,6 +73,9 @@ class Engine {
   int rank() const { return options_.rank; }
   int size() const { return options_.size; }
 
+  // Hands over a connected, authenticated pair of sockets to a remote rank
+  // (one per channel class); the engine owns the fds from here on.
+  Status addTcpPeer(int peer, int fdCollective, int fdP2p);
   // After every rank has attached: read peer pids, start the threads.
   Status start(CompletionSink sink);
   void unlink();
@@ -94,9 +101,13 @@ class Engine {
   // Used by the p2p engine and the waiters.
   // peersMatter: a peer that left (destroy()) interrupts too (collectives).
   Status checkInterrupts(bool peersMatter = true);
+  // PeerLostError when `peer` left (destroy() or exit) while we need it.
+  Status checkPeerLeft(int peer);
   void fail(const Status& status, bool publish);
   Status timeoutStatus(const OpDesc& op, const char* waitingFor, int peer);
-  ShmTransport* transport() { return transport_.get(); }
+  PeerTransport* transport() { return transport_.get(); }
+  // A peer left gracefully (destroy() or exit): shared-memory flag or TCP goodbye.
+  bool peerDestroyed(int peer) const;
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
 
  private:
@@ -108,7 +119,7 @@ class Engine {
   void complete(uint64_t id, const Status& status);
 
   EngineOptions options_;
-  std::unique_ptr<ShmTransport> transport_;
+  std::unique_ptr<PeerTransport> transport_;
   CompletionSink sink_;
   std::unique_ptr<P2pEngine> p2p_;
 
@@ -131,6 +142,7 @@ class Engine {
   std::vector<uint64_t> p2pBaseline_;  // class-1 counters at the last reset: sent, received, msgs... per peer
 
   std::vector<int> peerPidfds_;
+  int64_t lastHeartbeatSentNs_ = 0;
   int wakeFd_ = -1;  // eventfd that stops the watchdog
   std::thread collectiveThread_;
   std::thread watchdogThread_;

@@ -9,7 +9,7 @@ namespace ringtree {
 
 constexpr int64_t kMaxSleepNs = 100 * 1000000LL;
 
-P2pEngine::P2pEngine(Engine* engine, ShmTransport* transport, Sink sink)
+P2pEngine::P2pEngine(Engine* engine, PeerTransport* transport, Sink sink)
     : engine_(engine), transport_(transport), sink_(std::move(sink)), rank_(transport->rank()),
       size_(transport->size()), peers_(size_), sendSeq_(size_, 0) {}
 
@@ -24,7 +24,7 @@ void P2pEngine::post(const std::vector<std::pair<uint64_t, OpDesc>>& ops) {
     std::lock_guard<std::mutex> lk(inboxMutex_);
     inbox_.insert(inbox_.end(), ops.begin(), ops.end());
   }
-  transport_->ring(rank_, kP2pClass);
+  transport_->wakeSelf(kP2pClass);
 }
 
 void P2pEngine::stop() {
@@ -32,7 +32,7 @@ void P2pEngine::stop() {
     if (thread_.joinable()) thread_.join();
     return;
   }
-  transport_->ring(rank_, kP2pClass);
+  transport_->wakeSelf(kP2pClass);
   if (thread_.joinable()) thread_.join();
   // Whatever the thread had not finished, and whatever never reached it.
   Status s(StatusCode::Aborted, "the communicator was destroyed while the operation was pending");
@@ -276,7 +276,7 @@ int64_t P2pEngine::checkDeadlines() {
   int64_t next = kMaxSleepNs;
   for (auto& p : all_) {
     const int peer = p->desc.peer;
-    if (peer != rank_ && transport_->rankControl(peer)->destroyed.load(std::memory_order_acquire)) {
+    if (peer != rank_ && engine_->peerDestroyed(peer)) {
       engine_->fail(Status(StatusCode::PeerLost,
                            "rank " + std::to_string(peer) + " left the communicator while rank " +
                                std::to_string(rank_) + " still had a " + opKindName(p->desc.kind) + " with it pending",

@@ -19,7 +19,7 @@
 
 #include "core/status.h"
 #include "cpu/Op.h"
-#include "cpu/transport/ShmTransport.h"
+#include "cpu/transport/PeerTransport.h"
 
 namespace ringtree {
 
@@ -28,7 +28,7 @@ class Engine;
 class P2pEngine {
  public:
   using Sink = std::function<void(uint64_t, const Status&)>;
-  P2pEngine(Engine* engine, ShmTransport* transport, Sink sink);
+  P2pEngine(Engine* engine, PeerTransport* transport, Sink sink);
   ~P2pEngine();
 
   void start();
@@ -79,7 +79,7 @@ class P2pEngine {
   int64_t checkDeadlines();
 
   Engine* engine_;
-  ShmTransport* transport_;
+  PeerTransport* transport_;
   Sink sink_;
   int rank_, size_;
   std::vector<PeerQueues> peers_;

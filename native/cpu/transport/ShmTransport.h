@@ -1,5 +1,7 @@
-// Shared-memory transport among the ranks of one host: SPSC slot rings per
-// ordered pair and class, futex doorbells, optional short spinning.
+// Shared-memory channels among the ranks of one host: SPSC slot rings per
+// ordered pair and class in one segment, and a futex doorbell per rank.
+// Indices here are local (position on this host); PeerTransport maps global
+// ranks onto them.
 #pragma once
 
 #include <atomic>
@@ -8,33 +10,25 @@
 
 #include "cpu/transport/ShmLayout.h"
 #include "cpu/transport/ShmSegment.h"
-#include "cpu/transport/Transport.h"
 
 namespace ringtree {
 
-class ShmTransport : public Transport {
+class ShmTransport {
  public:
-  ShmTransport(int rank, int size, std::unique_ptr<ShmSegment> segment, const ShmLayout& layout, bool spin);
+  ShmTransport(int localRank, int localSize, std::unique_ptr<ShmSegment> segment, const ShmLayout& layout);
 
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
-  size_t slotBytes() const override { return layout_.slotBytes(); }
-  void setWaiter(Waiter* waiter) override { waiter_ = waiter; }
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  size_t slotBytes() const { return layout_.slotBytes(); }
 
-  // Collective class, blocking.
-  Status acquireSend(int peer, char** data) override;
-  void commitSend(int peer, const MsgHeader& header) override;
-  Status acquireRecv(int peer, const MsgHeader** header, const char** data) override;
-  void releaseRecv(int peer) override;
-
-  // Any class, non-blocking (the p2p engine's state machine).
+  // Non-blocking slot access; `peer` is a local index.
   char* trySendSlot(int peer, int cls);
   void commit(int peer, int cls, const MsgHeader& header);
   const MsgHeader* tryRecvSlot(int peer, int cls, const char** data);
   void release(int peer, int cls);
 
-  // Doorbells: wake `rank`'s waiters of class `cls`; sleep on our own.
-  void ring(int rank, int cls);
+  // Doorbells: wake local rank `r`'s waiters of class `cls`; sleep on our own.
+  void ring(int r, int cls);
   void ringAll();
   uint32_t doorbell(int cls) const;
   void sleep(int cls, uint32_t seen, int64_t timeoutNs);
@@ -43,29 +37,13 @@ class ShmTransport : public Transport {
   RankControl* rankControl(int r) const { return layout_.rank(segment_->base(), r); }
   ShmSegment& segment() { return *segment_; }
 
-  // Bytes and messages per peer and class; each counter has one writer (the
-  // thread that owns the class), readers take snapshots for stats().
-  struct PeerTraffic {
-    std::atomic<uint64_t> bytesSent{0}, bytesReceived{0}, messagesSent{0}, messagesReceived{0};
-  };
-  const PeerTraffic& traffic(int peer, int cls) const { return traffic_[cls][peer]; }
-
-  // Fault injection (RINGTREE_FAULT): SIGKILL this process after `n` more commits.
-  void crashAfterCommits(int n) { crashAfterCommits_ = n; }
-
  private:
-  template <class Pred>
-  Status waitFor(Pred pred, int peer, const char* what);
   char* channel(int src, int dst, int cls) const { return layout_.channel(segment_->base(), src, dst, cls); }
 
   int rank_;
   int size_;
   std::unique_ptr<ShmSegment> segment_;
   ShmLayout layout_;
-  bool spin_;
-  Waiter* waiter_ = nullptr;
-  int crashAfterCommits_ = 0;
-  std::unique_ptr<PeerTraffic[]> traffic_[kChannelClasses];
 };
 
 }  // namespace ringtree

@@ -20,9 +20,10 @@ namespace ringtree {
 class Waiter {
  public:
   virtual ~Waiter() = default;
-  // Non-Ok when the operation must stop now: a failure (local or published by
-  // a peer), an abort, or destroy().
-  virtual Status check() = 0;
+  // Non-Ok when the operation must stop now while waiting for `peer`: a
+  // failure (local or published by a peer), an abort, destroy(), or `peer`
+  // having left. Other peers leaving does not matter: they may simply be done.
+  virtual Status check(int peer) = 0;
   // Builds the error for an expired deadline while waiting for `peer`.
   virtual Status timedOut(const char* waitingFor, int peer) = 0;
   Deadline deadline;

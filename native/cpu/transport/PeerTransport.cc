@@ -1,0 +1,126 @@
+#include "cpu/transport/PeerTransport.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "cpu/Futex.h"
+
+namespace ringtree {
+
+// A futex sleep is capped so that interrupts are noticed even if a wake-up is
+// lost (a peer died between publishing and ringing).
+constexpr int64_t kMaxSleepNs = 100 * 1000000LL;
+// A little longer than a futex round trip: spinning longer than that only
+// burns the core a peer needs.
+constexpr int64_t kSpinNs = 50 * 1000LL;
+
+PeerTransport::PeerTransport(int rank, int size, std::vector<int> localRanks, std::unique_ptr<ShmTransport> local,
+                             bool spin)
+    : rank_(rank), size_(size), localRanks_(std::move(localRanks)), localIndex_(size, -1), local_(std::move(local)),
+      tcp_(size), spin_(spin) {
+  for (size_t i = 0; i < localRanks_.size(); i++) localIndex_[localRanks_[i]] = int(i);
+  for (auto& t : traffic_) t.reset(new PeerTraffic[size]);
+}
+
+PeerTransport::~PeerTransport() { stopTcp(false); }
+
+void PeerTransport::addTcpPeer(std::unique_ptr<TcpPeer> peer) {
+  int r = peer->rank();
+  tcp_[r] = std::move(peer);
+}
+
+void PeerTransport::startTcp() {
+  for (auto& t : tcp_)
+    if (t) t->start();
+}
+
+void PeerTransport::stopTcp(bool graceful) {
+  for (auto& t : tcp_)
+    if (t) t->stop(graceful);
+}
+
+template <class Pred>
+Status PeerTransport::waitFor(Pred pred, int peer, const char* what) {
+  if (pred()) return Status::ok();
+  if (spin_) {
+    int64_t until = monotonicNs() + kSpinNs;
+    for (int i = 1;; i++) {
+      cpuRelax();
+      if (pred()) return Status::ok();
+      if ((i & 63) == 0 && monotonicNs() > until) break;
+    }
+  }
+  for (;;) {
+    uint32_t seen = doorbell(kCollectiveClass);
+    if (pred()) return Status::ok();
+    if (waiter_) {
+      RT_CHECK(waiter_->check(peer));
+      if (waiter_->deadline.expired()) return waiter_->timedOut(what, peer);
+    }
+    int64_t sleepNs = waiter_ ? std::min(waiter_->deadline.remainingNs(), kMaxSleepNs) : kMaxSleepNs;
+    sleep(kCollectiveClass, seen, std::max<int64_t>(sleepNs, 1000));
+  }
+}
+
+Status PeerTransport::acquireSend(int peer, char** data) {
+  char* slot = nullptr;
+  RT_CHECK(waitFor([&] { return (slot = trySendSlot(peer, kCollectiveClass)) != nullptr; }, peer,
+                   "a free slot towards"));
+  *data = slot;
+  return Status::ok();
+}
+
+void PeerTransport::commitSend(int peer, const MsgHeader& header) { commit(peer, kCollectiveClass, header); }
+
+Status PeerTransport::acquireRecv(int peer, const MsgHeader** header, const char** data) {
+  const MsgHeader* h = nullptr;
+  RT_CHECK(waitFor([&] { return (h = tryRecvSlot(peer, kCollectiveClass, data)) != nullptr; }, peer, "data from"));
+  *header = h;
+  return Status::ok();
+}
+
+void PeerTransport::releaseRecv(int peer) { release(peer, kCollectiveClass); }
+
+char* PeerTransport::trySendSlot(int peer, int cls) {
+  if (localIndex_[peer] >= 0) return local_->trySendSlot(localIndex_[peer], cls);
+  return tcp_[peer] ? tcp_[peer]->trySendSlot(cls) : nullptr;
+}
+
+void PeerTransport::commit(int peer, int cls, const MsgHeader& header) {
+  if (localIndex_[peer] >= 0) local_->commit(localIndex_[peer], cls, header);
+  else tcp_[peer]->commit(cls, header);
+  countSent(peer, cls, header.bytes);
+  if (crashAfterCommits_ > 0 && --crashAfterCommits_ == 0) {
+    // RINGTREE_FAULT: die mid-operation, the way a real crash would.
+    kill(getpid(), SIGKILL);
+  }
+}
+
+const MsgHeader* PeerTransport::tryRecvSlot(int peer, int cls, const char** data) {
+  if (localIndex_[peer] >= 0) return local_->tryRecvSlot(localIndex_[peer], cls, data);
+  return tcp_[peer] ? tcp_[peer]->tryRecvSlot(cls, data) : nullptr;
+}
+
+void PeerTransport::release(int peer, int cls) {
+  const char* data;
+  const MsgHeader* h = tryRecvSlot(peer, cls, &data);
+  countReceived(peer, cls, h ? h->bytes : 0);
+  if (localIndex_[peer] >= 0) local_->release(localIndex_[peer], cls);
+  else tcp_[peer]->release(cls);
+}
+
+void PeerTransport::countSent(int peer, int cls, uint64_t bytes) {
+  PeerTraffic& t = traffic_[cls][peer];
+  t.bytesSent.store(t.bytesSent.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+  t.messagesSent.store(t.messagesSent.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+void PeerTransport::countReceived(int peer, int cls, uint64_t bytes) {
+  PeerTraffic& t = traffic_[cls][peer];
+  t.bytesReceived.store(t.bytesReceived.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+  t.messagesReceived.store(t.messagesReceived.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+}  // namespace ringtree
