@@ -50,6 +50,8 @@ export interface NativeCommunicatorOptions {
   spin: boolean;
   /** Heartbeat deadline for a silent peer (ms). */
   heartbeatTimeoutMs: number;
+  /** Global ranks on this host in segment order (default: all ranks). */
+  localRanks?: number[];
   /** `RINGTREE_FAULT` parsed: crash this rank at (op, seq), or undefined. */
   fault?: { op: string; seq: number };
 }
@@ -93,6 +95,8 @@ export interface NativeOpDescriptor {
 }
 
 export interface NativeCommunicator {
+  /** Hand over the connected sockets (collective, point-to-point) to a remote rank; the engine dup()s them. */
+  addTcpPeer(rank: number, fdCollective: number, fdP2p: number): void;
   /** Map peers, open pidfds, start the progress threads. Call after every rank constructed. */
   start(): void;
   /** Unlink the shared-memory name (idempotent). */

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { NativeCommunicator, NativeFailureRecord, NativeOpDescriptor } from './binding.js';
 import type { Store } from './store.js';
+import { assemble } from './assemble.js';
 import { DTYPE_CODES, REDUCE_OP_CODES, dtypeOf, dtypeSize, isReduceOpName, REDUCE_OPS } from './dtype.js';
 import type { DType, ReduceOpName } from './dtype.js';
 import {
@@ -165,7 +166,13 @@ export interface CommunicatorParts {
   /** The job's store, under this communicator's prefix (absent at world size 1). */
   store?: Store;
   /** Makes a native engine for a sub-communicator (split). */
-  createNative: (rank: number, size: number, shmName: string, create: boolean) => NativeCommunicator;
+  createNative: (rank: number, size: number, shmName: string, create: boolean, localRanks?: number[]) => NativeCommunicator;
+  /** Per rank of this communicator: equal keys share a host (shared memory), others talk TCP. */
+  hostKeys?: string[];
+  /** The job's token for TCP peer connections. */
+  token?: string;
+  /** Address this rank listens on for TCP peers. */
+  meshHost?: string;
   /** Deadline of each set-up step (ms). */
   initTimeoutMs: number;
   /** The ranks (in the communicator init() made) of this communicator's members, in new-rank order. */
@@ -443,27 +450,20 @@ export class Communicator {
       const newSize = members.length;
       const parentRanks = members.map((m) => this.parts.parentRanks?.[m.rank] ?? m.rank);
       const store = this.parts.store?.prefix(`split${index}/${color}`);
-      let native: NativeCommunicator | undefined;
-      try {
-        if (newSize === 1 || !store) {
-          native = this.parts.createNative(0, 1, `/ringtree-${this.jobId}-${randomBytes(6).toString('hex')}`, true);
-        } else if (newRank === 0) {
-          const shmName = `/ringtree-${this.jobId}-${randomBytes(6).toString('hex')}`;
-          native = this.parts.createNative(newRank, newSize, shmName, true);
-          await store.set('shm', shmName);
-        } else {
-          const shmName = Buffer.from(await store.get('shm', { timeoutMs: this.parts.initTimeoutMs })).toString('utf8');
-          native = this.parts.createNative(newRank, newSize, shmName, false);
-        }
-        if (store && newSize > 1) await store.barrier('attached', newSize, { timeoutMs: this.parts.initTimeoutMs });
+      const hostKeys = members.map((m) => this.parts.hostKeys?.[m.rank] ?? 'local');
+      let native: NativeCommunicator;
+      if (newSize === 1 || !store) {
+        native = this.parts.createNative(0, 1, `/ringtree-${this.jobId}-${randomBytes(6).toString('hex')}`, true);
         native.unlink();
         native.start();
-      } catch (e) {
-        native?.destroy();
-        throw e;
+      } else {
+        native = await assemble({
+          rank: newRank, size: newSize, hostKeys, store, createNative: this.parts.createNative, jobId: this.jobId,
+          token: this.parts.token, host: this.parts.meshHost ?? '127.0.0.1', timeoutMs: this.parts.initTimeoutMs,
+        });
       }
       const child = new Communicator({
-        ...this.parts, native, rank: newRank, size: newSize, onDestroy: undefined, store, parentRanks,
+        ...this.parts, native, rank: newRank, size: newSize, onDestroy: undefined, store, parentRanks, hostKeys,
       });
       try {
         await child.initBarrier(this.parts.initTimeoutMs);

@@ -22,6 +22,8 @@ import type { RendezvousOverrides } from './rendezvous.js';
 import { StoreClient, StoreServer } from './store.js';
 import type { Store } from './store.js';
 import { usableCores } from './system.js';
+import { meshHost } from './tcpMesh.js';
+import { assemble, nativeError, step } from './assemble.js';
 
 /** Options of {@link init}. Every field overrides the matching environment variable. */
 export interface InitOptions extends RendezvousOverrides {
@@ -93,29 +95,6 @@ function parseFault(env: NodeJS.ProcessEnv, rank: number): NativeCommunicatorOpt
   return Number(r) === rank ? { op, seq: Number(seq) } : undefined;
 }
 
-function nativeError(e: unknown, op: string, rank: number): RingtreeError {
-  if (e instanceof RingtreeError) return e;
-  const err = e as { nativeCode?: number; message?: string; remedy?: string; peer?: number };
-  if (typeof err?.nativeCode === 'number') {
-    return errorFromNative({ code: err.nativeCode, message: err.message ?? String(e), remedy: err.remedy, peer: err.peer }, { op, rank });
-  }
-  return new BackendUnavailableError(`${op} failed: ${(e as Error)?.message ?? String(e)}`, { op, rank, cause: e });
-}
-
-async function step<T>(what: string, rank: number, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (e) {
-    if (e instanceof RingtreeError) {
-      if (e.op && e.op.startsWith('init')) throw e;
-      const Ctor = e.constructor as new (m: string, d: object) => RingtreeError;
-      throw new Ctor(`init step "${what}" failed: ${e.message.split('\nRemedy:')[0]}`,
-        { op: `init: ${what}`, rank, remedy: e.remedy, timeoutMs: e.timeoutMs, peer: e.peer, cause: e });
-    }
-    throw e;
-  }
-}
-
 /**
  * Join the job and return a {@link Communicator}.
  *
@@ -160,11 +139,12 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
   // from the store, so that shm names and flight-recorder files agree.
   let jobId = envJobId ?? randomBytes(6).toString('hex');
 
-  const createNative = (r: number, size: number, shmName: string, create: boolean): NativeCommunicator => {
+  const createNative = (r: number, size: number, shmName: string, create: boolean, localRanks?: number[]): NativeCommunicator => {
     try {
       return new binding.Communicator({
         rank: r, size, shmName, create, slotBytes: tuning.slotBytes, slots: tuning.slots,
-        chunkBytes: tuning.chunkBytes, spin: size <= usableCores(), heartbeatTimeoutMs, fault,
+        chunkBytes: tuning.chunkBytes, spin: (localRanks?.length ?? size) <= usableCores(), heartbeatTimeoutMs, fault,
+        localRanks,
       });
     } catch (e) {
       throw nativeError(e, 'init: shared memory', r);
@@ -212,33 +192,19 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
         store.get(`rank/${r}`, { timeoutMs: initTimeoutMs }));
       records.push(JSON.parse(Buffer.from(raw).toString('utf8')) as RankRecord);
     }
-    const hosts = new Set(records.map((r) => r.host));
-    if (hosts.size > 1) {
-      throw new BackendUnavailableError(
-        `the ranks span ${hosts.size} hosts; this build of the CPU engine connects ranks through shared memory on one host only`,
-        { op: 'init', rank, remedy: 'Run every rank on one host (ringtree launch --nproc N), or set RINGTREE_HOST_ID to the same value if they do share /dev/shm.' });
+    const transport = env.RINGTREE_TRANSPORT ?? 'auto';
+    if (transport !== 'auto' && transport !== 'tcp') {
+      throw new InvalidArgumentError(`RINGTREE_TRANSPORT=${transport} must be 'auto' (shared memory within a host, TCP across hosts) or 'tcp'`, { op: 'init', rank });
     }
-    if (rank === 0) {
-      const shmName = `/ringtree-${jobId}-${randomBytes(6).toString('hex')}`;
-      native = makeNative(shmName, true);
-      await store.set('shm', shmName);
-    } else {
-      const shmName = Buffer.from(await step('wait for rank 0 to create shared memory', rank, () =>
-        store.get('shm', { timeoutMs: initTimeoutMs }))).toString('utf8');
-      native = makeNative(shmName, false);
-    }
-    await step('wait for every rank to map shared memory', rank, () =>
-      store.barrier('attached', rv.worldSize, { timeoutMs: initTimeoutMs }));
-    // Every rank has the segment mapped: the name can go, so that nothing is
-    // left in /dev/shm even if the whole job is SIGKILLed from here on.
-    native.unlink();
-    try {
-      native.start();
-    } catch (e) {
-      throw nativeError(e, 'init', rank);
-    }
+    // With RINGTREE_TRANSPORT=tcp every rank is its own "host".
+    const hostKeys = records.map((r) => (transport === 'tcp' ? `${r.host}#${r.rank}` : r.host));
+    native = await assemble({
+      rank, size: rv.worldSize, hostKeys, store, createNative, jobId, token: rv.token,
+      host: meshHost(client.localAddress), timeoutMs: initTimeoutMs,
+    });
     const comm = new Communicator({
       native, rank, size: rv.worldSize, tuning, jobId, onDestroy: cleanup, store, createNative, initTimeoutMs,
+      hostKeys, token: rv.token, meshHost: meshHost(client.localAddress),
     });
     native = undefined;  // owned by comm from here on
     // The last step runs through shared memory, not the store: rank 0 serves
@@ -259,3 +225,4 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
     throw e;
   }
 }
+

@@ -822,6 +822,11 @@ export class StoreClient implements Store {
   private failure: RingtreeError | undefined;
   private readonly reader: FrameReader;
 
+  /** This end's address of the store connection: the address peers can reach this host at, as seen on the route to the store. */
+  get localAddress(): string | undefined {
+    return this.socket.localAddress;
+  }
+
   private constructor(private readonly socket: net.Socket, opts: StoreClientOptions, timeoutMs: number, maxValueBytes: number, reader: FrameReader, leftover: Frame[]) {
     this.host = opts.host;
     this.port = opts.port;
