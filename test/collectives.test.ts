@@ -63,6 +63,11 @@ const CONFIGS: Config[] = [
     name: 'world size 3 with 4 KiB slots and 1000-byte chunks', size: 3, table: 'slots',
     env: { RINGTREE_SLOT_BYTES: '4096', RINGTREE_CHUNK_BYTES: '1000' },
   },
+  { name: 'world size 3 over TCP only (RINGTREE_TRANSPORT=tcp)', size: 3, table: 'full', env: { RINGTREE_TRANSPORT: 'tcp' } },
+  {
+    name: 'world size 4 as two hosts of two ranks (shared memory within, TCP across)', size: 4, table: 'full',
+    env: { RINGTREE_TEST_HOSTS: '2' },
+  },
   { name: 'world size 2 at SIMD level baseline', size: 2, table: 'simd', env: { RINGTREE_SIMD: 'baseline' } },
   {
     name: 'world size 2 at SIMD level avx2', size: 2, table: 'simd', env: { RINGTREE_SIMD: 'avx2' },

@@ -494,3 +494,71 @@ describe('heartbeat', () => {
 function resultOfPid(children: ChildProcess[], rank: number): number {
   return children[rank]!.pid!;
 }
+
+// The same guarantees when peers talk TCP (RINGTREE_TRANSPORT=tcp makes every
+// rank its own host): a broken connection, a silent peer, a goodbye, and a
+// mismatch reach every rank without shared memory.
+describe('over TCP', () => {
+  const TCP = { RINGTREE_TRANSPORT: 'tcp' };
+
+  it('a rank killed mid-allReduce: survivors get PeerLostError from the broken connection, within 10 s, and stay poisoned', async () => {
+    const run = await spawnRanks(3, ['fault'], { env: { ...TCP, RINGTREE_FAULT: '1,allReduce,2' }, deadlineMs: 30_000 });
+    noHang(run);
+    const died = resultOf(run, 1, 'before-fault').at;
+    for (const rank of [0, 2]) {
+      const e = rejected(run, rank, 'faulted', 'PeerLostError', PEER_LOST);
+      expect(e.peer).toBe(1);
+      expect(e.message).toMatch(/rank 1/);
+      expect(resultOf(run, rank, 'faulted').at - died).toBeLessThan(10_000);
+      rejected(run, rank, 'after', 'PeerLostError', PEER_LOST);
+    }
+  });
+
+  it('a SIGSTOPped remote rank is lost after RINGTREE_HEARTBEAT_TIMEOUT_MS', async () => {
+    let stoppedAt = 0;
+    const reported = new Set<number>();
+    const run = await spawnRanks(3, ['heartbeat'], {
+      env: { ...TCP, RINGTREE_HEARTBEAT_TIMEOUT_MS: '1500' },
+      deadlineMs: 25_000,
+      onResult: (r, children) => {
+        if (r.event === 'stop-me') {
+          process.kill(Number(resultOfPid(children, 2)), 'SIGSTOP');
+          stoppedAt = Date.now();
+        }
+        if (r.event === 'done' && r.rank !== 2) reported.add(r.rank);
+        if (reported.size === 2) {
+          const pid = resultOfPid(children, 2);
+          try { process.kill(pid, 'SIGCONT'); process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+        }
+      },
+    });
+    noHang(run);
+    expect(stoppedAt).toBeGreaterThan(0);
+    for (const rank of [0, 1]) {
+      const e = rejected(run, rank, 'waiting', 'PeerLostError', PEER_LOST);
+      expect(e.peer).toBe(2);
+      expect(e.message).toMatch(/rank 2 \(remote\) sent nothing for 1500 ms/);
+      const after = resultOf(run, rank, 'waiting').at - stoppedAt;
+      expect(after).toBeGreaterThanOrEqual(1_000);
+      expect(after).toBeLessThan(6_000);
+    }
+  });
+
+  it('a peer that calls destroy() while rank 0 waits on it gives PeerLostError, not a hang', async () => {
+    const run = await spawnRanks(2, ['graceful'], { env: TCP, deadlineMs: 20_000 });
+    noHang(run);
+    const e = rejected(run, 0, 'waiting', 'PeerLostError', PEER_LOST);
+    expect(e.peer).toBe(1);
+    expect(e.message).toMatch(/rank 1 left the communicator/);
+    expect(run.exits.map((x) => x.code)).toEqual([0, 0]);
+  });
+
+  it('mismatched counts reject with CollectiveMismatchError on every rank', async () => {
+    const run = await spawnRanks(3, ['mismatch', 'count'], { env: TCP, deadlineMs: 25_000 });
+    noHang(run);
+    for (let rank = 0; rank < 3; rank++) {
+      const e = rejected(run, rank, 'mismatch', 'CollectiveMismatchError', MISMATCH);
+      expect(e.message).toMatch(/rank \d+ called .* but rank \d+ called /);
+    }
+  });
+});

@@ -3,7 +3,8 @@
 // result against the reference in collectiveTable.mjs, and writes
 // $RINGTREE_TEST_OUT/rank<r>.json for the test to assert on.
 //
-// Env: RINGTREE_TEST_OUT (directory), RINGTREE_TEST_TABLE ('full' | 'simd' | 'slots').
+// Env: RINGTREE_TEST_OUT (directory), RINGTREE_TEST_TABLE ('full' | 'simd' | 'slots'),
+// RINGTREE_TEST_HOSTS (pose as that many hosts).
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { init, InvalidArgumentError } from '../../dist/index.js';
@@ -17,6 +18,13 @@ const outDir = process.env.RINGTREE_TEST_OUT;
 const tableName = process.env.RINGTREE_TEST_TABLE ?? 'full';
 if (!outDir) throw new Error('RINGTREE_TEST_OUT is not set');
 
+// RINGTREE_TEST_HOSTS=k: pose as k hosts (consecutive ranks share one), so
+// that ranks on "different hosts" talk TCP and the others shared memory.
+if (process.env.RINGTREE_TEST_HOSTS) {
+  const hosts = Number(process.env.RINGTREE_TEST_HOSTS);
+  const perHost = Math.ceil(Number(process.env.WORLD_SIZE) / hosts);
+  process.env.RINGTREE_HOST_ID = `test-host-${Math.floor(Number(process.env.RANK) / perHost)}`;
+}
 const comm = await init();
 const { rank, size } = comm;
 const results = {};
