@@ -107,6 +107,20 @@ describe('init() rendezvous from each launcher\'s variables', () => {
   });
 });
 
+describe('init() and a /dev/shm that is too small', () => {
+  it('is a BackendUnavailableError with the --shm-size remedy before any memory is taken, and the peer times out', async () => {
+    const port = await freePort();
+    // 8 slots x 4 GiB x 2 classes x 2 channels = 128 GiB: more than /dev/shm holds anywhere here.
+    const env = { WORLD_SIZE: '2', MASTER_PORT: String(port), RINGTREE_SLOT_BYTES: String(4 * 1024 ** 3), TEST_INIT_TIMEOUT_MS: '3000' };
+    const [r0, r1] = await Promise.all([runRank({ ...env, RANK: '0' }), runRank({ ...env, RANK: '1' })]);
+    expect(r0.ok).toBe(false);
+    expect(r0.name).toBe('BackendUnavailableError');
+    expect(r0.message).toMatch(/\/dev\/shm has only .* free/);
+    expect(r0.message).toMatch(/--shm-size/);
+    expect(r1.ok).toBe(false);
+  });
+});
+
 describe('init() in process', () => {
   it('world size 1 needs no rendezvous and runs collectives', async () => {
     const comm = await init({ rank: 0, worldSize: 1 });

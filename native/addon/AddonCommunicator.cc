@@ -120,6 +120,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     rank_ = opts.rank;
     tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
                                           "ringtree-completions", 0, 1);
+    tsfnLive_ = true;
     tsfn_.Unref(env);
     napi_add_env_cleanup_hook(env, &AddonCommunicator::CleanupHook, this);
     hookInstalled_ = true;
@@ -459,7 +460,9 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
 
   std::unique_ptr<Engine> engine_;
   Napi::ThreadSafeFunction tsfn_;
-  bool tsfnLive_ = true;
+  // False until the constructor made the thread-safe function: a failed
+  // construction must not release what it never created.
+  bool tsfnLive_ = false;
   bool hookInstalled_ = false;
   bool destroyed_ = false;
   int size_ = 1;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -28,6 +29,19 @@ Status ShmSegment::create(const std::string& name, uint64_t bytes) {
                   err == EEXIST ? "A stale segment of the same job exists: remove /dev/shm" + name +
                                       " or use a fresh RINGTREE_JOB_ID."
                                 : "Check that /dev/shm is mounted and writable.");
+  }
+  // Refuse up front what cannot fit: on tmpfs, posix_fallocate would first
+  // take all the free memory it can before failing.
+  struct statvfs vfs;
+  if (fstatvfs(fd, &vfs) == 0 && uint64_t(vfs.f_bavail) * vfs.f_frsize < bytes) {
+    uint64_t avail = uint64_t(vfs.f_bavail) * vfs.f_frsize;
+    close(fd);
+    shm_unlink(name.c_str());
+    return Status(StatusCode::BackendUnavailable,
+                  "shared memory needs " + mib(bytes) + " for " + name + " but /dev/shm has only " + mib(avail) +
+                      " free",
+                  "/dev/shm is too small for this world size: give the container more (docker run --shm-size=1g "
+                  "or --ipc=host), or lower RINGTREE_SLOT_BYTES / RINGTREE_SLOTS.");
   }
   // posix_fallocate returns the error number instead of setting errno.
   int rc = posix_fallocate(fd, 0, off_t(bytes));
