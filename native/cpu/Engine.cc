@@ -12,6 +12,7 @@
 #include <cstring>
 #include <map>
 
+#include "cpu/Futex.h"
 #include "cpu/P2pEngine.h"
 #include "cpu/algorithms/Collective.h"
 
@@ -168,6 +169,7 @@ void Engine::submit(uint64_t id, const OpDesc& desc) {
     OpDesc d = desc;
     d.seq = nextCollSeq_++;
     queue_.emplace_back(id, d);
+    queued_.store(queue_.size(), std::memory_order_release);
     queueCv_.notify_all();
     return;
   }
@@ -269,12 +271,23 @@ void Engine::collectiveLoop() {
   try {
     for (;;) {
       std::pair<uint64_t, OpDesc> item;
+      if (options_.spin) {
+        // Back-to-back collectives (a training loop awaiting each one) come
+        // within microseconds of the last completion: watching for a short
+        // while answers them without a condition-variable wake-up.
+        const int64_t until = monotonicNs() + 30000;
+        while (queued_.load(std::memory_order_acquire) == 0 && !stopping_.load(std::memory_order_relaxed) &&
+               monotonicNs() < until) {
+          for (int i = 0; i < 32; i++) cpuRelax();
+        }
+      }
       {
         std::unique_lock<std::mutex> lk(queueMutex_);
         queueCv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
         if (stopping_) return;
         item = queue_.front();
         queue_.pop_front();
+        queued_.store(queue_.size(), std::memory_order_release);
         running_ = true;
       }
       Status s;

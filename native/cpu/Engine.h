@@ -127,6 +127,7 @@ class Engine {
   std::mutex queueMutex_;
   std::condition_variable queueCv_;
   std::deque<std::pair<uint64_t, OpDesc>> queue_;
+  std::atomic<size_t> queued_{0};  // queue_.size(), readable without the lock
   bool running_ = false;
   std::mutex execMutex_;  // held while a collective runs (thread or sync)
   // Seq 0 is init()'s own closing barrier; users' collectives count from 1.
