@@ -218,6 +218,7 @@ Status Engine::execute(OpDesc& op) {
   const uint64_t chunkBytes = op.chunkBytes ? op.chunkBytes : options_.chunkBytes;
   CollectiveArgs args{transport_.get(), &op,
                       size_t(std::clamp<uint64_t>(chunkBytes / es, 1, transport_->slotBytes() / es))};
+  args.streamOutput = op.outputBytes >= kStreamOutputBytes && op.output != op.input;
   // Traffic attributed to this op: the collective class has one user at a time.
   const int n = options_.size;
   std::vector<uint64_t> before(4 * size_t(n));

@@ -5,6 +5,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 
 #include "core/reduce.h"
 #include "core/status.h"
@@ -18,7 +21,15 @@ struct CollectiveArgs {
   const OpDesc* op;
   // Elements per message; at least 1 and at most slotBytes / element size.
   size_t chunkElems;
+  // Write final results to the user's output with non-temporal stores: for
+  // outputs far larger than the caches, this skips reading every output line
+  // before overwriting it (the write-allocate that costs out-of-place ops a
+  // third of their memory traffic).
+  bool streamOutput = false;
 };
+
+// Output bytes at or above which streamOutput is used.
+constexpr uint64_t kStreamOutputBytes = 8ull << 20;
 
 // Signatures: one function per algorithm file.
 Status ringAllReduce(const CollectiveArgs& args);
@@ -112,6 +123,38 @@ inline const char* elemPtr(const void* base, uint64_t index, size_t elemSize) {
 // Copy that tolerates exact self-copies (in-place positions).
 inline void copyBytes(void* dst, const void* src, size_t bytes) {
   if (dst != src && bytes) std::memcpy(dst, src, bytes);
+}
+
+// copyBytes for final results: non-temporal stores when `stream` (see
+// CollectiveArgs::streamOutput). SSE2 is part of x86-64, so no dispatch.
+inline void copyToOutput(void* dst, const void* src, size_t bytes, bool stream) {
+#if defined(__x86_64__)
+  if (stream && dst != src && bytes >= 256) {
+    char* d = static_cast<char*>(dst);
+    const char* s = static_cast<const char*>(src);
+    size_t head = (16 - (reinterpret_cast<uintptr_t>(d) & 15)) & 15;
+    std::memcpy(d, s, head);
+    d += head;
+    s += head;
+    bytes -= head;
+    size_t body = bytes & ~size_t(63);
+    for (size_t i = 0; i < body; i += 64) {
+      __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+      __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 16));
+      __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 32));
+      __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 48));
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i), a);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 16), b);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 32), c);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 48), e);
+    }
+    // Streaming stores are weakly ordered: fence before anyone may read.
+    _mm_sfence();
+    std::memcpy(d + body, s + body, bytes - body);
+    return;
+  }
+#endif
+  copyBytes(dst, src, bytes);
 }
 
 inline Status verifyRing(const CollectiveArgs& a) {

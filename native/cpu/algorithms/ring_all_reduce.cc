@@ -51,13 +51,12 @@ Status ringAllReduce(const CollectiveArgs& a) {
         reduce(slot, in, elemPtr(op.input, b, es), e - b, op.dtype, op.op);
         t.commitSend(right, stampHeader(op, uint32_t(s + 1), uint32_t(c), bytes));
       } else {
-        // Segment sg = r+1 is now fully reduced: finish it into the output
-        // and start the all-gather with it.
-        char* out = elemPtr(op.output, b, es);
-        reduce(out, in, elemPtr(op.input, b, es), e - b, op.dtype, op.op);
-        if (op.op == ReduceOp::Avg) divideBy(out, e - b, op.dtype, n);
+        // Segment sg = r+1 is now fully reduced: finish it in the slot that
+        // starts the all-gather, and copy it to the output from there.
         RT_CHECK(t.acquireSend(right, &slot));
-        copyBytes(slot, out, bytes);
+        reduce(slot, in, elemPtr(op.input, b, es), e - b, op.dtype, op.op);
+        if (op.op == ReduceOp::Avg) divideBy(slot, e - b, op.dtype, n);
+        copyToOutput(elemPtr(op.output, b, es), slot, bytes, a.streamOutput);
         t.commitSend(right, stampHeader(op, uint32_t(s + 1), uint32_t(c), bytes));
       }
       t.releaseRecv(left);
@@ -73,7 +72,7 @@ Status ringAllReduce(const CollectiveArgs& a) {
       const char* in;
       RT_CHECK(t.acquireRecv(left, &h, &in));
       RT_CHECK(checkHeader(op, *h, left, r, step, uint32_t(c), bytes));
-      copyBytes(elemPtr(op.output, b, es), in, bytes);
+      copyToOutput(elemPtr(op.output, b, es), in, bytes, a.streamOutput);
       if (step + 1 < lastStep) {
         RT_CHECK(t.acquireSend(right, &slot));
         copyBytes(slot, in, bytes);

@@ -1,0 +1,21 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+beforeAll(() => {
+  execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: root });
+}, 120_000);
+
+describe('large out-of-place results (streaming stores)', () => {
+  for (const n of [2, 3]) {
+    it(`are exact and stay inside the output view at ${n} ranks`, () => {
+      const run = spawnSync(process.execPath, [path.join(root, 'dist', 'cli.js'), 'launch', '--nproc', String(n),
+        path.join(root, 'test', 'workers', 'streaming-output.mjs')], { encoding: 'utf8', timeout: 120_000 });
+      expect(run.status, run.stdout + run.stderr).toBe(0);
+      expect(run.stdout.match(/nt ok true/g)?.length, run.stdout).toBe(n);
+    });
+  }
+});
