@@ -50,3 +50,4 @@ export { StoreServer, StoreClient, type Store, type StoreServerOptions, type Sto
 export { rendezvousFromEnv, type RendezvousOverrides } from './rendezvous.js';
 export { type RendezvousInfo as EnvRendezvous } from './rendezvous.js';
 export { gemm, gemmSync, blasInfo, type GemmOptions, type GemmArray, type GemmDType, type BlasInfo } from './gemm.js';
+export * from './parallel/index.js';
