@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `ringtree` command: `ringtree launch`, `ringtree doctor`, and the
+ * The `ringtree` command: `ringtree launch`, `ringtree doctor`, `ringtree bench`, and the
  * subcommands others add to {@link commands}.
  *
  * Exit codes: 0 success; 1 a failure (a failed rank's own code for launch);
@@ -15,6 +15,7 @@ import { packageRoot } from './binding.js';
 import { InvalidArgumentError } from './errors.js';
 import { formatInfoReport, info } from './info.js';
 import { DEFAULT_GRACE_MS, launch } from './launch.js';
+import { runBench } from './bench/cli.js';
 
 /** A usage mistake: printed with a pointer to `--help`, exit code 2. */
 class UsageError extends Error {}
@@ -214,6 +215,7 @@ async function runDoctor(argv: string[]): Promise<number> {
 const commands: Record<string, Command> = {
   launch: { summary: 'run N processes as ranks of one job (torchrun-style)', run: runLaunch },
   doctor: { summary: 'check this host and build; print problems with their fixes', run: runDoctor },
+  bench: { summary: 'benchmark collectives (nccl-tests columns, ring vs tree, crossover, plot)', run: runBench },
 };
 
 function mainHelp(): string {

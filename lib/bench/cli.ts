@@ -1,0 +1,260 @@
+/**
+ * `ringtree bench`: parses the options, launches N ranks of the rank program
+ * (dist/bench/rank.js) through {@link launch}, then prints nccl-tests-style
+ * tables, the ring/tree comparison and crossover, and writes the JSON, plot
+ * and crossover files asked for. `--vs mpi` runs the Open MPI peer after.
+ *
+ * @module
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../binding.js';
+import { BackendUnavailableError } from '../errors.js';
+import { launch } from '../launch.js';
+import { BENCH_HELP, BenchUsageError, parseBenchArgs, sweepSizes, type BenchCollective, type BenchOptions } from './options.js';
+import type { RankPlan, RankResult } from './rank.js';
+import {
+  COMM_NAMES, findCrossover, footerValues, formatBytes, formatComparison, formatTable,
+  type BenchJson, type BenchRow, type CrossoverResult, type RowAlgorithm,
+} from './report.js';
+import { crossoverMarkers, renderPlot, seriesFromRows } from './plot.js';
+import { buildPeer, MPI_GLIBC_TUNABLES, ratios, runPeerBest } from './mpi.js';
+
+/** Target duration of one timed repetition when `-n` is 0 (auto), ms. */
+const TARGET_REP_MS = 20;
+
+/** The saved-crossovers file (`--save-crossovers`), read by 'auto' through RINGTREE_CROSSOVERS_FILE. */
+export interface CrossoversFile {
+  schema: 'ringtree-crossovers/1';
+  /** Per Communicator collective name: crossover points per world size (tree below, ring at and above). */
+  crossovers: Record<string, { worldSize: number; crossoverBytes: number; measured: string }[]>;
+}
+
+/** Environment recorded in `--json`: what a reader needs to judge the numbers. The rendezvous token is never recorded. */
+export function benchEnvironment(): Record<string, unknown> {
+  const vars: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && /^(RINGTREE_|OMPI_|GLIBC_TUNABLES$|OMP_NUM_THREADS$)/.test(k) && k !== 'RINGTREE_TOKEN') vars[k] = v;
+  }
+  let version = 'unknown';
+  try { version = (JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version; } catch { /* keep unknown */ }
+  return {
+    hostname: os.hostname(), platform: process.platform, arch: process.arch, kernel: os.release(),
+    cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', memoryBytes: os.totalmem(),
+    loadAverage: os.loadavg(), node: process.version, ringtree: version, variables: vars,
+  };
+}
+
+/** Merge `result`'s crossovers for `worldSize` into the crossovers file at `file` (created when absent). */
+export function mergeCrossovers(existing: CrossoversFile | null, worldSize: number, crossovers: Record<string, CrossoverResult>, date: string): CrossoversFile {
+  const doc: CrossoversFile = existing ?? { schema: 'ringtree-crossovers/1', crossovers: {} };
+  for (const [collective, c] of Object.entries(crossovers)) {
+    if (c.bytes === null) continue;
+    const name = COMM_NAMES[collective as BenchCollective] ?? collective;
+    const points = (doc.crossovers[name] ?? []).filter((p) => p.worldSize !== worldSize);
+    points.push({ worldSize, crossoverBytes: c.bytes, measured: date });
+    doc.crossovers[name] = points.sort((a, b) => a.worldSize - b.worldSize);
+  }
+  return doc;
+}
+
+/** Progress on stderr, only when it is a terminal: one redrawn line. */
+class ProgressBar {
+  private readonly enabled = process.stderr.isTTY === true;
+  update(done: number, total: number, label: string): void {
+    if (!this.enabled) return;
+    const width = 30, filled = Math.round((done / Math.max(total, 1)) * width);
+    process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${label}`.padEnd(80));
+  }
+  clear(): void {
+    if (this.enabled) process.stderr.write(`\r${' '.repeat(80)}\r`);
+  }
+}
+
+/** Reads the ranks' prefixed stdout: `@progress` lines drive the bar, anything else goes to stderr (stdout stays the tables). */
+function rankOutputSink(bar: ProgressBar): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (line === '') continue;
+        const m = /^\[rank \d+\] @progress (\d+) (\d+) (\S+) (\d+)$/.exec(line);
+        if (m) bar.update(Number(m[1]), Number(m[2]), `${m[3]} ${formatBytes(Number(m[4]))}`);
+        else process.stderr.write(`${line}\n`);
+      }
+      done();
+    },
+  });
+}
+
+function groupRows(rows: readonly BenchRow[]): Map<BenchCollective, Map<RowAlgorithm, BenchRow[]>> {
+  const by = new Map<BenchCollective, Map<RowAlgorithm, BenchRow[]>>();
+  for (const r of rows) {
+    let m = by.get(r.collective);
+    if (!m) by.set(r.collective, (m = new Map()));
+    let list = m.get(r.algorithm);
+    if (!list) m.set(r.algorithm, (list = []));
+    list.push(r);
+  }
+  return by;
+}
+
+function describeRun(o: BenchOptions, n: number): string {
+  return `${n} ranks (${o.backend}), ${o.dtype} ${o.op}, ${o.iters === 0 ? `iters auto (~${TARGET_REP_MS} ms per repetition)` : `${o.iters} iters`}, ` +
+    `${o.warmupIters} warm-up, median of ${o.reps} interleaved repetitions, ${['issue n then wait', 'await each op', 'sync calls'][o.blocking]}`;
+}
+
+/**
+ * Run `ringtree bench` with `argv` (the words after `bench`).
+ * @returns the exit code: 0; 1 when #wrong is non-zero, a rank failed or the
+ *   backend is unavailable; 2 for a usage error (message on stderr naming the flag).
+ */
+export async function runBench(argv: string[]): Promise<number> {
+  let options: BenchOptions;
+  try {
+    options = parseBenchArgs(argv);
+  } catch (err) {
+    if (err instanceof BenchUsageError) {
+      process.stderr.write(`${err.message}\nRun 'ringtree bench --help' for usage.\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (options.help) {
+    process.stdout.write(BENCH_HELP);
+    return 0;
+  }
+  if (options.backend === 'nccl') {
+    const e = new BackendUnavailableError('the nccl backend is not available in this build of ringtree yet: `ringtree bench --backend nccl` needs the GPU backend', {
+      op: 'bench', remedy: 'Run `ringtree bench --backend cpu` (the default) for the CPU engine; `ringtree doctor` reports what this host has.',
+    });
+    process.stderr.write(`ringtree bench: ${e.name} (${e.code}): ${e.message}\n`);
+    return 1;
+  }
+  if (options.blocking === 2 && options.collectives.includes('sendrecv')) {
+    process.stderr.write(`ringtree bench: -z/--blocking 2 (synchronous calls) has no sendrecv form; use -z 0 or 1\nRun 'ringtree bench --help' for usage.\n`);
+    return 2;
+  }
+
+  const work = mkdtempSync(path.join(os.tmpdir(), 'ringtree-bench-'));
+  try {
+    const rankScript = fileURLToPath(new URL('./rank.js', import.meta.url));
+    const plan: RankPlan = {
+      collectives: options.collectives, sizes: sweepSizes(options.minBytes, options.maxBytes, options.stepFactor),
+      dtype: options.dtype, op: options.op, root: options.root, algorithms: options.algorithms, iters: options.iters,
+      warmupIters: options.warmupIters, reps: options.reps, check: options.check, blocking: options.blocking,
+      targetRepMs: TARGET_REP_MS, resultFile: path.join(work, 'result.json'),
+    };
+    const planFile = path.join(work, 'plan.json');
+    writeFileSync(planFile, JSON.stringify(plan));
+    const bar = new ProgressBar();
+    const launched = await launch({ script: rankScript, args: [planFile], nproc: options.nproc, stdout: rankOutputSink(bar) });
+    bar.clear();
+    if (!launched.ok || !existsSync(plan.resultFile)) {
+      process.stderr.write(`ringtree bench: the ranks failed${launched.summary.length ? `:\n${launched.summary.join('\n')}` : ''}\n`);
+      return launched.exitCode || 1;
+    }
+    const result = JSON.parse(readFileSync(plan.resultFile, 'utf8')) as RankResult;
+    const n = result.ranks;
+    const out: string[] = [`# ringtree bench: ${options.collectives.join(', ')} on ${describeRun(options, n)}`];
+    for (const s of result.skipped) out.push(`# ${s.collective}: '${s.algorithm}' skipped: the CPU engine runs ${COMM_NAMES[s.collective]} with ${s.supported.join(', ')} only`);
+    const crossovers: Record<string, CrossoverResult> = {};
+    for (const [collective, byAlgorithm] of groupRows(result.rows)) {
+      for (const [algorithm, rows] of byAlgorithm) {
+        const resolved = algorithm === 'auto' ? ` (resolved per size: ${[...new Set(rows.map((r) => r.resolved))].join(', ')})` : '';
+        out.push('', formatTable(`${collective}, algorithm ${algorithm}${resolved}`, rows));
+      }
+      if (byAlgorithm.size > 1) out.push('', formatComparison(collective, byAlgorithm));
+      const ring = byAlgorithm.get('ring'), tree = byAlgorithm.get('tree');
+      if (ring && tree) {
+        const c = findCrossover(ring.map((r, i) => ({ size: r.size, ring: r.outOfPlace, tree: tree[i]!.outOfPlace })));
+        crossovers[collective] = c;
+        out.push(`# ${collective}: tree -> ring crossover: ${c.bytes === null ? c.reason : `${formatBytes(c.bytes)} (${c.reason})`}`);
+      }
+    }
+    const footer = footerValues(result.rows);
+    out.push('', `# All tables: Out of bounds values : ${footer.wrong} ${footer.wrong ? 'FAILED' : 'OK'}`);
+    process.stdout.write(`${out.join('\n')}\n`);
+
+    const date = new Date().toISOString();
+    const benchCommand = [process.execPath, process.argv[1] ?? 'ringtree', 'bench', ...argv];
+    const rankCommand = `RANK=r WORLD_SIZE=${n} ${process.execPath} ${rankScript} ${planFile}`;
+    let peers: BenchJson['peers'];
+    const peerCommands: string[] = [];
+    let peerFailed = false;
+    if (options.vs === 'mpi') {
+      try {
+        peers = runVsMpi(options, result.rows, n, peerCommands);
+      } catch (err) {
+        process.stderr.write(`ringtree bench: ${err instanceof Error ? err.message : String(err)}\n`);
+        peerFailed = true;
+      }
+    }
+    if (options.jsonFile) {
+      const doc: BenchJson = {
+        schema: 'ringtree-bench/1', date, commands: { bench: [benchCommand.join(' ')], ranks: [rankCommand], peers: peerCommands },
+        environment: benchEnvironment(), backend: options.backend, ranks: n,
+        options: { ...options, plan }, rows: result.rows, crossovers,
+        out_of_bounds: footer.wrong, average_bus_bandwidth: footer.avgBusBw, ...(peers ? { peers } : {}),
+      };
+      writeFileSync(options.jsonFile, `${JSON.stringify(doc, null, 2)}\n`);
+      process.stderr.write(`ringtree bench: wrote ${options.jsonFile}\n`);
+    }
+    if (options.plotFile) {
+      const several = options.collectives.length > 1;
+      const title = `ringtree bench: ${options.collectives.join(', ')}, ${n} ranks, ${options.dtype} ${options.op}`;
+      writeFileSync(options.plotFile, renderPlot(title, seriesFromRows(result.rows, several), crossoverMarkers(crossovers, several)));
+      process.stderr.write(`ringtree bench: wrote ${options.plotFile}\n`);
+    }
+    if (options.saveCrossoversFile) {
+      let existing: CrossoversFile | null = null;
+      try { existing = JSON.parse(readFileSync(options.saveCrossoversFile, 'utf8')) as CrossoversFile; } catch { existing = null; }
+      const doc = mergeCrossovers(existing?.schema === 'ringtree-crossovers/1' ? existing : null, n, crossovers, date);
+      writeFileSync(options.saveCrossoversFile, `${JSON.stringify(doc, null, 2)}\n`);
+      const saved = Object.entries(crossovers).filter(([, c]) => c.bytes !== null).map(([k]) => k);
+      process.stderr.write(`ringtree bench: ${saved.length ? `saved crossovers for ${saved.join(', ')}` : 'no crossover measured, nothing new saved'} in ${options.saveCrossoversFile}; ` +
+        `run with RINGTREE_CROSSOVERS_FILE=${path.resolve(options.saveCrossoversFile)} so algorithm 'auto' uses them\n`);
+    }
+    if (footer.wrong > 0) return 1;
+    return peerFailed ? 1 : 0;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** `--vs mpi`: run the peer for each collective, print the ratio tables, return what `--json` records. */
+function runVsMpi(options: BenchOptions, rows: readonly BenchRow[], n: number, commands: string[]): unknown {
+  const binary = buildPeer(packageRoot);
+  const report: Record<string, unknown> = { peer: 'Open MPI (bench/peers/mpi_collectives.c)', glibcTunables: MPI_GLIBC_TUNABLES };
+  const lines: string[] = [];
+  for (const collective of options.collectives) {
+    const sweep = { minBytes: options.minBytes, maxBytes: options.maxBytes, stepFactor: options.stepFactor, iters: options.iters,
+      warmupIters: options.warmupIters, reps: options.reps, root: options.root };
+    const raw: { command: string; output: string }[] = [];
+    const peer = runPeerBest(binary, options.nproc, collective, sweep, (argv, output) => {
+      commands.push(argv.join(' '));
+      raw.push({ command: argv.join(' '), output });
+    });
+    // ringtree's best algorithm per size, out of place.
+    const bestOurs = new Map<number, { size: number; busbw: number; algorithm: string }>();
+    for (const r of rows) {
+      if (r.collective !== collective) continue;
+      const prev = bestOurs.get(r.size);
+      if (!prev || r.outOfPlace.busbw > prev.busbw) bestOurs.set(r.size, { size: r.size, busbw: r.outOfPlace.busbw, algorithm: r.algorithm });
+    }
+    const cmp = ratios([...bestOurs.values()].sort((a, b) => a.size - b.size), peer);
+    lines.push('', `# ${collective}: ringtree / Open MPI busbw, ${n} ranks (out of place; ringtree's best algorithm, Open MPI's best configuration per size)`,
+      '#       size   ringtree  (algo)    Open MPI  (configuration)           ratio');
+    for (const r of cmp.rows) {
+      lines.push(`${String(r.size).padStart(12)}  ${r.ours.toFixed(2).padStart(9)}  ${`(${r.algorithm})`.padEnd(7)}  ${r.peer.toFixed(2).padStart(9)}  ${`(${r.config})`.padEnd(26)}  ${r.ratio.toFixed(2).padStart(6)}`);
+    }
+    lines.push(`# ${collective}: geometric mean ${cmp.geomean.toFixed(2)}, minimum ${cmp.min.toFixed(2)}`);
+    const peerWrong = peer.reduce((s, p) => s + p.wrong, 0);
+    if (peerWrong) lines.push(`# ${collective}: Open MPI rows had ${peerWrong} wrong elements`);
+    report[collective] = { best: peer, ratios: cmp, runs: raw };
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return report;
+}

@@ -1,0 +1,368 @@
+/**
+ * The rank program of `ringtree bench` (dist/bench/rank.js), started N times
+ * by the launcher: `node dist/bench/rank.js PLAN.json`. Every rank runs the
+ * same sweep; rank 0 writes the rows to the plan's result file and reports
+ * progress on stdout as `@progress DONE TOTAL LABEL` lines.
+ *
+ * Timing is nccl-tests': per size, warm-up, then several repetitions (the
+ * algorithms interleaved, their order rotated each repetition, a barrier
+ * before each), each issuing `iters` ops back to back and waiting for all;
+ * a repetition's time per op is averaged over ranks; rows report the median
+ * repetition. Correctness is checked after timing on fresh, deterministic
+ * inputs whose results are exact (small integers), so #wrong is exact.
+ *
+ * @module
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { init } from '../init.js';
+import { CPU_ALGORITHMS, type Communicator, type HostArray, type CollectiveName } from '../comm.js';
+import { autoAlgorithm } from '../algorithmSelection.js';
+import { dtypeSize, fromBfloat16Bits, fromFloat16Bits, toBfloat16Bits, toFloat16Bits, type DType, type ReduceOpName } from '../dtype.js';
+import type { BenchAlgorithm, BenchCollective, BlockingMode } from './options.js';
+import { NCCL_TYPE_NAMES } from './options.js';
+import { busBwFactor, measurement, rowGeometry, type BenchRow, type RowAlgorithm } from './report.js';
+
+/** What the CLI asks every rank to run (written as JSON, path in argv[2]). */
+export interface RankPlan {
+  collectives: BenchCollective[];
+  /** Requested sizes in bytes, ascending. */
+  sizes: number[];
+  dtype: DType;
+  op: ReduceOpName;
+  root: number;
+  algorithms: BenchAlgorithm[];
+  /** 0: chosen per size from the warm-up so a repetition takes about `targetRepMs`. */
+  iters: number;
+  warmupIters: number;
+  reps: number;
+  check: number;
+  blocking: BlockingMode;
+  /** Target duration of one timed repetition when `iters` is 0, ms. */
+  targetRepMs: number;
+  /** Where rank 0 writes {@link RankResult}. */
+  resultFile: string;
+}
+
+/** What rank 0 writes. */
+export interface RankResult {
+  ranks: number;
+  rows: BenchRow[];
+  /** Algorithms skipped per collective because the engine lacks the pair. */
+  skipped: { collective: BenchCollective; algorithm: BenchAlgorithm; supported: string[] }[];
+}
+
+const COMM_KIND: Record<BenchCollective, CollectiveName | null> = {
+  allreduce: 'allReduce', reducescatter: 'reduceScatter', allgather: 'allGather',
+  broadcast: 'broadcast', reduce: 'reduce', sendrecv: null,
+};
+
+/** The algorithms a collective runs with: those the engine supports among the requested, `p2p` for sendrecv. */
+export function algorithmsFor(collective: BenchCollective, requested: readonly BenchAlgorithm[]): { run: RowAlgorithm[]; skipped: BenchAlgorithm[] } {
+  const kind = COMM_KIND[collective];
+  if (kind === null) return { run: ['p2p'], skipped: [] };
+  const supported = CPU_ALGORITHMS[kind] as readonly string[];
+  const run = requested.filter((a) => a === 'auto' || supported.includes(a));
+  return { run, skipped: requested.filter((a) => !run.includes(a)) };
+}
+
+// ---------------------------------------------------------------- typed data
+
+function allocate(dtype: DType, length: number): HostArray {
+  switch (dtype) {
+    case 'float32': return new Float32Array(length);
+    case 'float64': return new Float64Array(length);
+    case 'float16':
+    case 'bfloat16': return new Uint16Array(length);
+    case 'int8': return new Int8Array(length);
+    case 'uint8': return new Uint8Array(length);
+    case 'int32': return new Int32Array(length);
+    case 'int64': return new BigInt64Array(length);
+  }
+}
+
+/** Element codec: numbers in, numbers out, with the dtype's rounding/wrapping applied on the way in. */
+interface Codec {
+  set(a: HostArray, i: number, v: number): void;
+  get(a: HostArray, i: number): number;
+}
+
+function codec(dtype: DType): Codec {
+  switch (dtype) {
+    case 'float16': return { set: (a, i, v) => { (a as Uint16Array)[i] = toFloat16Bits(v); }, get: (a, i) => fromFloat16Bits((a as Uint16Array)[i]!) };
+    case 'bfloat16': return { set: (a, i, v) => { (a as Uint16Array)[i] = toBfloat16Bits(v); }, get: (a, i) => fromBfloat16Bits((a as Uint16Array)[i]!) };
+    case 'int64': return { set: (a, i, v) => { (a as BigInt64Array)[i] = BigInt(Math.trunc(v)); }, get: (a, i) => Number((a as BigInt64Array)[i]!) };
+    default: return { set: (a, i, v) => { (a as Float32Array)[i] = v; }, get: (a, i) => (a as Float32Array)[i]! };
+  }
+}
+
+const INTEGER_TYPES: ReadonlySet<DType> = new Set(['int8', 'uint8', 'int32', 'int64']);
+
+/** Rank r's input element i: small integers, so sums and products are exact in every dtype. */
+export function inputValue(op: ReduceOpName, rank: number, i: number): number {
+  return op === 'prod' ? ((rank + i) % 2) + 1 : ((rank + i) % 3) + 1;
+}
+
+/** The exact reduction of element i over `ranks` ranks, before casting to the dtype. */
+export function expectedValue(op: ReduceOpName, ranks: number, i: number, integer: boolean): number {
+  let acc = op === 'prod' ? 1 : op === 'min' ? Infinity : op === 'max' ? -Infinity : 0;
+  for (let r = 0; r < ranks; r++) {
+    const v = inputValue(op, r, i);
+    acc = op === 'prod' ? acc * v : op === 'min' ? Math.min(acc, v) : op === 'max' ? Math.max(acc, v) : acc + v;
+  }
+  if (op === 'avg') acc = integer ? Math.trunc(acc / ranks) : acc / ranks;
+  return acc;
+}
+
+/** Relative tolerance: exact except float avg, where the engine's division may round differently from ours. */
+function tolerance(dtype: DType, op: ReduceOpName): number {
+  if (op !== 'avg' || INTEGER_TYPES.has(dtype)) return 0;
+  return { float32: 1e-6, float64: 1e-12, float16: 1e-3, bfloat16: 1e-2 }[dtype as 'float32'] ?? 0;
+}
+
+// ---------------------------------------------------------------- one collective
+
+interface Placement {
+  /** Issue one op (Promise path). */
+  issue(): Promise<void>;
+  /** Run one op synchronously. */
+  run(): void;
+  /** Fill inputs with the check pattern and outputs with zeros. */
+  prepare(): void;
+  /** Count wrong elements on this rank after one op. */
+  countWrong(): number;
+}
+
+class CollectiveBench {
+  private readonly send: HostArray;
+  private readonly recv: HostArray;
+  private readonly codec: Codec;
+  private readonly opts: { dtype?: DType };
+
+  constructor(private readonly comm: Communicator, private readonly plan: RankPlan, readonly collective: BenchCollective) {
+    const ts = dtypeSize(plan.dtype);
+    const maxElements = Math.floor(plan.sizes[plan.sizes.length - 1]! / ts) + comm.size;
+    this.send = allocate(plan.dtype, maxElements);
+    this.recv = allocate(plan.dtype, maxElements);
+    // Touch every page once now: a first touch costs ~12 us per 4 KiB here and
+    // belongs to no collective.
+    const one = codec(plan.dtype);
+    this.codec = one;
+    if (this.send instanceof BigInt64Array) { this.send.fill(1n); (this.recv as BigInt64Array).fill(0n); } else { (this.send as Float32Array).fill(1); (this.recv as Float32Array).fill(0); }
+    this.opts = plan.dtype === 'float16' || plan.dtype === 'bfloat16' ? { dtype: plan.dtype } : {};
+  }
+
+  /** The out-of-place or in-place form of this collective at `count`, as NCCL defines the positions. */
+  placement(count: number, inPlace: boolean, algorithm: RowAlgorithm): Placement {
+    const { comm, plan, codec: c } = this;
+    const n = comm.size, r = comm.rank;
+    const base = { ...this.opts, ...(algorithm === 'p2p' ? {} : { algorithm }) };
+    const op = plan.op;
+    const integer = INTEGER_TYPES.has(plan.dtype);
+    const tol = tolerance(plan.dtype, op);
+    const expectCast = allocate(plan.dtype, 1);
+    const expect = (v: number): number => { c.set(expectCast, 0, v); return c.get(expectCast, 0); };
+    const wrongIn = (a: HostArray, start: number, len: number, want: (j: number) => number): number => {
+      let wrong = 0;
+      for (let j = 0; j < len; j++) {
+        const got = c.get(a, start + j), exp = expect(want(j));
+        if (tol === 0 ? got !== exp : !(Math.abs(got - exp) <= tol * Math.max(1, Math.abs(exp)))) wrong++;
+      }
+      return wrong;
+    };
+    const fillInput = (a: HostArray, start: number, len: number, rank: number, offset = 0): void => {
+      for (let j = 0; j < len; j++) c.set(a, start + j, inputValue(op, rank, offset + j));
+    };
+    const zero = (a: HostArray, start: number, len: number): void => { for (let j = 0; j < len; j++) c.set(a, start + j, 0); };
+    const { send, recv } = this;
+    switch (this.collective) {
+      case 'allreduce': {
+        const x = inPlace ? recv.subarray(0, count) : send.subarray(0, count);
+        const out = recv.subarray(0, count);
+        const o = { ...base, op, ...(inPlace ? {} : { out }) };
+        return {
+          issue: () => comm.allReduce(x, o), run: () => comm.allReduceSync(x, o),
+          prepare: () => { if (!inPlace) zero(out, 0, count); fillInput(x, 0, count, r); },
+          countWrong: () => wrongIn(out, 0, count, (j) => expectedValue(op, n, j, integer)),
+        };
+      }
+      case 'reducescatter': {
+        const x = inPlace ? recv.subarray(0, n * count) : send.subarray(0, n * count);
+        const y = inPlace ? x.subarray(r * count, (r + 1) * count) : recv.subarray(0, count);
+        const o = { ...base, op };
+        return {
+          issue: () => comm.reduceScatter(x, y, o), run: () => comm.reduceScatterSync(x, y, o),
+          prepare: () => { if (!inPlace) zero(y, 0, count); fillInput(x, 0, n * count, r); },
+          countWrong: () => wrongIn(y, 0, count, (j) => expectedValue(op, n, r * count + j, integer)),
+        };
+      }
+      case 'allgather': {
+        const y = recv.subarray(0, n * count);
+        const x = inPlace ? y.subarray(r * count, (r + 1) * count) : send.subarray(0, count);
+        return {
+          issue: () => comm.allGather(x, y, base), run: () => comm.allGatherSync(x, y, base),
+          prepare: () => { zero(y, 0, n * count); fillInput(x, 0, count, r); },
+          countWrong: () => wrongIn(y, 0, n * count, (j) => inputValue(op, Math.floor(j / count), j % count)),
+        };
+      }
+      case 'broadcast': {
+        const x = inPlace ? recv.subarray(0, count) : send.subarray(0, count);
+        const out = recv.subarray(0, count);
+        const o = { ...base, root: plan.root, ...(inPlace ? {} : { out }) };
+        return {
+          issue: () => comm.broadcast(x, o), run: () => comm.broadcastSync(x, o),
+          prepare: () => { zero(out, 0, count); if (r === plan.root) fillInput(x, 0, count, r); },
+          countWrong: () => wrongIn(out, 0, count, (j) => inputValue(op, plan.root, j)),
+        };
+      }
+      case 'reduce': {
+        const x = inPlace ? recv.subarray(0, count) : send.subarray(0, count);
+        const out = recv.subarray(0, count);
+        const o = { ...base, op, root: plan.root, ...(inPlace ? {} : { out }) };
+        return {
+          issue: () => comm.reduce(x, o), run: () => comm.reduceSync(x, o),
+          prepare: () => { if (!inPlace) zero(out, 0, count); fillInput(x, 0, count, r); },
+          countWrong: () => (r === plan.root ? wrongIn(out, 0, count, (j) => expectedValue(op, n, j, integer)) : 0),
+        };
+      }
+      case 'sendrecv': {
+        const x = send.subarray(0, count), y = recv.subarray(0, count);
+        const to = (r + 1) % n, from = (r - 1 + n) % n;
+        return {
+          issue: () => comm.sendRecv({ send: x, to, ...this.opts }, { recv: y, from, ...this.opts }),
+          run: () => { throw new Error('sendrecv has no synchronous form'); },
+          prepare: () => { zero(y, 0, count); fillInput(x, 0, count, r); },
+          countWrong: () => wrongIn(y, 0, count, (j) => inputValue(op, from, j)),
+        };
+      }
+    }
+  }
+}
+
+/** Issue `iters` ops the way `blocking` says; resolves when all finished. */
+async function runOps(p: Placement, iters: number, blocking: BlockingMode): Promise<void> {
+  if (blocking === 2) {
+    for (let i = 0; i < iters; i++) p.run();
+  } else if (blocking === 1) {
+    for (let i = 0; i < iters; i++) await p.issue();
+  } else {
+    const pending: Promise<void>[] = new Array(iters);
+    for (let i = 0; i < iters; i++) pending[i] = p.issue();
+    await Promise.all(pending);
+  }
+}
+
+function nowUs(): number {
+  return Number(process.hrtime.bigint()) / 1e3;
+}
+
+/** Run the whole plan on this rank; rank 0 returns the result, others null. */
+export async function runPlan(comm: Communicator, plan: RankPlan): Promise<RankResult | null> {
+  const n = comm.size;
+  const rows: BenchRow[] = [];
+  const skipped: RankResult['skipped'] = [];
+  const ts = dtypeSize(plan.dtype);
+  const total = plan.collectives.length * plan.sizes.length;
+  let done = 0;
+  for (const collective of plan.collectives) {
+    const { run: algorithms, skipped: skip } = algorithmsFor(collective, plan.algorithms);
+    for (const a of skip) skipped.push({ collective, algorithm: a, supported: [...CPU_ALGORITHMS[COMM_KIND[collective]!]] });
+    const bench = new CollectiveBench(comm, plan, collective);
+    const placements = collective === 'sendrecv' ? [false] : [false, true];
+    const factor = busBwFactor(collective, n);
+    for (const bytes of plan.sizes) {
+      const { size, count } = rowGeometry(collective, bytes, n, ts);
+      const forms = algorithms.map((a) => placements.map((ip) => bench.placement(count, ip, a)));
+      // Warm-up with every algorithm and placement that will be timed; its
+      // duration sizes the repetitions (rank 0 decides, all ranks follow).
+      let slowestUs = 0;
+      for (const f of forms) {
+        for (const p of f) {
+          await comm.barrier();
+          const t0 = nowUs();
+          const w = Math.max(plan.warmupIters, plan.iters === 0 ? 1 : 0);
+          await runOps(p, w, plan.blocking);
+          if (w > 0) slowestUs = Math.max(slowestUs, (nowUs() - t0) / w);
+        }
+      }
+      let iters = plan.iters;
+      if (iters === 0) {
+        const decided = new Float64Array([Math.min(1000, Math.max(1, Math.round((plan.targetRepMs * 1000) / Math.max(slowestUs, 0.1))))]);
+        await comm.broadcast(decided, { root: 0 });
+        iters = decided[0]!;
+      }
+      // samples[a][p][rep], us per op on this rank.
+      const samples = forms.map((f) => f.map(() => new Float64Array(plan.reps)));
+      for (let rep = 0; rep < plan.reps; rep++) {
+        for (let k = 0; k < forms.length; k++) {
+          const a = (k + rep) % forms.length;
+          for (let p = 0; p < forms[a]!.length; p++) {
+            await comm.barrier();
+            const t0 = nowUs();
+            await runOps(forms[a]![p]!, iters, plan.blocking);
+            samples[a]![p]![rep] = (nowUs() - t0) / iters;
+          }
+        }
+      }
+      const flat = new Float64Array(forms.length * placements.length * (plan.reps + 1));
+      samples.forEach((byP, a) => byP.forEach((s, p) => flat.set(s, (a * placements.length + p) * (plan.reps + 1))));
+      if (plan.check > 0) {
+        for (let c = 0; c < plan.check; c++) {
+          for (let a = 0; a < forms.length; a++) {
+            for (let p = 0; p < placements.length; p++) {
+              const form = forms[a]![p]!;
+              form.prepare();
+              await comm.barrier();
+              if (plan.blocking === 2) form.run(); else await form.issue();
+              flat[(a * placements.length + p) * (plan.reps + 1) + plan.reps]! += form.countWrong();
+            }
+          }
+        }
+      }
+      // Times: mean over ranks; wrong: sum over ranks.
+      await comm.allReduce(flat, { op: 'sum' });
+      if (comm.rank === 0) {
+        algorithms.forEach((algorithm, a) => {
+          const m = placements.map((_, p) => {
+            const off = (a * placements.length + p) * (plan.reps + 1);
+            const times = Array.from(flat.subarray(off, off + plan.reps), (t) => t / n);
+            return measurement(times, size, factor, plan.check > 0 ? flat[off + plan.reps]! : null);
+          });
+          const kind = COMM_KIND[collective];
+          rows.push({
+            collective, algorithm,
+            ...(algorithm === 'auto' && kind ? { resolved: autoAlgorithm(kind, size, n, CPU_ALGORITHMS[kind]) } : {}),
+            size, count, type: NCCL_TYPE_NAMES[plan.dtype],
+            redop: collective === 'allgather' || collective === 'broadcast' || collective === 'sendrecv' ? 'none' : plan.op,
+            root: collective === 'broadcast' || collective === 'reduce' ? plan.root : -1,
+            iters, outOfPlace: m[0]!, inPlace: m[1] ?? null,
+          });
+        });
+        done++;
+        process.stdout.write(`@progress ${done} ${total} ${collective} ${size}\n`);
+      }
+    }
+  }
+  return comm.rank === 0 ? { ranks: n, rows, skipped } : null;
+}
+
+async function main(): Promise<void> {
+  const planFile = process.argv[2];
+  if (!planFile) throw new Error('usage: node dist/bench/rank.js PLAN.json (started by `ringtree bench`)');
+  const plan = JSON.parse(readFileSync(planFile, 'utf8')) as RankPlan;
+  const comm = await init();
+  try {
+    const result = await runPlan(comm, plan);
+    if (result) writeFileSync(plan.resultFile, JSON.stringify(result));
+    await comm.barrier();
+  } finally {
+    await comm.destroy();
+  }
+}
+
+// Run only as the launched program, not when imported (tests import the pure parts).
+if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`ringtree bench rank ${process.env.RANK ?? '?'}: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  });
+}
