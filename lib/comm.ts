@@ -72,7 +72,11 @@ export interface OpOptions {
 
 /** Options of the collectives. */
 export interface CollectiveOptions extends OpOptions {
-  /** `'ring'` (default) or `'auto'`; see {@link CPU_ALGORITHMS}. */
+  /**
+   * `'ring'` (default), `'tree'` where {@link CPU_ALGORITHMS} lists it, or
+   * `'auto'` (tree below a measured crossover size, ring above; see
+   * lib/algorithmSelection.ts). An unsupported pair is an InvalidArgumentError.
+   */
   algorithm?: Algorithm;
   /** Pipelining chunk in bytes (default: the communicator's, 256 KiB; capped at the transport slot). */
   chunkBytes?: number;
