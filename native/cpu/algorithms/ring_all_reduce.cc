@@ -1,6 +1,7 @@
 // Ring allreduce: reduce-scatter then all-gather around the ring, fused and
 // pipelined chunk by chunk. Each rank sends 2(n-1)/n of the data, the
-// bandwidth-optimal amount.
+// bandwidth-optimal amount. At two ranks, a message that fits one chunk is
+// exchanged whole instead (latency-optimal: one hop).
 //
 // The loop is chunk-major (all 2(n-1) steps of chunk c before chunk c+1):
 // with a finite number of slots, a step-major loop would deadlock as soon as
@@ -21,6 +22,25 @@ Status ringAllReduce(const CollectiveArgs& a) {
     return Status::ok();
   }
   const int right = mod(r + 1, n), left = mod(r - 1, n);
+  if (n == 2 && count * es <= t.slotBytes() && count * es <= a.chunkElems * es) {
+    // Two ranks and one message each way: exchange whole buffers and reduce
+    // locally, one hop instead of the ring's two. Both ranks combine in rank
+    // order (rank 0's data first), so their results are bit-identical.
+    char* slot;
+    RT_CHECK(t.acquireSend(right, &slot));
+    copyBytes(slot, op.input, count * es);
+    t.commitSend(right, stampHeader(op, 0, 0, count * es));
+    const MsgHeader* h;
+    const char* in;
+    RT_CHECK(t.acquireRecv(left, &h, &in));
+    RT_CHECK(checkHeader(op, *h, left, r, 0, 0, count * es));
+    const void* first = r == 0 ? op.input : static_cast<const void*>(in);
+    const void* second = r == 0 ? static_cast<const void*>(in) : op.input;
+    reduce(op.output, first, second, count, op.dtype, op.op);
+    if (op.op == ReduceOp::Avg) divideBy(op.output, count, op.dtype, n);
+    t.releaseRecv(left);
+    return Status::ok();
+  }
   const uint64_t maxSeg = count / n + (count % n ? 1 : 0);
   const uint64_t chunks = std::max<uint64_t>(1, ceilDiv(maxSeg, a.chunkElems));
   auto seg = [&](int s, uint64_t c, uint64_t* b, uint64_t* e) {
