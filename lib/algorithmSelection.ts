@@ -5,6 +5,7 @@
 // ring moves the bandwidth-optimal amount of data, so it wins once a message
 // is large. The switch happens at a crossover size measured with
 // `bench/allreduce.mjs --algorithm tree|ring` (see DEFAULT_CROSSOVERS).
+import { readFileSync } from 'node:fs';
 import type { Algorithm, CollectiveName } from './comm.js';
 
 /** One collective's crossover points: tree strictly below, ring at and above. */
@@ -50,16 +51,67 @@ export function crossoverEnvName(kind: CollectiveName): string {
   return `RINGTREE_CROSSOVER_${kind.toUpperCase()}`;
 }
 
+/** Env variable naming a crossovers file written by `ringtree bench --save-crossovers FILE`. */
+export const CROSSOVERS_FILE_ENV = 'RINGTREE_CROSSOVERS_FILE';
+
+const savedCrossovers = new Map<string, Partial<Record<CollectiveName, Crossover>> | null>();
+
+/**
+ * The crossovers in a `ringtree bench --save-crossovers` file
+ * (`{ "schema": "ringtree-crossovers/1", "crossovers": { "allReduce": [{ "worldSize": 2, "crossoverBytes": 65536 }] } }`),
+ * read once per process and path. An unreadable or malformed file is reported
+ * once on stderr and ignored (the shipped table applies).
+ */
+export function loadCrossoversFile(file: string): Partial<Record<CollectiveName, Crossover>> | null {
+  if (savedCrossovers.has(file)) return savedCrossovers.get(file)!;
+  let table: Partial<Record<CollectiveName, Crossover>> | null = null;
+  try {
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { schema?: string; crossovers?: Record<string, unknown> };
+    if (doc.schema !== 'ringtree-crossovers/1' || typeof doc.crossovers !== 'object' || doc.crossovers === null) throw new Error('not a ringtree-crossovers/1 document');
+    table = {};
+    for (const [kind, points] of Object.entries(doc.crossovers)) {
+      if (!Array.isArray(points)) throw new Error(`crossovers.${kind} is not an array`);
+      const ok = points.every((p: { worldSize?: unknown; crossoverBytes?: unknown }) =>
+        Number.isSafeInteger(p.worldSize) && (p.worldSize as number) >= 1 && Number.isSafeInteger(p.crossoverBytes) && (p.crossoverBytes as number) >= 0);
+      if (!ok) throw new Error(`crossovers.${kind} needs { worldSize, crossoverBytes } integers`);
+      table[kind as CollectiveName] = { points: points.map((p: { worldSize: number; crossoverBytes: number }) => ({ worldSize: p.worldSize, crossoverBytes: p.crossoverBytes })) };
+    }
+  } catch (err) {
+    process.stderr.write(`ringtree: ignoring ${CROSSOVERS_FILE_ENV}=${file}: ${err instanceof Error ? err.message : String(err)}; using the shipped crossovers\n`);
+    table = null;
+  }
+  savedCrossovers.set(file, table);
+  return table;
+}
+
+function pointFor(points: readonly { worldSize: number; crossoverBytes: number }[], worldSize: number): number | undefined {
+  let best: number | undefined;
+  let bestSize = -1;
+  for (const p of points) {
+    if (p.worldSize <= worldSize && p.worldSize > bestSize) { best = p.crossoverBytes; bestSize = p.worldSize; }
+  }
+  return best;
+}
+
 /**
  * The crossover in bytes for `kind` at `worldSize`: the env override when set
- * to a non-negative integer (ignored otherwise), else the shipped table.
- * 0 means always ring; a huge value means always tree.
+ * to a non-negative integer (ignored otherwise); else the point for this world
+ * size in the file named by RINGTREE_CROSSOVERS_FILE (`ringtree bench
+ * --save-crossovers`; the entry with the largest worldSize not above
+ * `worldSize`); else the shipped table. 0 means always ring; a huge value
+ * means always tree.
  */
 export function crossoverBytes(kind: CollectiveName, worldSize: number, env: NodeJS.ProcessEnv = process.env): number {
   const override = env[crossoverEnvName(kind)];
   if (override !== undefined && override !== '') {
     const v = Number(override);
     if (Number.isSafeInteger(v) && v >= 0) return v;
+  }
+  const file = env[CROSSOVERS_FILE_ENV];
+  if (file) {
+    const saved = loadCrossoversFile(file)?.[kind];
+    const v = saved ? pointFor(saved.points, worldSize) : undefined;
+    if (v !== undefined) return v;
   }
   const points = DEFAULT_CROSSOVERS[kind]?.points ?? [];
   let best = 0;

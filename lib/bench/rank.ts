@@ -130,6 +130,8 @@ interface Placement {
   prepare(): void;
   /** Count wrong elements on this rank after one op. */
   countWrong(): number;
+  /** Spoil one checked output element (the fault-injection test hook). */
+  corrupt(): void;
 }
 
 class CollectiveBench {
@@ -155,7 +157,7 @@ class CollectiveBench {
   placement(count: number, inPlace: boolean, algorithm: RowAlgorithm): Placement {
     const { comm, plan, codec: c } = this;
     const n = comm.size, r = comm.rank;
-    const base = { ...this.opts, ...(algorithm === 'p2p' ? {} : { algorithm }) };
+    const base: { dtype?: DType; algorithm?: BenchAlgorithm } = { ...this.opts, ...(algorithm === 'p2p' ? {} : { algorithm }) };
     const op = plan.op;
     const integer = INTEGER_TYPES.has(plan.dtype);
     const tol = tolerance(plan.dtype, op);
@@ -174,6 +176,15 @@ class CollectiveBench {
     };
     const zero = (a: HostArray, start: number, len: number): void => { for (let j = 0; j < len; j++) c.set(a, start + j, 0); };
     const { send, recv } = this;
+    const spoil = (a: HostArray, i: number): void => { c.set(a, i, c.get(a, i) + 1000); };
+    return this.forms(count, inPlace, base, op, r, n, integer, wrongIn, fillInput, zero, spoil);
+  }
+
+  private forms(count: number, inPlace: boolean, base: { dtype?: DType; algorithm?: BenchAlgorithm }, op: ReduceOpName, r: number, n: number, integer: boolean,
+    wrongIn: (a: HostArray, start: number, len: number, want: (j: number) => number) => number,
+    fillInput: (a: HostArray, start: number, len: number, rank: number, offset?: number) => void,
+    zero: (a: HostArray, start: number, len: number) => void, spoil: (a: HostArray, i: number) => void): Placement {
+    const { comm, plan, send, recv } = this;
     switch (this.collective) {
       case 'allreduce': {
         const x = inPlace ? recv.subarray(0, count) : send.subarray(0, count);
@@ -182,7 +193,7 @@ class CollectiveBench {
         return {
           issue: () => comm.allReduce(x, o), run: () => comm.allReduceSync(x, o),
           prepare: () => { if (!inPlace) zero(out, 0, count); fillInput(x, 0, count, r); },
-          countWrong: () => wrongIn(out, 0, count, (j) => expectedValue(op, n, j, integer)),
+          countWrong: () => wrongIn(out, 0, count, (j) => expectedValue(op, n, j, integer)), corrupt: () => spoil(out, 0),
         };
       }
       case 'reducescatter': {
@@ -192,7 +203,7 @@ class CollectiveBench {
         return {
           issue: () => comm.reduceScatter(x, y, o), run: () => comm.reduceScatterSync(x, y, o),
           prepare: () => { if (!inPlace) zero(y, 0, count); fillInput(x, 0, n * count, r); },
-          countWrong: () => wrongIn(y, 0, count, (j) => expectedValue(op, n, r * count + j, integer)),
+          countWrong: () => wrongIn(y, 0, count, (j) => expectedValue(op, n, r * count + j, integer)), corrupt: () => spoil(y, 0),
         };
       }
       case 'allgather': {
@@ -201,7 +212,7 @@ class CollectiveBench {
         return {
           issue: () => comm.allGather(x, y, base), run: () => comm.allGatherSync(x, y, base),
           prepare: () => { zero(y, 0, n * count); fillInput(x, 0, count, r); },
-          countWrong: () => wrongIn(y, 0, n * count, (j) => inputValue(op, Math.floor(j / count), j % count)),
+          countWrong: () => wrongIn(y, 0, n * count, (j) => inputValue(op, Math.floor(j / count), j % count)), corrupt: () => spoil(y, 0),
         };
       }
       case 'broadcast': {
@@ -211,7 +222,7 @@ class CollectiveBench {
         return {
           issue: () => comm.broadcast(x, o), run: () => comm.broadcastSync(x, o),
           prepare: () => { zero(out, 0, count); if (r === plan.root) fillInput(x, 0, count, r); },
-          countWrong: () => wrongIn(out, 0, count, (j) => inputValue(op, plan.root, j)),
+          countWrong: () => wrongIn(out, 0, count, (j) => inputValue(op, plan.root, j)), corrupt: () => spoil(out, 0),
         };
       }
       case 'reduce': {
@@ -221,7 +232,7 @@ class CollectiveBench {
         return {
           issue: () => comm.reduce(x, o), run: () => comm.reduceSync(x, o),
           prepare: () => { if (!inPlace) zero(out, 0, count); fillInput(x, 0, count, r); },
-          countWrong: () => (r === plan.root ? wrongIn(out, 0, count, (j) => expectedValue(op, n, j, integer)) : 0),
+          countWrong: () => (r === plan.root ? wrongIn(out, 0, count, (j) => expectedValue(op, n, j, integer)) : 0), corrupt: () => spoil(out, 0),
         };
       }
       case 'sendrecv': {
@@ -231,7 +242,7 @@ class CollectiveBench {
           issue: () => comm.sendRecv({ send: x, to, ...this.opts }, { recv: y, from, ...this.opts }),
           run: () => { throw new Error('sendrecv has no synchronous form'); },
           prepare: () => { zero(y, 0, count); fillInput(x, 0, count, r); },
-          countWrong: () => wrongIn(y, 0, count, (j) => inputValue(op, from, j)),
+          countWrong: () => wrongIn(y, 0, count, (j) => inputValue(op, from, j)), corrupt: () => spoil(y, 0),
         };
       }
     }
@@ -250,6 +261,9 @@ async function runOps(p: Placement, iters: number, blocking: BlockingMode): Prom
     await Promise.all(pending);
   }
 }
+
+/** RINGTREE_BENCH_FAULT_INJECT=wrong: rank 0 spoils one element of its first check, so tests can see #wrong and the exit code react. */
+const faultInjected = process.env.RINGTREE_BENCH_FAULT_INJECT === 'wrong';
 
 function nowUs(): number {
   return Number(process.hrtime.bigint()) / 1e3;
@@ -313,6 +327,8 @@ export async function runPlan(comm: Communicator, plan: RankPlan): Promise<RankR
               form.prepare();
               await comm.barrier();
               if (plan.blocking === 2) form.run(); else await form.issue();
+              // Test hook: proves a wrong result reaches #wrong and the exit code.
+              if (faultInjected && comm.rank === 0 && c === 0 && a === 0 && p === 0) form.corrupt();
               flat[(a * placements.length + p) * (plan.reps + 1) + plan.reps]! += form.countWrong();
             }
           }

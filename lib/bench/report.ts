@@ -209,11 +209,12 @@ export interface CrossoverResult {
 }
 
 /**
- * The crossover size where tree stops beating ring: the smallest size where
- * ring wins clearly (see {@link verdict}) with tree winning clearly at some
- * smaller size and at no size from there up. "None" when tree never wins
- * clearly, ring never wins clearly after it, or the two trade places more than
- * once. `points` must be in ascending size order.
+ * The crossover size where tree stops beating ring. L is the largest size
+ * where tree wins clearly (see {@link verdict}); the crossover is the first
+ * size above L where ring wins clearly (sizes between them tie). "None" when
+ * tree never wins clearly or ring never wins clearly above L. Clear ring wins
+ * below L are named in the reason (noise, or ring also winning at the
+ * smallest sizes). `points` must be in ascending size order.
  */
 export function findCrossover(points: readonly { size: number; ring: TimedPoint; tree: TimedPoint }[]): CrossoverResult {
   const verdicts = points.map((p) => verdict(p.ring, p.tree));
@@ -222,13 +223,14 @@ export function findCrossover(points: readonly { size: number; ring: TimedPoint;
     return { bytes: null, reason: verdicts.includes('ring') ? 'none: tree never beats ring beyond the spread' : 'none: ring and tree do not separate beyond their spread at any size' };
   }
   const firstRingAfter = verdicts.findIndex((v, i) => i > lastTree && v === 'ring');
-  if (firstRingAfter < 0) return { bytes: null, reason: `none: tree still wins or ties at the largest size (last clear tree win at ${formatBytes(points[lastTree]!.size)})` };
-  const firstRing = verdicts.indexOf('ring');
-  if (firstRing < lastTree) {
-    return { bytes: null, reason: `none: ring and tree trade places (ring wins at ${formatBytes(points[firstRing]!.size)}, tree at ${formatBytes(points[lastTree]!.size)})` };
-  }
+  if (firstRingAfter < 0) return { bytes: null, reason: `none: ring never beats tree beyond the spread above ${formatBytes(points[lastTree]!.size)} (the last clear tree win)` };
   const size = points[firstRingAfter]!.size;
-  return { bytes: size, reason: `tree wins clearly up to ${formatBytes(points[lastTree]!.size)}, ring from ${formatBytes(size)}` };
+  const earlierRing = points.filter((_, i) => i < lastTree && verdicts[i] === 'ring').map((p) => formatBytes(p.size));
+  return {
+    bytes: size,
+    reason: `tree wins clearly up to ${formatBytes(points[lastTree]!.size)}, ring from ${formatBytes(size)}` +
+      (earlierRing.length ? `; ring also wins clearly at ${earlierRing.join(', ')}` : ''),
+  };
 }
 
 /** 1536 -> "1.5 KiB", 8 -> "8 B". */
