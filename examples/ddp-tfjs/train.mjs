@@ -36,7 +36,7 @@ const model = tf.sequential({
     tf.layers.dense({ units: 1 }),
   ],
 });
-const vars = model.trainableWeights.map((w) => w.val); // tf.Variable, registration order
+const vars = model.trainableWeights.map((w) => w.read()); // the tf.Variable behind each weight, registration order
 const params = vars.map((v) => Float32Array.from(v.dataSync()));
 const grads = vars.map((v) => new Float32Array(v.size));
 

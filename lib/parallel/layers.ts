@@ -93,10 +93,12 @@ export class Linear implements Layer {
     this.biasGrad = this.bias ? new Float32Array(outFeatures) : null;
   }
 
+  /** `[weight, bias]` (or `[weight]`), registration order. */
   get params(): Float32Array[] {
     return this.bias ? [this.weight, this.bias] : [this.weight];
   }
 
+  /** The gradients backward adds into, same order as {@link params}. */
   get grads(): Float32Array[] {
     return this.biasGrad ? [this.weightGrad, this.biasGrad] : [this.weightGrad];
   }
@@ -357,6 +359,7 @@ export class SGD {
 export class Sequential {
   readonly layers: Layer[];
 
+  /** @param layers run first to last in forward, last to first in backward. */
   constructor(layers: Layer[]) {
     this.layers = layers;
   }
