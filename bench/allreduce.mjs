@@ -51,7 +51,7 @@ for (let bytes = minBytes; bytes <= maxBytes; bytes *= 2) {
   for (const mode of ['oop', 'ip']) {
     // Warm-up, and a correctness check: every rank contributes rank + 1.
     x.fill(comm.rank + 1);
-    await comm.allReduce(x, { op: 'sum', out: mode === 'oop' ? out : undefined });
+    await comm.allReduce(x, { op: 'sum', out: mode === 'oop' ? out : undefined, algorithm: values.algorithm });
     const got = mode === 'oop' ? out : x;
     const expect = (n * (n + 1)) / 2;
     let wrong = 0;

@@ -3,6 +3,7 @@
 // the saved-crossovers file 'auto' reads, the Open MPI table parser, and
 // real runs over 2 ranks (#wrong 0; an injected wrong value exits 1).
 // No assertion here is about speed.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,16 +35,17 @@ describe('bench options', () => {
   it('parses every option, short and long, as nccl-tests names them', () => {
     const o = parseBenchArgs(['reducescatter', '--nproc', '4', '--backend', 'nccl', '-b', '1K', '-e', '2M', '-f', '4', '-n', '7', '-w', '2',
       '--reps', '3', '-d', 'half', '-o', 'max', '-r', '3', '-c', '2', '-z', '1', '--algo', 'tree,auto', '--json', 'a.json', '--plot', 'p.svg',
-      '--save-crossovers', 'x.json', '--vs', 'mpi']);
+      '--save-crossovers', 'x.json', '--vs', 'mpi', '--rounds', '3']);
     expect(o).toMatchObject({
       collectives: ['reducescatter'], nproc: 4, backend: 'nccl', minBytes: 1024, maxBytes: 2 * 1024 * 1024, stepFactor: 4, iters: 7,
       warmupIters: 2, reps: 3, dtype: 'float16', op: 'max', root: 3, check: 2, blocking: 1, algorithms: ['tree', 'auto'],
-      jsonFile: 'a.json', plotFile: 'p.svg', saveCrossoversFile: 'x.json', vs: 'mpi',
+      jsonFile: 'a.json', plotFile: 'p.svg', saveCrossoversFile: 'x.json', vs: 'mpi', rounds: 3,
     });
     const long = parseBenchArgs(['--minbytes', '8', '--maxbytes', '1G', '--stepfactor', '2', '--iters', '1', '--warmup_iters', '0',
       '--datatype', 'bfloat16', '--op', 'avg', '--root', '1', '--check', '0', '--blocking', '2', '-h']);
     expect(long).toMatchObject({ maxBytes: 1024 ** 3, iters: 1, warmupIters: 0, dtype: 'bfloat16', op: 'avg', root: 1, check: 0, blocking: 2, help: true });
     expect(parseBenchArgs(['all']).collectives).toEqual([...BENCH_COLLECTIVES]);
+    expect(parseBenchArgs(['allgather,broadcast']).collectives).toEqual(['allgather', 'broadcast']);
     for (const [name, dtype] of [['float', 'float32'], ['double', 'float64'], ['int8', 'int8'], ['uint8', 'uint8'], ['int32', 'int32'], ['int64', 'int64']]) {
       expect(parseBenchArgs(['-d', name!]).dtype).toBe(dtype);
     }
@@ -69,9 +71,12 @@ describe('bench options', () => {
     [['--backend', 'gloo'], '--backend'],
     [['--plot', 'plot.png'], '--plot'],
     [['--vs', 'gloo'], '--vs'],
+    [['--rounds', '2'], '--rounds'],
+    [['--vs', 'mpi', '--rounds', '0'], '--rounds'],
     [['--json'], '--json'],
     [['--frobnicate'], '--frobnicate'],
     [['alltoall'], 'collective'],
+    [['allreduce,alltoall'], 'collective'],
   ])('rejects %j naming %s', (argv, flag) => {
     let error: unknown;
     try { parseBenchArgs(argv); } catch (e) { error = e; }
@@ -348,6 +353,24 @@ describe('ringtree bench (real ranks)', () => {
     expect(sendrecv.every((r) => r.inPlace === null && r.algorithm === 'p2p')).toBe(true);
     expect(doc.rows.filter((r) => r.collective === 'allgather').map((r) => r.algorithm)).toEqual(['ring', 'ring']);
     expect(run.stdout).toContain("# allgather: 'tree' skipped");
+  });
+
+  const hasMpi = spawnSync('sh', ['-c', 'command -v mpicc && command -v mpirun'], { stdio: 'ignore' }).status === 0;
+  it.skipIf(!hasMpi)('--vs mpi runs the Open MPI peer in alternating rounds and prints ratios (skipped without mpicc/mpirun)', async () => {
+    const json = path.join(tmp, 'vs.json');
+    const run = await runCli(['bench', 'allreduce', '-b', '1K', '-e', '4K', '-f', '4', '-n', '2', '-w', '1', '--reps', '1', '--algo', 'ring',
+      '--vs', 'mpi', '--rounds', '2', '--json', json], { timeoutMs: 90_000 });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('# allreduce: ringtree / Open MPI busbw, 2 ranks');
+    expect(run.stdout).toMatch(/# allreduce: geometric mean \d+\.\d\d, minimum \d+\.\d\d/);
+    const doc = JSON.parse(readFileSync(json, 'utf8')) as BenchJson;
+    expect(validateBenchJson(doc)).toEqual([]);
+    expect(doc.rows.map((r) => r.round)).toEqual([0, 0, 1, 1]);
+    expect(doc.commands.ranks).toHaveLength(2);
+    expect(doc.commands.peers.length).toBe(2 * 4); // 4 Open MPI configurations per round
+    expect(doc.commands.peers.every((c) => c.includes('--allow-run-as-root --oversubscribe'))).toBe(true);
+    const ratiosOut = (doc.peers as { allreduce: { ratios: { rows: unknown[] } } }).allreduce.ratios.rows;
+    expect(ratiosOut).toHaveLength(2);
   });
 
   it('usage errors exit 2 naming the flag; --backend nccl exits 1 with BackendUnavailableError', async () => {

@@ -17,11 +17,11 @@ import { launch } from '../launch.js';
 import { BENCH_HELP, BenchUsageError, parseBenchArgs, sweepSizes, type BenchCollective, type BenchOptions } from './options.js';
 import type { RankPlan, RankResult } from './rank.js';
 import {
-  COMM_NAMES, findCrossover, footerValues, formatBytes, formatComparison, formatTable,
+  COMM_NAMES, findCrossover, footerValues, formatBytes, formatComparison, formatTable, median,
   type BenchJson, type BenchRow, type CrossoverResult, type RowAlgorithm,
 } from './report.js';
 import { crossoverMarkers, renderPlot, seriesFromRows } from './plot.js';
-import { buildPeer, MPI_GLIBC_TUNABLES, ratios, runPeerBest } from './mpi.js';
+import { buildPeer, MPI_GLIBC_TUNABLES, ratios, runPeerBest, type PeerBest } from './mpi.js';
 
 /** Target duration of one timed repetition when `-n` is 0 (auto), ms. */
 const TARGET_REP_MS = 20;
@@ -150,18 +150,38 @@ export async function runBench(argv: string[]): Promise<number> {
     const planFile = path.join(work, 'plan.json');
     writeFileSync(planFile, JSON.stringify(plan));
     const bar = new ProgressBar();
-    const launched = await launch({ script: rankScript, args: [planFile], nproc: options.nproc, stdout: rankOutputSink(bar) });
-    bar.clear();
-    if (!launched.ok || !existsSync(plan.resultFile)) {
-      process.stderr.write(`ringtree bench: the ranks failed${launched.summary.length ? `:\n${launched.summary.join('\n')}` : ''}\n`);
-      return launched.exitCode || 1;
+    const rounds = options.vs ? options.rounds : 1;
+    const results: RankResult[] = [];
+    const peerRounds: Map<BenchCollective, PeerBest[]>[] = [];
+    const peerCommands: string[] = [];
+    const peerRuns: { command: string; output: string }[] = [];
+    let peerError: string | undefined;
+    for (let round = 0; round < rounds; round++) {
+      const launched = await launch({ script: rankScript, args: [planFile], nproc: options.nproc, stdout: rankOutputSink(bar) });
+      bar.clear();
+      if (!launched.ok || !existsSync(plan.resultFile)) {
+        process.stderr.write(`ringtree bench: the ranks failed${launched.summary.length ? `:\n${launched.summary.join('\n')}` : ''}\n`);
+        return launched.exitCode || 1;
+      }
+      const r = JSON.parse(readFileSync(plan.resultFile, 'utf8')) as RankResult;
+      rmSync(plan.resultFile);
+      if (rounds > 1) for (const row of r.rows) row.round = round;
+      results.push(r);
+      if (options.vs === 'mpi' && peerError === undefined) {
+        try {
+          peerRounds.push(runPeers(options, (argv, output) => { peerCommands.push(argv.join(' ')); peerRuns.push({ command: argv.join(' '), output }); }));
+        } catch (err) {
+          peerError = err instanceof Error ? err.message : String(err);
+          process.stderr.write(`ringtree bench: ${peerError}\n`);
+        }
+      }
     }
-    const result = JSON.parse(readFileSync(plan.resultFile, 'utf8')) as RankResult;
+    const result: RankResult = { ranks: results[0]!.ranks, rows: results.flatMap((r) => r.rows), skipped: results[0]!.skipped };
     const n = result.ranks;
-    const out: string[] = [`# ringtree bench: ${options.collectives.join(', ')} on ${describeRun(options, n)}`];
+    const out: string[] = [`# ringtree bench: ${options.collectives.join(', ')} on ${describeRun(options, n)}${rounds > 1 ? `; tables from round 1 of ${rounds}` : ''}`];
     for (const s of result.skipped) out.push(`# ${s.collective}: '${s.algorithm}' skipped: the CPU engine runs ${COMM_NAMES[s.collective]} with ${s.supported.join(', ')} only`);
     const crossovers: Record<string, CrossoverResult> = {};
-    for (const [collective, byAlgorithm] of groupRows(result.rows)) {
+    for (const [collective, byAlgorithm] of groupRows(results[0]!.rows)) {
       for (const [algorithm, rows] of byAlgorithm) {
         const resolved = algorithm === 'auto' ? ` (resolved per size: ${[...new Set(rows.map((r) => r.resolved))].join(', ')})` : '';
         out.push('', formatTable(`${collective}, algorithm ${algorithm}${resolved}`, rows));
@@ -182,19 +202,11 @@ export async function runBench(argv: string[]): Promise<number> {
     const benchCommand = [process.execPath, process.argv[1] ?? 'ringtree', 'bench', ...argv];
     const rankCommand = `RANK=r WORLD_SIZE=${n} ${process.execPath} ${rankScript} ${planFile}`;
     let peers: BenchJson['peers'];
-    const peerCommands: string[] = [];
-    let peerFailed = false;
-    if (options.vs === 'mpi') {
-      try {
-        peers = runVsMpi(options, result.rows, n, peerCommands);
-      } catch (err) {
-        process.stderr.write(`ringtree bench: ${err instanceof Error ? err.message : String(err)}\n`);
-        peerFailed = true;
-      }
-    }
+    if (options.vs === 'mpi' && peerRounds.length > 0) peers = { ...reportVsMpi(options, results, peerRounds, n), runs: peerRuns };
+    const peerFailed = peerError !== undefined;
     if (options.jsonFile) {
       const doc: BenchJson = {
-        schema: 'ringtree-bench/1', date, commands: { bench: [benchCommand.join(' ')], ranks: [rankCommand], peers: peerCommands },
+        schema: 'ringtree-bench/1', date, commands: { bench: [benchCommand.join(' ')], ranks: Array.from({ length: rounds }, () => rankCommand), peers: peerCommands },
         environment: benchEnvironment(), backend: options.backend, ranks: n,
         options: { ...options, plan }, rows: result.rows, crossovers,
         out_of_bounds: footer.wrong, average_bus_bandwidth: footer.avgBusBw, ...(peers ? { peers } : {}),
@@ -205,7 +217,7 @@ export async function runBench(argv: string[]): Promise<number> {
     if (options.plotFile) {
       const several = options.collectives.length > 1;
       const title = `ringtree bench: ${options.collectives.join(', ')}, ${n} ranks, ${options.dtype} ${options.op}`;
-      writeFileSync(options.plotFile, renderPlot(title, seriesFromRows(result.rows, several), crossoverMarkers(crossovers, several)));
+      writeFileSync(options.plotFile, renderPlot(title, seriesFromRows(results[0]!.rows, several), crossoverMarkers(crossovers, several)));
       process.stderr.write(`ringtree bench: wrote ${options.plotFile}\n`);
     }
     if (options.saveCrossoversFile) {
@@ -224,36 +236,60 @@ export async function runBench(argv: string[]): Promise<number> {
   }
 }
 
-/** `--vs mpi`: run the peer for each collective, print the ratio tables, return what `--json` records. */
-function runVsMpi(options: BenchOptions, rows: readonly BenchRow[], n: number, commands: string[]): unknown {
+/** One round of `--vs mpi`: Open MPI's best configuration per size, for each collective. */
+function runPeers(options: BenchOptions, onRun: (argv: string[], output: string) => void): Map<BenchCollective, PeerBest[]> {
   const binary = buildPeer(packageRoot);
-  const report: Record<string, unknown> = { peer: 'Open MPI (bench/peers/mpi_collectives.c)', glibcTunables: MPI_GLIBC_TUNABLES };
+  const sweep = { minBytes: options.minBytes, maxBytes: options.maxBytes, stepFactor: options.stepFactor, iters: options.iters,
+    warmupIters: options.warmupIters, reps: options.reps, root: options.root };
+  const out = new Map<BenchCollective, PeerBest[]>();
+  for (const collective of options.collectives) out.set(collective, runPeerBest(binary, options.nproc, collective, sweep, onRun));
+  return out;
+}
+
+/** Per size: the median over rounds of each round's value. */
+function medianOverRounds<T extends { size: number }>(rounds: readonly (readonly T[])[], value: (t: T) => number): Map<number, { value: number; picks: T[] }> {
+  const by = new Map<number, T[]>();
+  for (const r of rounds) for (const t of r) { let l = by.get(t.size); if (!l) by.set(t.size, (l = [])); l.push(t); }
+  const out = new Map<number, { value: number; picks: T[] }>();
+  for (const [size, list] of by) out.set(size, { value: median(list.map(value)), picks: list });
+  return out;
+}
+
+/** Print the ringtree / Open MPI ratio tables; return what `--json` records. */
+function reportVsMpi(options: BenchOptions, results: readonly RankResult[], peerRounds: readonly Map<BenchCollective, PeerBest[]>[], n: number): Record<string, unknown> {
+  const report: Record<string, unknown> = { peer: 'Open MPI (bench/peers/mpi_collectives.c)', glibcTunables: MPI_GLIBC_TUNABLES, rounds: results.length };
   const lines: string[] = [];
+  const mostCommon = (names: string[]): string => {
+    const counts = new Map<string, number>();
+    for (const x of names) counts.set(x, (counts.get(x) ?? 0) + 1);
+    return [...counts.entries()].sort((a, b) => b[1] - a[1])[0]![0];
+  };
   for (const collective of options.collectives) {
-    const sweep = { minBytes: options.minBytes, maxBytes: options.maxBytes, stepFactor: options.stepFactor, iters: options.iters,
-      warmupIters: options.warmupIters, reps: options.reps, root: options.root };
-    const raw: { command: string; output: string }[] = [];
-    const peer = runPeerBest(binary, options.nproc, collective, sweep, (argv, output) => {
-      commands.push(argv.join(' '));
-      raw.push({ command: argv.join(' '), output });
+    // ringtree: its best algorithm per size within each round, out of place.
+    const oursRounds = results.map((res) => {
+      const best = new Map<number, { size: number; busbw: number; algorithm: string }>();
+      for (const r of res.rows) {
+        if (r.collective !== collective) continue;
+        const prev = best.get(r.size);
+        if (!prev || r.outOfPlace.busbw > prev.busbw) best.set(r.size, { size: r.size, busbw: r.outOfPlace.busbw, algorithm: r.algorithm });
+      }
+      return [...best.values()];
     });
-    // ringtree's best algorithm per size, out of place.
-    const bestOurs = new Map<number, { size: number; busbw: number; algorithm: string }>();
-    for (const r of rows) {
-      if (r.collective !== collective) continue;
-      const prev = bestOurs.get(r.size);
-      if (!prev || r.outOfPlace.busbw > prev.busbw) bestOurs.set(r.size, { size: r.size, busbw: r.outOfPlace.busbw, algorithm: r.algorithm });
-    }
-    const cmp = ratios([...bestOurs.values()].sort((a, b) => a.size - b.size), peer);
-    lines.push('', `# ${collective}: ringtree / Open MPI busbw, ${n} ranks (out of place; ringtree's best algorithm, Open MPI's best configuration per size)`,
+    const ours = medianOverRounds(oursRounds, (t) => t.busbw);
+    const peer = medianOverRounds(peerRounds.map((m) => m.get(collective) ?? []), (t) => t.busbw);
+    const cmp = ratios(
+      [...ours.entries()].sort((a, b) => a[0] - b[0]).map(([size, v]) => ({ size, busbw: v.value, algorithm: mostCommon(v.picks.map((p) => p.algorithm)) })),
+      [...peer.entries()].map(([size, v]) => ({ ...v.picks[0]!, busbw: v.value, config: mostCommon(v.picks.map((p) => p.config)) })));
+    lines.push('', `# ${collective}: ringtree / Open MPI busbw, ${n} ranks (out of place; ringtree's best algorithm, Open MPI's best configuration per size` +
+      `${results.length > 1 ? `; medians over ${results.length} alternating rounds` : ''})`,
       '#       size   ringtree  (algo)    Open MPI  (configuration)           ratio');
     for (const r of cmp.rows) {
       lines.push(`${String(r.size).padStart(12)}  ${r.ours.toFixed(2).padStart(9)}  ${`(${r.algorithm})`.padEnd(7)}  ${r.peer.toFixed(2).padStart(9)}  ${`(${r.config})`.padEnd(26)}  ${r.ratio.toFixed(2).padStart(6)}`);
     }
     lines.push(`# ${collective}: geometric mean ${cmp.geomean.toFixed(2)}, minimum ${cmp.min.toFixed(2)}`);
-    const peerWrong = peer.reduce((s, p) => s + p.wrong, 0);
+    const peerWrong = [...peer.values()].reduce((s, v) => s + v.picks.reduce((t, p) => t + p.wrong, 0), 0);
     if (peerWrong) lines.push(`# ${collective}: Open MPI rows had ${peerWrong} wrong elements`);
-    report[collective] = { best: peer, ratios: cmp, runs: raw };
+    report[collective] = { bestPerRound: peerRounds.map((m) => m.get(collective) ?? []), ratios: cmp };
   }
   process.stdout.write(`${lines.join('\n')}\n`);
   return report;

@@ -68,6 +68,8 @@ export interface BenchOptions {
   saveCrossoversFile?: string;
   /** Also run a peer side by side and print ratios (`--vs mpi`). */
   vs?: 'mpi';
+  /** With `--vs mpi`: alternate the ringtree sweep and the peer sweeps this many times; ratios use per-size medians over rounds. Default 1. */
+  rounds: number;
   /** Print help and exit. */
   help: boolean;
 }
@@ -103,7 +105,7 @@ ring/tree comparison and the crossover size. With no arguments: allreduce,
 CPU backend, 2 local ranks, ring and tree, 8 B to 64 MiB (about a minute).
 
 collective: allreduce (default), reducescatter, allgather, broadcast, reduce,
-            sendrecv, or all
+            sendrecv, all, or a comma-separated list (allreduce,allgather)
 
 Options:
   --nproc N                 local ranks (default 2)
@@ -133,6 +135,9 @@ Options:
   --vs mpi                  also run bench/peers/mpi_collectives (Open MPI,
                             best of its tuned algorithms per size) and print
                             ringtree / Open MPI busbw ratios
+  --rounds K                with --vs: alternate ringtree's and Open MPI's
+                            sweeps K times (shares a noisy machine's load);
+                            ratios use per-size medians over rounds (default 1)
   -h, --help                show this help
 
 size = the whole buffer (all ranks' blocks for allgather/reducescatter);
@@ -191,6 +196,7 @@ const PARSE_OPTIONS = {
   plot: { type: 'string' },
   'save-crossovers': { type: 'string' },
   vs: { type: 'string' },
+  rounds: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -220,12 +226,12 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   const options: BenchOptions = {
     collectives: ['allreduce'], nproc: 2, backend: 'cpu', minBytes: 8, maxBytes: 64 * 1024 * 1024, stepFactor: 2,
     iters: 0, warmupIters: 3, reps: 5, dtype: 'float32', op: 'sum', root: 0, check: 1, blocking: 0,
-    algorithms: ['ring', 'tree'], help: values.help === true,
+    algorithms: ['ring', 'tree'], rounds: 1, help: values.help === true,
   };
   if (positionals.length > 1) throw new BenchUsageError(`ringtree bench: expected at most one collective, got '${positionals.join(' ')}'`);
   if (positionals.length === 1) {
-    const name = oneOf('collective', positionals[0]!, [...BENCH_COLLECTIVES, 'all'] as const);
-    options.collectives = name === 'all' ? [...BENCH_COLLECTIVES] : [name];
+    const names = positionals[0]!.split(',').map((w) => oneOf('collective', w.trim(), [...BENCH_COLLECTIVES, 'all'] as const));
+    options.collectives = names.includes('all') ? [...BENCH_COLLECTIVES] : [...new Set(names as BenchCollective[])];
   }
   if (values.nproc !== undefined) options.nproc = parseInteger(flagName('nproc'), values.nproc, 1, 256);
   if (values.backend !== undefined) options.backend = oneOf(flagName('backend'), values.backend, ['cpu', 'nccl'] as const);
@@ -266,6 +272,10 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     throw new BenchUsageError(`ringtree bench: --plot writes SVG; give a file name ending in .svg, got '${options.plotFile}'`);
   }
   if (values.vs !== undefined) options.vs = oneOf('--vs', values.vs, ['mpi'] as const);
+  if (values.rounds !== undefined) {
+    options.rounds = parseInteger('--rounds', values.rounds, 1, 100);
+    if (options.vs === undefined) throw new BenchUsageError('ringtree bench: --rounds alternates ringtree and a peer; it needs --vs mpi');
+  }
   return options;
 }
 

@@ -95,10 +95,17 @@ export function renderPlot(title: string, series: readonly PlotSeries[], markers
     out.push(`<rect class="frame" x="${left}" y="${y0}" width="${plotW}" height="${panelH}" fill="none" stroke="#333"/>`);
     // y grid and ticks: decades.
     out.push(`<g class="axis y-axis">`);
-    for (let e = Math.round(Math.log10(y.lo)); e <= Math.round(Math.log10(y.hi)); e++) {
-      const v = 10 ** e, py = yOf(v);
-      out.push(`<line x1="${left}" y1="${py.toFixed(1)}" x2="${left + plotW}" y2="${py.toFixed(1)}" stroke="#ddd"/>`);
-      out.push(`<text x="${left - 6}" y="${(py + 4).toFixed(1)}" text-anchor="end">${formatDecade(v, panel.unit)}</text>`);
+    const d0 = Math.round(Math.log10(y.lo)), d1 = Math.round(Math.log10(y.hi));
+    // With few decades, label 2x and 5x too so the scale can be read.
+    const steps = d1 - d0 <= 2 ? [1, 2, 5] : [1];
+    for (let e = d0; e <= d1; e++) {
+      for (const k of steps) {
+        const v = k * 10 ** e;
+        if (v > y.hi * 1.0001) continue;
+        const py = yOf(v);
+        out.push(`<line x1="${left}" y1="${py.toFixed(1)}" x2="${left + plotW}" y2="${py.toFixed(1)}" stroke="${k === 1 ? '#ddd' : '#f3f3f3'}"/>`);
+        out.push(`<text x="${left - 6}" y="${(py + 4).toFixed(1)}" text-anchor="end"${k === 1 ? '' : ' fill="#777"'}>${formatDecade(v, panel.unit)}</text>`);
+      }
     }
     out.push(`<text class="axis-label" transform="translate(${left - 62},${y0 + panelH / 2}) rotate(-90)" text-anchor="middle">${escapeXml(panel.label)}</text>`);
     out.push(`</g>`);
@@ -116,8 +123,10 @@ export function renderPlot(title: string, series: readonly PlotSeries[], markers
     // Crossover markers.
     markers.forEach((m, mi) => {
       const px = xOf(m.size).toFixed(1);
+      // Near the right edge the label goes left of the line, clear of the legend.
+      const leftOfLine = Number(px) > left + plotW * 0.7;
       out.push(`<g class="crossover"><line x1="${px}" y1="${y0}" x2="${px}" y2="${y0 + panelH}" stroke="#444" stroke-width="1.5" stroke-dasharray="5 4"/>` +
-        `<text x="${(Number(px) + 4).toFixed(1)}" y="${y0 + 14 + 14 * mi}" fill="#444">${escapeXml(m.label)}</text></g>`);
+        `<text x="${(Number(px) + (leftOfLine ? -4 : 4)).toFixed(1)}" y="${y0 + 14 + 14 * mi}" fill="#444"${leftOfLine ? ' text-anchor="end"' : ''}>${escapeXml(m.label)}</text></g>`);
     });
     // Lines.
     series.forEach((s, si) => {

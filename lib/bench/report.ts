@@ -112,6 +112,8 @@ export interface BenchRow {
   root: number;
   /** Ops per timed repetition. */
   iters: number;
+  /** Which `--rounds` round measured it (0-based; absent with one round). */
+  round?: number;
   outOfPlace: Measurement;
   /** null where NCCL defines no in-place form (sendrecv). */
   inPlace: Measurement | null;
