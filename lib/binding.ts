@@ -125,8 +125,64 @@ export interface NativeCommunicator {
   peerStates(): Array<{ rank: number; pid: number; collSeq: number; inOp: boolean; alive: boolean }>;
 }
 
+/** A device memory handle (native/addon/AddonCuda.cc). Views are made in TS. */
+export interface NativeDeviceBuffer {
+  readonly pointer: bigint;
+  readonly bytes: number;
+  readonly device: number;
+  readonly released: boolean;
+  /** Let go of the memory; ops still pending keep it until they complete. */
+  release(): void;
+}
+
+/** What `cudaInfo()` returns. */
+export interface NativeCudaInfo {
+  driver: { loaded: boolean; path: string | null; version: number; viaGetProcAddress: boolean; memoryPools: boolean; kernels: boolean; attempts: string[] };
+  devices: Array<{ index: number; name: string; computeCapability: string; totalMemory: number; pciBusId: string }>;
+  nccl: { loaded: boolean; path: string | null; version: string | null; versionCode: number; attempts: string[] };
+}
+
+/** One NCCL call as the addon takes it. */
+export interface NativeNcclCall {
+  kind: 'allReduce' | 'reduceScatter' | 'allGather' | 'broadcast' | 'reduce' | 'send' | 'recv';
+  send: NativeDeviceBuffer | null;
+  sendOffset: number;
+  sendBytes: number;
+  recv: NativeDeviceBuffer | null;
+  recvOffset: number;
+  recvBytes: number;
+  count: number;
+  dtype: number;
+  op: number;
+  /** Root, or the peer of send/recv. */
+  root: number;
+}
+
+/** The native NCCL communicator (non-blocking, its own stream and thread). */
+export interface NativeNcclComm {
+  /** Queue one collective, or several send/recv in one NCCL group. `callback` runs when it settles. */
+  submit(name: string, calls: NativeNcclCall[], timeoutMs: number, callback: (failure: NativeFailureRecord | null) => void): void;
+  /** ncclCommAbort; pending ops fail with this status (code as in NATIVE_CODES). */
+  abort(code: number, message: string, peer?: number): void;
+  destroy(): void;
+  failure(): NativeFailureRecord | null;
+}
+
 export interface NativeBinding {
   buildInfo(): NativeBuildInfo;
+  /** Load the CUDA driver from the first candidate that works (once per process). */
+  cudaLoad?(candidates: string[]): NativeFailureRecord | null;
+  /** Load NCCL from the first candidate that works (once per process). */
+  ncclLoad?(candidates: string[]): NativeFailureRecord | null;
+  cudaInfo?(): NativeCudaInfo;
+  DeviceBuffer?: new (device: number, bytes: number, pointer?: bigint) => NativeDeviceBuffer;
+  deviceCopy?(kind: 'htod' | 'dtoh' | 'dtod', dst: NativeDeviceBuffer | ArrayBufferView, dstOffset: number,
+    src: NativeDeviceBuffer | ArrayBufferView, srcOffset: number, bytes: number, timeoutMs: number,
+    callback: (failure: NativeFailureRecord | null) => void): void;
+  deviceFill?(dst: NativeDeviceBuffer, byteOffset: number, count: number, elementBytes: number, bits: number,
+    timeoutMs: number, callback: (failure: NativeFailureRecord | null) => void): void;
+  ncclUniqueId?(): Uint8Array;
+  NcclComm?: new (options: { device: number; rank: number; size: number; uniqueId: Uint8Array; algorithm?: string; initTimeoutMs: number }) => NativeNcclComm;
   /** Test hook: out[i] = a[i] (op) b[i]. */
   reduceForTest(out: ArrayBufferView, a: ArrayBufferView, b: ArrayBufferView, dtype: number, op: number): void;
   /** Test hook: data[i] /= divisor (the 'avg' finish). */

@@ -24,6 +24,11 @@ import {
 } from './errors.js';
 import { FlightRecorder } from './flightRecorder.js';
 import { autoAlgorithm } from './algorithmSelection.js';
+// GPU dispatch (issue 5): device arrays go to NCCL, host arrays to the CPU engine.
+import { DeviceArray, isDeviceArray } from './device.js';
+import { NcclBackend } from './ncclBackend.js';
+import type { NcclOp } from './ncclBackend.js';
+import { BackendUnavailableError } from './errors.js';
 
 /** Host arrays the CPU engine accepts. 16-bit floats travel in a Uint16Array with `{ dtype }`. */
 export type HostArray =
@@ -86,8 +91,8 @@ export interface CollectiveOptions extends OpOptions {
 export interface AllReduceOptions extends CollectiveOptions {
   /** Reduction, default `'sum'`. `'avg'` on integers is the sum divided by the world size, truncated. */
   op?: ReduceOpName;
-  /** Output array (same type and length as the input). Absent: in place. */
-  out?: HostArray;
+  /** Output array (same type and length as the input; a DeviceArray when `x` is one). Absent: in place. */
+  out?: HostArray | DeviceArray;
 }
 
 /** Options of reduceScatter. */
@@ -101,7 +106,7 @@ export interface BroadcastOptions extends CollectiveOptions {
   /** The rank whose data is sent. Default 0. */
   root?: number;
   /** Output array; absent: in place (`x` is the output on every rank and the input on the root). */
-  out?: HostArray;
+  out?: HostArray | DeviceArray;
 }
 
 /** Options of reduce. */
@@ -111,7 +116,7 @@ export interface ReduceOptions extends CollectiveOptions {
   /** Reduction, default `'sum'`. */
   op?: ReduceOpName;
   /** Output array, used on the root only; absent: in place on the root. Non-roots' inputs are never written. */
-  out?: HostArray;
+  out?: HostArray | DeviceArray;
 }
 
 /** Options of send and recv. */
@@ -181,6 +186,10 @@ export interface CommunicatorParts {
   initTimeoutMs: number;
   /** The ranks (in the communicator init() made) of this communicator's members, in new-rank order. */
   parentRanks?: number[];
+  /** Per rank of the communicator init() made: whether it can load NCCL (exchanged at init). */
+  ncclCapable?: boolean[];
+  /** CUDA device for the NCCL side (default LOCAL_RANK modulo the GPU count). */
+  device?: number;
 }
 
 type Settle = { resolve: () => void; reject: (e: unknown) => void };
@@ -252,10 +261,14 @@ export class Communicator {
    * Reduce `x` across all ranks; every rank gets the result (in `out`, or in `x` when `out` is absent).
    * @throws {InvalidArgumentError} (rejection) for a bad array, op, algorithm or overlap.
    */
-  allReduce(x: HostArray, options: AllReduceOptions = {}): Promise<void> {
+  allReduce(x: HostArray | DeviceArray, options: AllReduceOptions = {}): Promise<void> {
+    if (isDeviceArray(x) || isDeviceArray(options.out)) {
+      return this.device('allReduce', [x, options.out ?? x], options.timeoutMs, (t, out) =>
+        [{ kind: 'allReduce', send: t, recv: out, count: t.length, dtype: t.dtype, op: options.op, root: 0, sendBytes: t.byteLength, recvBytes: t.byteLength }]);
+    }
     return this.async('allReduce', () => {
       const dtype = dtypeOf(x, options.dtype, 'x');
-      const out = options.out ?? x;
+      const out = (options.out ?? x) as HostArray;
       this.checkSameKind(out, 'out', x, dtype, options.dtype);
       if (out.length !== x.length) {
         throw new InvalidArgumentError(`\`out\` has ${out.length} elements but \`x\` has ${x.length}`, this.where('allReduce'));
@@ -269,7 +282,7 @@ export class Communicator {
   allReduceSync(x: HostArray, options: AllReduceOptions = {}): void {
     this.sync('allReduce', () => {
       const dtype = dtypeOf(x, options.dtype, 'x');
-      const out = options.out ?? x;
+      const out = (options.out ?? x) as HostArray;
       this.checkSameKind(out, 'out', x, dtype, options.dtype);
       if (out.length !== x.length) {
         throw new InvalidArgumentError(`\`out\` has ${out.length} elements but \`x\` has ${x.length}`, this.where('allReduce'));
@@ -283,7 +296,13 @@ export class Communicator {
    * Reduce `x` (size × count elements) across ranks and scatter: rank r gets block r in `y` (count elements).
    * In place when `y` is exactly `x.subarray(rank * count, (rank + 1) * count)`.
    */
-  reduceScatter(x: HostArray, y: HostArray, options: ReduceScatterOptions = {}): Promise<void> {
+  reduceScatter(x: HostArray | DeviceArray, y: HostArray | DeviceArray, options: ReduceScatterOptions = {}): Promise<void> {
+    if (isDeviceArray(x) || isDeviceArray(y)) {
+      return this.device('reduceScatter', [x, y], options.timeoutMs, (a, b) => {
+        if (a.length !== b.length * this.size) throw new InvalidArgumentError(`\`x\` must hold size × y.length = ${this.size * b.length} elements, got ${a.length}`);
+        return [{ kind: 'reduceScatter', send: a, recv: b, count: b.length, dtype: a.dtype, op: options.op, root: 0, sendBytes: a.byteLength, recvBytes: b.byteLength }];
+      }, true);
+    }
     return this.async('reduceScatter', () => this.reduceScatterDesc(x, y, options), options.signal);
   }
 
@@ -296,7 +315,13 @@ export class Communicator {
    * Gather every rank's `x` (count elements) into `y` (size × count), rank order.
    * In place when `x` is exactly `y.subarray(rank * count, (rank + 1) * count)`.
    */
-  allGather(x: HostArray, y: HostArray, options: CollectiveOptions = {}): Promise<void> {
+  allGather(x: HostArray | DeviceArray, y: HostArray | DeviceArray, options: CollectiveOptions = {}): Promise<void> {
+    if (isDeviceArray(x) || isDeviceArray(y)) {
+      return this.device('allGather', [x, y], options.timeoutMs, (a, b) => {
+        if (b.length !== a.length * this.size) throw new InvalidArgumentError(`\`y\` must hold size × x.length = ${this.size * a.length} elements, got ${b.length}`);
+        return [{ kind: 'allGather', send: a, recv: b, count: a.length, dtype: a.dtype, root: 0, sendBytes: a.byteLength, recvBytes: b.byteLength }];
+      }, true);
+    }
     return this.async('allGather', () => this.allGatherDesc(x, y, options), options.signal);
   }
 
@@ -306,7 +331,14 @@ export class Communicator {
   }
 
   /** Copy the root's `x` to every rank (into `out` when given, else into `x`). */
-  broadcast(x: HostArray, options: BroadcastOptions = {}): Promise<void> {
+  broadcast(x: HostArray | DeviceArray, options: BroadcastOptions = {}): Promise<void> {
+    if (isDeviceArray(x) || isDeviceArray(options.out)) {
+      return this.device('broadcast', [x, options.out ?? x], options.timeoutMs, (t, out) => {
+        const root = options.root ?? 0;
+        this.checkRank(root, 'root', 'broadcast');
+        return [{ kind: 'broadcast', send: t, recv: out, count: t.length, dtype: t.dtype, root, sendBytes: t.byteLength, recvBytes: t.byteLength }];
+      });
+    }
     return this.async('broadcast', () => this.broadcastDesc(x, options), options.signal);
   }
 
@@ -316,7 +348,14 @@ export class Communicator {
   }
 
   /** Reduce every rank's `x` onto the root (into `out` when given, else into `x` on the root only). */
-  reduce(x: HostArray, options: ReduceOptions = {}): Promise<void> {
+  reduce(x: HostArray | DeviceArray, options: ReduceOptions = {}): Promise<void> {
+    if (isDeviceArray(x) || isDeviceArray(options.out)) {
+      return this.device('reduce', [x, options.out ?? x], options.timeoutMs, (t, out) => {
+        const root = options.root ?? 0;
+        this.checkRank(root, 'root', 'reduce');
+        return [{ kind: 'reduce', send: t, recv: out, count: t.length, dtype: t.dtype, op: options.op, root, sendBytes: t.byteLength, recvBytes: t.byteLength }];
+      });
+    }
     return this.async('reduce', () => this.reduceDesc(x, options), options.signal);
   }
 
@@ -343,6 +382,8 @@ export class Communicator {
 
   /** Resolve once every rank has entered the barrier. */
   barrier(options: OpOptions = {}): Promise<void> {
+    // After this rank's pending device work (DESIGN: barrier runs on the CPU engine).
+    if (this.nccl && this.nccl.pendingCount > 0) return this.nccl.drain().then(() => this.barrier(options));
     return this.async('barrier', () => this.collective('barrier', options, 'float32', 0, {}), options.signal);
   }
 
@@ -492,6 +533,7 @@ export class Communicator {
   abort(reason = ''): void {
     if (this.destroyed || !this.native) return;
     this.native.abort(String(reason));
+    this.nccl?.abort(5, `rank ${this.rank} aborted the communicator${reason ? `: ${reason}` : ''}`);
     this.poison ??= new AbortedError(`rank ${this.rank} aborted the communicator${reason ? `: ${reason}` : ''}`, { op: 'abort', rank: this.rank });
   }
 
@@ -502,6 +544,7 @@ export class Communicator {
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.nccl?.destroy();
     this.native?.destroy();
     this.native = null;
     await this.onDestroy?.();
@@ -537,6 +580,70 @@ export class Communicator {
   /** Recent operations (newest last), as the flight recorder holds them. */
   recentOps(): ReturnType<FlightRecorder['snapshot']> {
     return this.recorder.snapshot();
+  }
+
+  /**
+   * Make the NCCL side now (collective: every rank must call it); device
+   * arrays otherwise make it on first use. Used by `init({ backend: 'nccl' })`.
+   * @throws {BackendUnavailableError} no GPU, driver or NCCL here or on a peer.
+   * @internal
+   */
+  async ensureNccl(): Promise<void> {
+    this.checkNcclPeers('init');
+    await this.ncclBackend().ensure();
+  }
+
+  // ---- GPU dispatch (device arrays -> NCCL) ----
+
+  private nccl: NcclBackend | null = null;
+
+  private ncclBackend(): NcclBackend {
+    this.nccl ??= new NcclBackend({
+      rank: this.rank, size: this.size, store: this.parts.store, device: this.parts.device,
+      initTimeoutMs: this.parts.initTimeoutMs, cpu: () => this.native,
+      abortAll: (reason) => this.abort(reason),
+    });
+    return this.nccl;
+  }
+
+  /** Ranks exchanged their NCCL capability at init: name a peer without it instead of waiting. */
+  private checkNcclPeers(op: string): void {
+    const capable = this.parts.ncclCapable;
+    if (!capable) return;
+    const members = this.parts.parentRanks ?? Array.from({ length: this.size }, (_, i) => i);
+    const missing = members.map((g, r) => (capable[g] === false ? r : -1)).filter((r) => r >= 0);
+    if (missing.length > 0) {
+      throw new BackendUnavailableError(`rank${missing.length > 1 ? 's' : ''} ${missing.join(', ')} cannot load NCCL, so device arrays cannot be used on this communicator`,
+        { op, rank: this.rank, peer: missing[0], remedy: 'Run `ringtree doctor` on those ranks\' hosts; install the driver and NCCL there, or use host arrays.' });
+    }
+  }
+
+  /**
+   * A collective on device arrays: both arrays must be DeviceArrays of one
+   * dtype (mixing kinds is an InvalidArgumentError), in place when equal.
+   */
+  private device(kind: CollectiveName, arrays: [unknown, unknown], timeoutMs: number | undefined,
+    build: (x: DeviceArray, y: DeviceArray) => NcclOp['calls'], sizesDiffer = false): Promise<void> {
+    return this.run(kind, (settle) => {
+      const [x, y] = arrays;
+      if (!isDeviceArray(x) || !isDeviceArray(y)) {
+        throw new InvalidArgumentError(`${kind} mixes a DeviceArray with a ${className(isDeviceArray(x) ? y : x)}: give device arrays for both or host arrays for both`, this.where(kind));
+      }
+      if (x.dtype !== y.dtype) throw new InvalidArgumentError(`the output is ${y.dtype} but the input is ${x.dtype}`, this.where(kind));
+      if (!sizesDiffer && x.length !== y.length) throw new InvalidArgumentError(`the output has ${y.length} elements but the input has ${x.length}`, this.where(kind));
+      x.checkLive(kind);
+      y.checkLive(kind);
+      this.checkNcclPeers(kind);
+      const calls = build(x, y);
+      const t = this.timeout(timeoutMs, kind);
+      const backend = this.ncclBackend();
+      const rec = this.recorder.start(kind, backend.seq + 1, { count: x.length, dtype: DTYPE_CODES[x.dtype], backend: 'nccl' });
+      backend.run({ name: kind, calls, timeoutMs: t }, x === y ? [x] : [x, y], (e) => {
+        if (!(e instanceof InvalidArgumentError)) this.poison ??= e;
+        return e;
+      }).then(() => { this.recorder.finish(rec, null); settle.resolve(); },
+        (e: RingtreeError) => { this.recorder.finish(rec, { message: e.message }); settle.reject(e); });
+    });
   }
 
   // ---- internals ----
@@ -609,7 +716,7 @@ export class Communicator {
     const root = options.root ?? 0;
     this.checkRank(root, 'root', 'broadcast');
     const dtype = dtypeOf(x, options.dtype, 'x');
-    const out = options.out ?? x;
+    const out = (options.out ?? x) as HostArray;
     this.checkSameKind(out, 'out', x, dtype, options.dtype);
     if (out.length !== x.length) {
       throw new InvalidArgumentError(`\`out\` has ${out.length} elements but \`x\` has ${x.length}`, this.where('broadcast'));
@@ -624,7 +731,7 @@ export class Communicator {
     const dtype = dtypeOf(x, options.dtype, 'x');
     let out: HostArray | null = null;
     if (this.rank === root) {
-      out = options.out ?? x;
+      out = (options.out ?? x) as HostArray;
       this.checkSameKind(out, 'out', x, dtype, options.dtype);
       if (out.length !== x.length) {
         throw new InvalidArgumentError(`\`out\` has ${out.length} elements but \`x\` has ${x.length}`, this.where('reduce'));

@@ -27,6 +27,7 @@ export {
   type CommStats,
 } from './comm.js';
 export type { FlightRecord } from './flightRecorder.js';
+export { DeviceArray, newHost, isDeviceArray, cudaDriverCandidates, ncclCandidates, DEVICE_OP_TIMEOUT_MS, type DeviceArrayOptions, type HostTypedArray } from './device.js';
 export {
   type DType,
   type ReduceOpName,

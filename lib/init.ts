@@ -5,7 +5,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { loadBinding } from './binding.js';
 import type { NativeCommunicator, NativeCommunicatorOptions } from './binding.js';
@@ -24,6 +24,25 @@ import type { Store } from './store.js';
 import { usableCores } from './system.js';
 import { meshHost } from './tcpMesh.js';
 import { assemble, nativeError, step } from './assemble.js';
+import { requireNccl } from './device.js';
+
+/** True when the CUDA driver and NCCL load here (never throws). */
+function ncclLoadable(): boolean {
+  if (process.env.RINGTREE_CUDA_DRIVER_PATH === undefined && process.env.RINGTREE_NCCL_PATH === undefined &&
+    !process.env.LD_LIBRARY_PATH?.length && !hasDriverFile()) return false;
+  try {
+    requireNccl('init');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Cheap pre-check so CPU-only hosts skip the NCCL search (which may ask python3). */
+function hasDriverFile(): boolean {
+  return ['/usr/lib/x86_64-linux-gnu/libcuda.so.1', '/usr/lib/aarch64-linux-gnu/libcuda.so.1', '/usr/lib64/libcuda.so.1',
+    '/usr/local/nvidia/lib64/libcuda.so.1', '/usr/lib/wsl/lib/libcuda.so.1'].some((f) => existsSync(f));
+}
 
 /** Options of {@link init}. Every field overrides the matching environment variable. */
 export interface InitOptions extends RendezvousOverrides {
@@ -32,6 +51,8 @@ export interface InitOptions extends RendezvousOverrides {
    * NCCL communicator eagerly and fails where there is no GPU or NCCL.
    */
   backend?: 'cpu' | 'nccl';
+  /** CUDA device for device arrays' NCCL communicator (default `LOCAL_RANK` modulo the GPU count). */
+  device?: number;
   /** Default deadline of every operation, ms (default 300 000; env RINGTREE_TIMEOUT_MS). */
   timeoutMs?: number;
   /** Deadline of each rendezvous step, ms (default 300 000, as torchrun's store; env RINGTREE_INIT_TIMEOUT_MS). */
@@ -116,11 +137,14 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
   if (options.backend !== undefined && options.backend !== 'cpu' && options.backend !== 'nccl') {
     throw new InvalidArgumentError(`\`backend\` must be 'cpu' or 'nccl', got ${String(options.backend)}`, { op: 'init', rank });
   }
-  if (options.backend === 'nccl') {
-    throw new BackendUnavailableError('the NCCL backend is not available in this build of ringtree', {
-      op: 'init', rank, remedy: "Use init() or init({ backend: 'cpu' }) for host arrays.",
-    });
+  if (options.device !== undefined && (!Number.isInteger(options.device) || options.device < 0)) {
+    throw new InvalidArgumentError(`\`device\` must be a CUDA device ordinal, got ${String(options.device)}`, { op: 'init', rank });
   }
+  // GPU capability (issue 5): with backend 'nccl' a missing driver/NCCL fails
+  // here with the loader's message; otherwise it is only recorded and exchanged.
+  if (options.backend === 'nccl') requireNccl('init');
+  const ncclHere = options.backend === 'nccl' || ncclLoadable();
+  void BackendUnavailableError;
   const binding = loadBinding();
   const slotBytes = optInt(options.slotBytes, 'slotBytes', envInt(env, 'RINGTREE_SLOT_BYTES', 256 * 1024, 64), 64);
   const tuning: EngineTuning = {
@@ -162,8 +186,16 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
       native.destroy();
       throw nativeError(e, 'init', rank);
     }
-    const comm = new Communicator({ native, rank, size: 1, tuning, jobId, createNative, initTimeoutMs });
+    const comm = new Communicator({ native, rank, size: 1, tuning, jobId, createNative, initTimeoutMs, device: options.device });
     await comm.initBarrier(initTimeoutMs);
+    if (options.backend === 'nccl') {
+      try {
+        await comm.ensureNccl();
+      } catch (e) {
+        await comm.destroy();
+        throw e;
+      }
+    }
     return comm;
   }
 
@@ -184,7 +216,7 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
     const store: Store = client.prefix(`ringtree/${envJobId ?? 'job'}`);
     if (rank === 0) await store.set('jobId', jobId);
     else jobId = Buffer.from(await store.get('jobId', { timeoutMs: initTimeoutMs })).toString('utf8');
-    const me: RankRecord = { rank, host: hostId(env), pid: process.pid, localRank: rv.localRank, capabilities: { nccl: false } };
+    const me: RankRecord = { rank, host: hostId(env), pid: process.pid, localRank: rv.localRank, capabilities: { nccl: ncclHere } };
     await store.set(`rank/${rank}`, JSON.stringify(me));
     const records: RankRecord[] = [];
     for (let r = 0; r < rv.worldSize; r++) {
@@ -205,6 +237,7 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
     const comm = new Communicator({
       native, rank, size: rv.worldSize, tuning, jobId, onDestroy: cleanup, store, createNative, initTimeoutMs,
       hostKeys, token: rv.token, meshHost: meshHost(client.localAddress),
+      ncclCapable: records.map((r) => r.capabilities?.nccl === true), device: options.device,
     });
     native = undefined;  // owned by comm from here on
     // The last step runs through shared memory, not the store: rank 0 serves
@@ -214,6 +247,7 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
     // rank 0, every rank is past its last store request.
     try {
       await comm.initBarrier(initTimeoutMs);
+      if (options.backend === 'nccl') await comm.ensureNccl();
     } catch (e) {
       await comm.destroy();
       throw e;

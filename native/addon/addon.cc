@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerReduceHooks(env, exports);
   registerCommunicator(env, exports);
   registerGemm(env, exports);
+  registerCuda(env, exports);
   return exports;
 }
 

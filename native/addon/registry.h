@@ -12,5 +12,7 @@ void registerReduceHooks(Napi::Env env, Napi::Object exports);
 // The Communicator class (CPU engine).
 void registerCommunicator(Napi::Env env, Napi::Object exports);
 void registerGemm(Napi::Env env, Napi::Object exports);  // gemm(), gemmSync(), blasInfo() (AddonGemm.cc)
+// cudaLoad/ncclLoad/cudaInfo, DeviceBuffer, deviceCopy/deviceFill, NcclComm (AddonCuda.cc).
+void registerCuda(Napi::Env env, Napi::Object exports);
 
 }  // namespace ringtree::addon

@@ -1,0 +1,210 @@
+/**
+ * The NCCL side of a Communicator: made on first use of a device array (or
+ * eagerly by `init({ backend: 'nccl' })`), ordered per backend, watched by
+ * ringtree's own liveness. Rank 0 makes the unique id and the store spreads
+ * it; every rank checks that all loaded the same NCCL version.
+ *
+ * @internal
+ * @module
+ */
+import type { NativeCommunicator, NativeNcclCall, NativeNcclComm } from './binding.js';
+import type { DeviceArray } from './device.js';
+import { requireNccl } from './device.js';
+import { DTYPE_CODES, REDUCE_OP_CODES } from './dtype.js';
+import type { DType, ReduceOpName } from './dtype.js';
+import { BackendUnavailableError, CollectiveMismatchError, errorFromNative } from './errors.js';
+import type { RingtreeError } from './errors.js';
+import type { Store } from './store.js';
+
+// ncclDataType_t and ncclRedOp_t (native/cuda/NcclApi.h).
+const NCCL_DTYPES: Record<DType, number> = { int8: 0, uint8: 1, int32: 2, int64: 4, float16: 6, float32: 7, float64: 8, bfloat16: 9 };
+const NCCL_OPS: Record<ReduceOpName, number> = { sum: 0, prod: 1, max: 2, min: 3, avg: 4 };
+void DTYPE_CODES; void REDUCE_OP_CODES;
+
+/** How often pending device ops are checked against ringtree's liveness, ms. */
+const WATCH_INTERVAL_MS = 200;
+
+export interface NcclBackendParts {
+  rank: number;
+  size: number;
+  /** This communicator's store prefix (absent at world size 1). */
+  store?: Store;
+  device?: number;
+  algorithm?: string;
+  initTimeoutMs: number;
+  /** The CPU engine of the same communicator: liveness and its sequence numbers. */
+  cpu: () => NativeCommunicator | null;
+  /** Abort the CPU side too (tells peers), with a reason. */
+  abortAll: (reason: string) => void;
+}
+
+/** One operation for {@link NcclBackend.run}. */
+export interface NcclOp {
+  name: string;
+  calls: Array<Omit<NativeNcclCall, 'send' | 'recv' | 'sendOffset' | 'recvOffset' | 'sendBytes' | 'recvBytes' | 'dtype' | 'op'> & {
+    send?: DeviceArray | null; recv?: DeviceArray | null; dtype: DType; op?: ReduceOpName; sendBytes: number; recvBytes: number;
+  }>;
+  timeoutMs: number;
+}
+
+export class NcclBackend {
+  /** Device-op sequence number (per backend), 1-based. */
+  seq = 0;
+  private comm: NativeNcclComm | null = null;
+  private making: Promise<NativeNcclComm> | null = null;
+  private tail: Promise<unknown> = Promise.resolve();
+  private pending = 0;
+  private watch: NodeJS.Timeout | null = null;
+  private pendingSince = 0;
+  private destroyed = false;
+  // Rejects when abort() runs before the NCCL communicator exists (it may be
+  // waiting in the store for a peer that took another code path).
+  private rejectMaking: ((e: unknown) => void) | null = null;
+  private readonly abortedBeforeMade = new Promise<never>((_, reject) => { this.rejectMaking = reject; });
+
+  constructor(private readonly parts: NcclBackendParts) {}
+
+  /** Make the NCCL communicator (collectively; idempotent). */
+  ensure(): Promise<NativeNcclComm> {
+    if (this.comm) return Promise.resolve(this.comm);
+    this.abortedBeforeMade.catch(() => undefined);
+    this.making ??= Promise.race([this.make(), this.abortedBeforeMade]);
+    return this.making;
+  }
+
+  private async make(): Promise<NativeNcclComm> {
+    const { rank, size, store } = this.parts;
+    const b = requireNccl('nccl');
+    const info = b.cudaInfo();
+    const version = info.nccl.version ?? 'unknown';
+    if (info.devices.length === 0) {
+      throw new BackendUnavailableError('the CUDA driver reports no GPU', { op: 'nccl', rank, remedy: 'Check nvidia-smi and CUDA_VISIBLE_DEVICES.' });
+    }
+    const device = this.parts.device ?? (Number(process.env.LOCAL_RANK ?? 0) % info.devices.length);
+    let id: Uint8Array;
+    if (size === 1 || !store) {
+      id = b.ncclUniqueId();
+    } else {
+      await store.set(`nccl/version/${rank}`, version);
+      if (rank === 0) await store.set('nccl/id', Buffer.from(b.ncclUniqueId()));
+      id = await store.get('nccl/id', { timeoutMs: this.parts.initTimeoutMs });
+      for (let r = 0; r < size; r++) {
+        const v = Buffer.from(await store.get(`nccl/version/${r}`, { timeoutMs: this.parts.initTimeoutMs })).toString('utf8');
+        if (v !== version) {
+          throw new BackendUnavailableError(`rank ${r} loaded NCCL ${v} but rank ${rank} loaded NCCL ${version}`,
+            { op: 'nccl', rank, peer: r, remedy: 'Install the same NCCL on every host (or point RINGTREE_NCCL_PATH at the same version).' });
+        }
+      }
+    }
+    const comm = new b.NcclComm({ device, rank, size, uniqueId: id, algorithm: this.parts.algorithm, initTimeoutMs: this.parts.initTimeoutMs });
+    this.comm = comm;
+    // The communicator is made on its own thread; an empty op settles once it is ready (or failed).
+    await new Promise<void>((resolve, reject) => {
+      comm.submit('init', [], this.parts.initTimeoutMs, (f) => (f ? reject(errorFromNative(f, { op: 'nccl init', rank })) : resolve()));
+    });
+    return comm;
+  }
+
+  /** Operations submitted and not yet settled. */
+  get pendingCount(): number {
+    return this.pending;
+  }
+
+  /**
+   * Run one NCCL operation after the earlier ones (per-backend order) and after
+   * earlier work on its arrays. Rejects with the typed error.
+   */
+  run(op: NcclOp, arrays: DeviceArray[], onError: (e: RingtreeError) => RingtreeError): Promise<void> {
+    const seq = ++this.seq;
+    const before = this.tail;
+    const priors = arrays.map((a) => a.tail);
+    this.pending++;
+    this.startWatch();
+    const p = (async () => {
+      await before;
+      await Promise.allSettled(priors);
+      const comm = await this.ensure();
+      for (const a of arrays) a.checkLive(op.name);
+      const calls: NativeNcclCall[] = op.calls.map((c) => ({
+        kind: c.kind, root: c.root, count: c.count, dtype: NCCL_DTYPES[c.dtype], op: NCCL_OPS[c.op ?? 'sum'],
+        send: c.send?.buffer ?? null, sendOffset: c.send?.byteOffset ?? 0, sendBytes: c.sendBytes,
+        recv: c.recv?.buffer ?? null, recvOffset: c.recv?.byteOffset ?? 0, recvBytes: c.recvBytes,
+      }));
+      await new Promise<void>((resolve, reject) => {
+        comm.submit(op.name, calls, op.timeoutMs, (f) => {
+          if (!f) return resolve();
+          reject(onError(errorFromNative(f, { op: op.name, rank: this.parts.rank, seq, timeoutMs: f.code === 4 ? op.timeoutMs : undefined })));
+        });
+      });
+    })();
+    const settled = p.then(() => undefined, () => undefined).finally(() => {
+      this.pending--;
+      if (this.pending === 0) this.stopWatch();
+    });
+    this.tail = settled;
+    for (const a of arrays) a.tail = settled;
+    return p;
+  }
+
+  /** Resolves when every device op submitted so far has settled. */
+  drain(): Promise<void> {
+    return this.tail.then(() => undefined);
+  }
+
+  abort(code: number, message: string, peer?: number): void {
+    if (this.comm) this.comm.abort(code, message, peer);
+    else this.rejectMaking?.(errorFromNative({ code, message, peer }, { op: 'nccl', rank: this.parts.rank }));
+  }
+
+  destroy(): void {
+    this.destroyed = true;
+    this.stopWatch();
+    this.comm?.destroy();
+    this.comm = null;
+  }
+
+  // While device ops are pending, ringtree's own liveness watches the peers:
+  // a dead peer, a failed CPU engine or a peer stuck in a host collective
+  // aborts NCCL (ncclCommAbort) instead of waiting for the deadline.
+  private startWatch(): void {
+    if (this.watch || this.destroyed) return;
+    this.pendingSince = Date.now();
+    this.watch = setInterval(() => this.check(), WATCH_INTERVAL_MS);
+    this.watch.unref();
+  }
+
+  private stopWatch(): void {
+    if (this.watch) clearInterval(this.watch);
+    this.watch = null;
+  }
+
+  private check(): void {
+    const cpu = this.parts.cpu();
+    if (!cpu) return;
+    const failure = cpu.failure();
+    if (failure) {
+      this.abort(failure.code, `the communicator failed: ${failure.message}`, failure.peer);
+      return;
+    }
+    const states = cpu.peerStates();
+    const me = states.find((s) => s.rank === this.parts.rank);
+    for (const s of states) {
+      if (s.rank === this.parts.rank) continue;
+      if (!s.alive) {
+        this.abort(2, `rank ${s.rank} (pid ${s.pid}) exited while device operation #${this.seq} was pending`, s.rank);
+        return;
+      }
+      // A peer inside a host collective this rank never called, while this
+      // rank waits in a device op: the two backends were mixed up.
+      if (me && s.inOp && s.collSeq > me.collSeq && Date.now() - this.pendingSince > 1000) {
+        const msg = `rank ${s.rank} is in host (CPU) collective #${s.collSeq} while rank ${this.parts.rank} waits in device (NCCL) operation #${this.seq}: ` +
+          'every rank must call the same collective with the same kind of array';
+        this.abort(3, msg, s.rank);
+        this.parts.abortAll(msg);
+        return;
+      }
+    }
+  }
+}
+
+export { CollectiveMismatchError };

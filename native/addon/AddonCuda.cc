@@ -1,0 +1,650 @@
+// Node-API face of the GPU backend: loading (cudaLoad/ncclLoad/cudaInfo),
+// DeviceBuffer (device memory handles), stream-ordered copies and fills, and
+// the NCCL communicator. Completions come back through one thread-safe
+// function; every JS object an op touches stays referenced until the GPU is
+// done with it (the "release" notification), which may be after it settled.
+#include <napi.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "addon/registry.h"
+#include "cuda/CudaDriver.h"
+#include "cuda/DeviceAllocation.h"
+#include "cuda/NcclCommunicator.h"
+#include "cuda/NcclLibrary.h"
+#include "cuda/StreamWorker.h"
+
+namespace ringtree::addon {
+
+using namespace ringtree::cuda;
+
+namespace {
+
+Napi::Object failureObject(Napi::Env env, const Status& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("code", Napi::Number::New(env, int(s.code())));
+  o.Set("message", Napi::String::New(env, s.message()));
+  if (!s.remedy().empty()) o.Set("remedy", Napi::String::New(env, s.remedy()));
+  if (s.peer() >= 0) o.Set("peer", Napi::Number::New(env, s.peer()));
+  return o;
+}
+
+Napi::Value failureOrNull(Napi::Env env, const Status& s) {
+  return s.isOk() ? env.Null() : Napi::Value(failureObject(env, s));
+}
+
+void throwStatus(Napi::Env env, const Status& s) {
+  Napi::Error e = Napi::Error::New(env, s.message());
+  e.Set("nativeCode", Napi::Number::New(env, int(s.code())));
+  if (!s.remedy().empty()) e.Set("remedy", Napi::String::New(env, s.remedy()));
+  e.ThrowAsJavaScriptException();
+}
+
+std::vector<std::string> stringList(Napi::Value v) {
+  std::vector<std::string> out;
+  if (!v.IsArray()) return out;
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (e.IsString()) out.push_back(e.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
+Napi::Array attemptsArray(Napi::Env env, const std::vector<std::string>& list) {
+  Napi::Array a = Napi::Array::New(env, list.size());
+  for (size_t i = 0; i < list.size(); i++) a.Set(uint32_t(i), Napi::String::New(env, list[i]));
+  return a;
+}
+
+bool hostView(Napi::Value v, void** data, size_t* bytes) {
+  if (!v.IsTypedArray()) return false;
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  *data = static_cast<char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  *bytes = ta.ByteLength();
+  return true;
+}
+
+// Settles and releases arriving from worker threads, delivered on the JS
+// thread in batches through one thread-safe function per environment.
+class Completions {
+ public:
+  struct Pending {
+    Napi::FunctionReference callback;
+    std::vector<Napi::Reference<Napi::Value>> keep;
+    bool settled = false;
+    bool released = false;
+  };
+
+  explicit Completions(Napi::Env env) {
+    tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
+                                          "ringtree-gpu-completions", 0, 1);
+    tsfn_.Unref(env);
+  }
+
+  // Registers a pending op; returns its id. The process stays alive while any is pending.
+  uint64_t add(Napi::Env env, Napi::Function cb, const std::vector<Napi::Value>& keep) {
+    uint64_t id = ++nextId_;
+    Pending& p = pending_[id];
+    p.callback = Napi::Persistent(cb);
+    for (const Napi::Value& v : keep) {
+      if (v.IsObject()) p.keep.push_back(Napi::Reference<Napi::Value>::New(v, 1));
+    }
+    if (pending_.size() == 1 && live_) tsfn_.Ref(env);
+    return id;
+  }
+
+  std::function<void(const Status&)> settler(uint64_t id) {
+    return [this, id](const Status& s) { push(id, s, false); };
+  }
+  std::function<void()> releaser(uint64_t id) {
+    return [this, id]() { push(id, Status::ok(), true); };
+  }
+
+  void close() {
+    std::lock_guard<std::mutex> lk(mutex_);
+    if (live_) {
+      live_ = false;
+      tsfn_.Release();
+    }
+  }
+
+ private:
+  struct Event {
+    uint64_t id;
+    Status status;
+    bool release;
+  };
+
+  void push(uint64_t id, const Status& s, bool release) {
+    std::lock_guard<std::mutex> lk(mutex_);
+    events_.push_back({id, s, release});
+    if (!scheduled_ && live_) {
+      scheduled_ = true;
+      tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function) { deliver(env); });
+    }
+  }
+
+  void deliver(Napi::Env env) {
+    std::vector<Event> batch;
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      batch.swap(events_);
+      scheduled_ = false;
+    }
+    for (Event& e : batch) {
+      auto it = pending_.find(e.id);
+      if (it == pending_.end()) continue;
+      Pending& p = it->second;
+      if (e.release) {
+        p.released = true;
+      } else if (!p.settled) {
+        p.settled = true;
+        Napi::HandleScope scope(env);
+        Napi::FunctionReference cb = std::move(p.callback);
+        cb.Call({failureOrNull(env, e.status)});
+        if (env.IsExceptionPending()) {
+          // A throwing callback must not lose the other completions.
+          Napi::Error err = env.GetAndClearPendingException();
+          (void)err;
+        }
+      }
+      auto again = pending_.find(e.id);
+      if (again != pending_.end() && again->second.settled && again->second.released) pending_.erase(again);
+    }
+    if (pending_.empty() && live_) tsfn_.Unref(env);
+  }
+
+  Napi::ThreadSafeFunction tsfn_;
+  bool live_ = true;
+  std::mutex mutex_;
+  bool scheduled_ = false;
+  std::vector<Event> events_;
+  std::unordered_map<uint64_t, Pending> pending_;  // JS thread only
+  uint64_t nextId_ = 0;
+};
+
+struct GpuState {
+  std::unique_ptr<Completions> completions;
+  std::map<int, std::unique_ptr<StreamWorker>> deviceWorkers;  // DeviceArray copies and fills
+  std::vector<std::weak_ptr<NcclCommunicator>> comms;
+  Napi::FunctionReference deviceBufferCtor;
+};
+
+GpuState* stateOf(Napi::Env env) { return env.GetInstanceData<GpuState>(); }
+
+Status requireDriver() {
+  CudaDriver& cu = CudaDriver::instance();
+  if (cu.loaded()) return Status::ok();
+  return Status(StatusCode::BackendUnavailable,
+                "the CUDA driver is not loaded (call cudaLoad first)");
+}
+
+StreamWorker* deviceWorker(Napi::Env env, int device) {
+  GpuState* st = stateOf(env);
+  auto it = st->deviceWorkers.find(device);
+  if (it != st->deviceWorkers.end()) return it->second.get();
+  auto w = std::make_unique<StreamWorker>(device, "device stream", StreamWorker::Hooks{});
+  StreamWorker* raw = w.get();
+  st->deviceWorkers[device] = std::move(w);
+  return raw;
+}
+
+}  // namespace
+
+// A device memory handle. Views are made in TypeScript (offset + length over
+// one handle); release() lets go of the memory once pending ops finished.
+class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "DeviceBuffer",
+                       {
+                           InstanceMethod("release", &DeviceBuffer::Release),
+                           InstanceAccessor("pointer", &DeviceBuffer::Pointer, nullptr),
+                           InstanceAccessor("bytes", &DeviceBuffer::Bytes, nullptr),
+                           InstanceAccessor("device", &DeviceBuffer::Device, nullptr),
+                           InstanceAccessor("released", &DeviceBuffer::Released, nullptr),
+                       });
+  }
+
+  // new DeviceBuffer(device, bytes) allocates; new DeviceBuffer(device, bytes, pointer: bigint) borrows.
+  explicit DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceBuffer>(info) {
+    Napi::Env env = info.Env();
+    Status s = requireDriver();
+    if (!s.isOk()) {
+      throwStatus(env, s);
+      return;
+    }
+    if (!info[0].IsNumber() || !info[1].IsNumber()) {
+      Napi::TypeError::New(env, "DeviceBuffer(device, bytes[, pointer])").ThrowAsJavaScriptException();
+      return;
+    }
+    int device = info[0].As<Napi::Number>().Int32Value();
+    int64_t bytes = info[1].As<Napi::Number>().Int64Value();
+    if (bytes < 0) {
+      throwStatus(env, Status(StatusCode::InvalidArgument, "byte length must be >= 0"));
+      return;
+    }
+    if (info[2].IsBigInt()) {
+      bool lossless = true;
+      uint64_t ptr = info[2].As<Napi::BigInt>().Uint64Value(&lossless);
+      allocation_ = DeviceAllocation::borrow(device, CUdeviceptr(ptr), size_t(bytes));
+      return;
+    }
+    s = DeviceAllocation::allocate(device, size_t(bytes), &allocation_);
+    if (!s.isOk()) {
+      throwStatus(env, s);
+      return;
+    }
+    reported_ = int64_t(bytes);
+    Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
+  }
+
+  ~DeviceBuffer() override {
+    // The finalizer is the safety net for arrays never disposed: pending ops
+    // hold their own reference, so the memory outlives them.
+    allocation_.reset();
+  }
+
+  std::shared_ptr<DeviceAllocation> allocation() const { return allocation_; }
+
+  static DeviceBuffer* From(Napi::Env env, Napi::Value v) {
+    GpuState* st = stateOf(env);
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(st->deviceBufferCtor.Value())) return nullptr;
+    return DeviceBuffer::Unwrap(v.As<Napi::Object>());
+  }
+
+ private:
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    if (allocation_) {
+      allocation_.reset();
+      if (reported_) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -reported_);
+      reported_ = 0;
+    }
+    return info.Env().Undefined();
+  }
+  Napi::Value Pointer(const Napi::CallbackInfo& info) {
+    return Napi::BigInt::New(info.Env(), uint64_t(allocation_ ? allocation_->pointer() : 0));
+  }
+  Napi::Value Bytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(allocation_ ? allocation_->bytes() : 0));
+  }
+  Napi::Value Device(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), allocation_ ? allocation_->device() : -1);
+  }
+  Napi::Value Released(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !allocation_); }
+
+  std::shared_ptr<DeviceAllocation> allocation_;
+  int64_t reported_ = 0;
+};
+
+namespace {
+
+// A device range as passed from TS: (buffer, byteOffset, byteLength), checked.
+bool deviceRange(Napi::Env env, Napi::Value buf, Napi::Value off, size_t bytes, std::shared_ptr<DeviceAllocation>* alloc,
+                 CUdeviceptr* ptr) {
+  DeviceBuffer* b = DeviceBuffer::From(env, buf);
+  if (!b || !b->allocation()) {
+    throwStatus(env, Status(StatusCode::InvalidArgument, b ? "the DeviceArray was disposed" : "expected a DeviceBuffer"));
+    return false;
+  }
+  int64_t o = off.IsNumber() ? off.As<Napi::Number>().Int64Value() : -1;
+  *alloc = b->allocation();
+  if (o < 0 || uint64_t(o) + bytes > (*alloc)->bytes()) {
+    throwStatus(env, Status(StatusCode::InvalidArgument, "device range out of bounds"));
+    return false;
+  }
+  *ptr = (*alloc)->pointer() + CUdeviceptr(o);
+  return true;
+}
+
+// cudaLoad(candidates) -> failure | null
+Napi::Value CudaLoad(const Napi::CallbackInfo& info) {
+  return failureOrNull(info.Env(), CudaDriver::instance().load(stringList(info[0])));
+}
+
+Napi::Value NcclLoad(const Napi::CallbackInfo& info) {
+  return failureOrNull(info.Env(), NcclLibrary::instance().load(stringList(info[0])));
+}
+
+// cudaInfo(): what loaded, from where, and the devices.
+Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CudaDriver& cu = CudaDriver::instance();
+  NcclLibrary& nccl = NcclLibrary::instance();
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Object drv = Napi::Object::New(env);
+  drv.Set("loaded", cu.loaded());
+  drv.Set("path", cu.loaded() ? Napi::Value(Napi::String::New(env, cu.path())) : env.Null());
+  drv.Set("version", cu.driverVersion());
+  drv.Set("viaGetProcAddress", cu.viaGetProcAddress());
+  drv.Set("memoryPools", cu.cuMemAllocAsync != nullptr);
+  drv.Set("kernels", cu.cuModuleLoadData != nullptr && cu.cuLaunchKernel != nullptr);
+  drv.Set("attempts", attemptsArray(env, cu.attempts()));
+  o.Set("driver", drv);
+  Napi::Array devices = Napi::Array::New(env);
+  if (cu.loaded()) {
+    int count = 0;
+    if (cu.cuDeviceGetCount(&count) != CUDA_SUCCESS) count = 0;
+    for (int i = 0; i < count; i++) {
+      CUdevice dev = 0;
+      if (cu.cuDeviceGet(&dev, i) != CUDA_SUCCESS) continue;
+      char name[256] = {0};
+      cu.cuDeviceGetName(name, sizeof(name) - 1, dev);
+      int major = 0, minor = 0, bus = 0, pciDev = 0, domain = 0;
+      size_t mem = 0;
+      cu.cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
+      cu.cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+      cu.cuDeviceGetAttribute(&bus, CU_DEVICE_ATTRIBUTE_PCI_BUS_ID, dev);
+      cu.cuDeviceGetAttribute(&pciDev, CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID, dev);
+      cu.cuDeviceGetAttribute(&domain, CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID, dev);
+      cu.cuDeviceTotalMem(&mem, dev);
+      char pci[32];
+      snprintf(pci, sizeof(pci), "%04x:%02x:%02x.0", domain, bus, pciDev);
+      Napi::Object d = Napi::Object::New(env);
+      d.Set("index", i);
+      d.Set("name", name);
+      d.Set("computeCapability", std::to_string(major) + "." + std::to_string(minor));
+      d.Set("totalMemory", double(mem));
+      d.Set("pciBusId", pci);
+      devices.Set(devices.Length(), d);
+    }
+  }
+  o.Set("devices", devices);
+  Napi::Object n = Napi::Object::New(env);
+  n.Set("loaded", nccl.loaded());
+  n.Set("path", nccl.loaded() ? Napi::Value(Napi::String::New(env, nccl.path())) : env.Null());
+  n.Set("version", nccl.loaded() ? Napi::Value(Napi::String::New(env, NcclLibrary::versionString(nccl.version()))) : env.Null());
+  n.Set("versionCode", nccl.version());
+  n.Set("attempts", attemptsArray(env, nccl.attempts()));
+  o.Set("nccl", n);
+  return o;
+}
+
+// deviceCopy(kind, dst, dstOffset, src, srcOffset, bytes, timeoutMs, callback)
+//   kind 'htod': dst DeviceBuffer, src TypedArray (srcOffset ignored)
+//   kind 'dtoh': dst TypedArray, src DeviceBuffer
+//   kind 'dtod': both DeviceBuffers
+Napi::Value DeviceCopy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Status s = requireDriver();
+  if (!s.isOk()) {
+    throwStatus(env, s);
+    return env.Undefined();
+  }
+  std::string kind = info[0].ToString().Utf8Value();
+  size_t bytes = size_t(info[5].ToNumber().Int64Value());
+  int64_t timeoutMs = info[6].ToNumber().Int64Value();
+  if (!info[7].IsFunction()) {
+    Napi::TypeError::New(env, "callback required").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::shared_ptr<DeviceAllocation> a, b;
+  CUdeviceptr dptr = 0, sptr = 0;
+  void* host = nullptr;
+  size_t hostBytes = 0;
+  int device = 0;
+  if (kind == "htod") {
+    if (!deviceRange(env, info[1], info[2], bytes, &a, &dptr)) return env.Undefined();
+    if (!hostView(info[3], &host, &hostBytes) || hostBytes < bytes) {
+      throwStatus(env, Status(StatusCode::InvalidArgument, "source must be a TypedArray of at least the copied bytes"));
+      return env.Undefined();
+    }
+    device = a->device();
+  } else if (kind == "dtoh") {
+    if (!deviceRange(env, info[3], info[4], bytes, &b, &sptr)) return env.Undefined();
+    if (!hostView(info[1], &host, &hostBytes) || hostBytes < bytes) {
+      throwStatus(env, Status(StatusCode::InvalidArgument, "destination must be a TypedArray of at least the copied bytes"));
+      return env.Undefined();
+    }
+    device = b->device();
+  } else if (kind == "dtod") {
+    if (!deviceRange(env, info[1], info[2], bytes, &a, &dptr)) return env.Undefined();
+    if (!deviceRange(env, info[3], info[4], bytes, &b, &sptr)) return env.Undefined();
+    device = a->device();
+  } else {
+    throwStatus(env, Status(StatusCode::InvalidArgument, "unknown copy kind " + kind));
+    return env.Undefined();
+  }
+  GpuState* st = stateOf(env);
+  uint64_t id = st->completions->add(env, info[7].As<Napi::Function>(), {info[1], info[3]});
+  GpuOp op;
+  op.name = "copy (" + kind + ")";
+  op.timeoutMs = timeoutMs;
+  op.settle = st->completions->settler(id);
+  op.release = [rel = st->completions->releaser(id), a, b]() mutable {
+    a.reset();
+    b.reset();
+    rel();
+  };
+  op.issue = [kind, dptr, sptr, host, bytes](CUstream stream) -> Status {
+    CudaDriver& cu = CudaDriver::instance();
+    if (bytes == 0) return Status::ok();
+    if (kind == "htod") return cu.check(cu.cuMemcpyHtoDAsync(dptr, host, bytes, stream), "cuMemcpyHtoDAsync");
+    if (kind == "dtoh") return cu.check(cu.cuMemcpyDtoHAsync(host, sptr, bytes, stream), "cuMemcpyDtoHAsync");
+    return cu.check(cu.cuMemcpyDtoDAsync(dptr, sptr, bytes, stream), "cuMemcpyDtoDAsync");
+  };
+  deviceWorker(env, device)->post(std::move(op));
+  return env.Undefined();
+}
+
+// deviceFill(dst, byteOffset, count, elementBytes (1|2|4), bits, timeoutMs, callback)
+Napi::Value DeviceFill(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Status s = requireDriver();
+  if (!s.isOk()) {
+    throwStatus(env, s);
+    return env.Undefined();
+  }
+  size_t count = size_t(info[2].ToNumber().Int64Value());
+  int elementBytes = info[3].ToNumber().Int32Value();
+  uint32_t bits = info[4].ToNumber().Uint32Value();
+  if (elementBytes != 1 && elementBytes != 2 && elementBytes != 4) {
+    throwStatus(env, Status(StatusCode::InvalidArgument, "fill element size must be 1, 2 or 4 bytes"));
+    return env.Undefined();
+  }
+  std::shared_ptr<DeviceAllocation> a;
+  CUdeviceptr dptr = 0;
+  if (!deviceRange(env, info[0], info[1], count * size_t(elementBytes), &a, &dptr)) return env.Undefined();
+  GpuState* st = stateOf(env);
+  uint64_t id = st->completions->add(env, info[6].As<Napi::Function>(), {info[0]});
+  GpuOp op;
+  op.name = "fill";
+  op.timeoutMs = info[5].ToNumber().Int64Value();
+  op.settle = st->completions->settler(id);
+  op.release = [rel = st->completions->releaser(id), a]() mutable {
+    a.reset();
+    rel();
+  };
+  op.issue = [dptr, count, elementBytes, bits](CUstream stream) -> Status {
+    CudaDriver& cu = CudaDriver::instance();
+    if (count == 0) return Status::ok();
+    if (elementBytes == 1) return cu.check(cu.cuMemsetD8Async(dptr, (unsigned char)bits, count, stream), "cuMemsetD8Async");
+    if (elementBytes == 2) return cu.check(cu.cuMemsetD16Async(dptr, (unsigned short)bits, count, stream), "cuMemsetD16Async");
+    return cu.check(cu.cuMemsetD32Async(dptr, bits, count, stream), "cuMemsetD32Async");
+  };
+  deviceWorker(env, a->device())->post(std::move(op));
+  return env.Undefined();
+}
+
+Napi::Value NcclUniqueIdFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  NcclLibrary& nccl = NcclLibrary::instance();
+  if (!nccl.loaded()) {
+    throwStatus(env, Status(StatusCode::BackendUnavailable, "NCCL is not loaded (call ncclLoad first)"));
+    return env.Undefined();
+  }
+  ncclUniqueId id{};
+  Status s = nccl.check(nccl.getUniqueId(&id), "ncclGetUniqueId", nullptr);
+  if (!s.isOk()) {
+    throwStatus(env, s);
+    return env.Undefined();
+  }
+  return Napi::Buffer<char>::Copy(env, id.internal, sizeof(id.internal));
+}
+
+}  // namespace
+
+// new NcclComm({ device, rank, size, uniqueId, algorithm, initTimeoutMs }): the
+// communicator is made on its own thread; ops queue behind it.
+class AddonNcclComm : public Napi::ObjectWrap<AddonNcclComm> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NcclComm",
+                       {
+                           InstanceMethod("submit", &AddonNcclComm::Submit),
+                           InstanceMethod("abort", &AddonNcclComm::Abort),
+                           InstanceMethod("destroy", &AddonNcclComm::Destroy),
+                           InstanceMethod("failure", &AddonNcclComm::Failure),
+                       });
+  }
+
+  explicit AddonNcclComm(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AddonNcclComm>(info) {
+    Napi::Env env = info.Env();
+    if (!CudaDriver::instance().loaded() || !NcclLibrary::instance().loaded()) {
+      throwStatus(env, Status(StatusCode::BackendUnavailable, "the CUDA driver and NCCL must be loaded first"));
+      return;
+    }
+    if (!info[0].IsObject()) {
+      Napi::TypeError::New(env, "NcclComm(options)").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    NcclCommOptions opts;
+    opts.device = o.Get("device").ToNumber().Int32Value();
+    opts.rank = o.Get("rank").ToNumber().Int32Value();
+    opts.size = o.Get("size").ToNumber().Int32Value();
+    opts.initTimeoutMs = o.Get("initTimeoutMs").ToNumber().Int64Value();
+    Napi::Value algo = o.Get("algorithm");
+    if (algo.IsString()) opts.algorithm = algo.As<Napi::String>().Utf8Value();
+    Napi::Value id = o.Get("uniqueId");
+    if (!id.IsTypedArray() || id.As<Napi::TypedArray>().ByteLength() != sizeof(ncclUniqueId)) {
+      throwStatus(env, Status(StatusCode::InvalidArgument, "uniqueId must be 128 bytes"));
+      return;
+    }
+    Napi::TypedArray ta = id.As<Napi::TypedArray>();
+    std::memcpy(opts.id.internal, static_cast<char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(), sizeof(ncclUniqueId));
+    comm_ = std::make_shared<NcclCommunicator>(opts);
+    stateOf(env)->comms.push_back(comm_);
+  }
+
+  ~AddonNcclComm() override {
+    if (comm_) comm_->destroy();
+  }
+
+ private:
+  // submit(name, calls: [{kind, send?, sendOffset, recv?, recvOffset, count, dtype, op, root}], elementBytes[], timeoutMs, callback)
+  Napi::Value Submit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!comm_) {
+      throwStatus(env, Status(StatusCode::Aborted, "the NCCL communicator was destroyed"));
+      return env.Undefined();
+    }
+    std::string name = info[0].ToString().Utf8Value();
+    if (!info[1].IsArray() || !info[3].IsFunction()) {
+      Napi::TypeError::New(env, "submit(name, calls, timeoutMs, callback)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Array arr = info[1].As<Napi::Array>();
+    std::vector<NcclCall> calls;
+    std::vector<std::shared_ptr<DeviceAllocation>> keep;
+    std::vector<Napi::Value> keepJs;
+    static const std::map<std::string, NcclCall::Kind> kinds = {
+        {"allReduce", NcclCall::AllReduce}, {"reduceScatter", NcclCall::ReduceScatter}, {"allGather", NcclCall::AllGather},
+        {"broadcast", NcclCall::Broadcast}, {"reduce", NcclCall::Reduce}, {"send", NcclCall::Send}, {"recv", NcclCall::Recv}};
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Object c = arr.Get(i).As<Napi::Object>();
+      NcclCall call;
+      auto k = kinds.find(c.Get("kind").ToString().Utf8Value());
+      if (k == kinds.end()) {
+        throwStatus(env, Status(StatusCode::InvalidArgument, "unknown NCCL call kind"));
+        return env.Undefined();
+      }
+      call.kind = k->second;
+      call.count = size_t(c.Get("count").ToNumber().Int64Value());
+      call.dtype = c.Get("dtype").ToNumber().Int32Value();
+      call.op = c.Get("op").ToNumber().Int32Value();
+      call.root = c.Get("root").ToNumber().Int32Value();
+      int64_t sendBytes = c.Get("sendBytes").ToNumber().Int64Value();
+      int64_t recvBytes = c.Get("recvBytes").ToNumber().Int64Value();
+      std::shared_ptr<DeviceAllocation> a;
+      if (!c.Get("send").IsNull() && !c.Get("send").IsUndefined()) {
+        if (!deviceRange(env, c.Get("send"), c.Get("sendOffset"), size_t(sendBytes), &a, &call.send)) return env.Undefined();
+        keep.push_back(a);
+        keepJs.push_back(c.Get("send"));
+      }
+      if (!c.Get("recv").IsNull() && !c.Get("recv").IsUndefined()) {
+        if (!deviceRange(env, c.Get("recv"), c.Get("recvOffset"), size_t(recvBytes), &a, &call.recv)) return env.Undefined();
+        keep.push_back(a);
+        keepJs.push_back(c.Get("recv"));
+      }
+      calls.push_back(call);
+    }
+    GpuState* st = stateOf(env);
+    uint64_t id = st->completions->add(env, info[3].As<Napi::Function>(), keepJs);
+    comm_->submit(std::move(calls), name, info[2].ToNumber().Int64Value(), st->completions->settler(id),
+                  [rel = st->completions->releaser(id), keep]() mutable {
+                    keep.clear();
+                    rel();
+                  });
+    return env.Undefined();
+  }
+
+  // abort(code, message, peer): ncclCommAbort on the communicator's thread; pending ops fail with this status.
+  Napi::Value Abort(const Napi::CallbackInfo& info) {
+    if (comm_) {
+      comm_->abort(Status(StatusCode(info[0].ToNumber().Int32Value()), info[1].ToString().Utf8Value(), "",
+                          info[2].IsNumber() ? info[2].ToNumber().Int32Value() : -1));
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Destroy(const Napi::CallbackInfo& info) {
+    if (comm_) {
+      comm_->destroy();
+      comm_.reset();
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Failure(const Napi::CallbackInfo& info) {
+    return comm_ ? failureOrNull(info.Env(), comm_->failure()) : info.Env().Null();
+  }
+
+  std::shared_ptr<NcclCommunicator> comm_;
+};
+
+void registerCuda(Napi::Env env, Napi::Object exports) {
+  auto* st = new GpuState();
+  st->completions = std::make_unique<Completions>(env);
+  Napi::Function bufferCtor = DeviceBuffer::Define(env);
+  st->deviceBufferCtor = Napi::Persistent(bufferCtor);
+  env.SetInstanceData<GpuState>(st);
+  // At exit: stop every worker (joins threads, aborts NCCL), then let go of the TSFN.
+  napi_add_env_cleanup_hook(
+      env,
+      [](void* arg) {
+        auto* s = static_cast<GpuState*>(arg);
+        for (auto& w : s->comms) {
+          if (auto c = w.lock()) c->destroy();
+        }
+        for (auto& kv : s->deviceWorkers) kv.second->shutdown();
+        s->completions->close();
+      },
+      st);
+  exports.Set("DeviceBuffer", bufferCtor);
+  exports.Set("NcclComm", AddonNcclComm::Define(env));
+  exports.Set("cudaLoad", Napi::Function::New(env, CudaLoad, "cudaLoad"));
+  exports.Set("ncclLoad", Napi::Function::New(env, NcclLoad, "ncclLoad"));
+  exports.Set("cudaInfo", Napi::Function::New(env, CudaInfo, "cudaInfo"));
+  exports.Set("deviceCopy", Napi::Function::New(env, DeviceCopy, "deviceCopy"));
+  exports.Set("deviceFill", Napi::Function::New(env, DeviceFill, "deviceFill"));
+  exports.Set("ncclUniqueId", Napi::Function::New(env, NcclUniqueIdFn, "ncclUniqueId"));
+}
+
+}  // namespace ringtree::addon

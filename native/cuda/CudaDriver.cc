@@ -1,0 +1,151 @@
+#include "cuda/CudaDriver.h"
+
+#include <dlfcn.h>
+#include <link.h>
+
+#include <cstdio>
+
+namespace ringtree::cuda {
+
+namespace {
+const char* kDriverRemedy =
+    "Install the NVIDIA driver (R450 or newer; CUDA 12 NCCL/cuBLAS wheels need R525+) so that libcuda.so.1 is on the "
+    "loader path, or set RINGTREE_CUDA_DRIVER_PATH to its full path. Host arrays keep working on the CPU backend.";
+
+std::string dlopenedPath(void* handle, const std::string& fallback) {
+  struct link_map* map = nullptr;
+  if (dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map && map->l_name && map->l_name[0]) return map->l_name;
+  return fallback;
+}
+}  // namespace
+
+CudaDriver& CudaDriver::instance() {
+  static CudaDriver* driver = new CudaDriver();  // never destroyed: worker threads may outlive statics
+  return *driver;
+}
+
+void* CudaDriver::resolve(void* handle, const char* name, int cudaVersion) {
+  // cuGetProcAddress hands out the entry point of the ABI version we ask for
+  // (e.g. cuMemAlloc -> cuMemAlloc_v2), which dlsym cannot know.
+  if (getProcAddress_) {
+    void* fn = nullptr;
+    if (getProcAddress_(name, &fn, cudaVersion, CU_GET_PROC_ADDRESS_DEFAULT) == CUDA_SUCCESS && fn) return fn;
+  }
+  std::string v2 = std::string(name) + "_v2";
+  if (void* fn = dlsym(handle, v2.c_str())) return fn;
+  return dlsym(handle, name);
+}
+
+Status CudaDriver::tryLoad(const std::string& candidate) {
+  void* handle = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle) {
+    const char* e = dlerror();
+    attempts_.push_back(candidate + ": " + (e ? e : "dlopen failed"));
+    return Status(StatusCode::BackendUnavailable, "cannot open " + candidate);
+  }
+  auto* version = reinterpret_cast<PFN_cuDriverGetVersion>(dlsym(handle, "cuDriverGetVersion"));
+  int v = 0;
+  if (!version || version(&v) != CUDA_SUCCESS) {
+    attempts_.push_back(candidate + ": not a CUDA driver (cuDriverGetVersion missing or failing)");
+    dlclose(handle);
+    return Status(StatusCode::BackendUnavailable, "not a driver");
+  }
+  getProcAddress_ = reinterpret_cast<PFN_cuGetProcAddress>(dlsym(handle, "cuGetProcAddress"));
+  // Ask for the CUDA 12.0 ABI, or the driver's own when it is older.
+  const int abi = v < 12000 ? v : 12000;
+  std::string missing;
+#define RT_REQUIRE(fn)                                                              \
+  fn = reinterpret_cast<decltype(fn)>(resolve(handle, #fn, abi));                  \
+  if (!fn) missing += (missing.empty() ? "" : ", ") + std::string(#fn);
+  RT_REQUIRE(cuInit) RT_REQUIRE(cuDriverGetVersion) RT_REQUIRE(cuDeviceGet) RT_REQUIRE(cuDeviceGetCount)
+  RT_REQUIRE(cuDeviceGetName) RT_REQUIRE(cuDeviceGetAttribute) RT_REQUIRE(cuDeviceTotalMem)
+  RT_REQUIRE(cuDevicePrimaryCtxRetain) RT_REQUIRE(cuDevicePrimaryCtxRelease) RT_REQUIRE(cuCtxSetCurrent)
+  RT_REQUIRE(cuStreamCreate) RT_REQUIRE(cuStreamDestroy) RT_REQUIRE(cuStreamSynchronize) RT_REQUIRE(cuStreamWaitEvent)
+  RT_REQUIRE(cuEventCreate) RT_REQUIRE(cuEventRecord) RT_REQUIRE(cuEventQuery) RT_REQUIRE(cuEventDestroy)
+  RT_REQUIRE(cuMemAlloc) RT_REQUIRE(cuMemFree) RT_REQUIRE(cuMemcpyHtoDAsync) RT_REQUIRE(cuMemcpyDtoHAsync)
+  RT_REQUIRE(cuMemcpyDtoDAsync) RT_REQUIRE(cuMemsetD8Async) RT_REQUIRE(cuMemsetD16Async) RT_REQUIRE(cuMemsetD32Async)
+  RT_REQUIRE(cuGetErrorName) RT_REQUIRE(cuGetErrorString)
+#undef RT_REQUIRE
+  if (!missing.empty()) {
+    attempts_.push_back(candidate + ": missing " + missing);
+    dlclose(handle);
+    getProcAddress_ = nullptr;
+    return Status(StatusCode::BackendUnavailable, "incomplete driver");
+  }
+#define RT_OPTIONAL(fn) fn = reinterpret_cast<decltype(fn)>(resolve(handle, #fn, abi));
+  RT_OPTIONAL(cuMemAllocAsync) RT_OPTIONAL(cuMemFreeAsync) RT_OPTIONAL(cuModuleLoadData)
+  RT_OPTIONAL(cuModuleGetFunction) RT_OPTIONAL(cuLaunchKernel)
+#undef RT_OPTIONAL
+  viaProcAddress_ = getProcAddress_ != nullptr;
+  driverVersion_ = v;
+  path_ = dlopenedPath(handle, candidate);
+  return Status::ok();
+}
+
+Status CudaDriver::load(const std::vector<std::string>& candidates) {
+  std::lock_guard<std::mutex> lk(mutex_);
+  if (attempted_) return result_;
+  attempted_ = true;
+  for (const std::string& c : candidates) {
+    if (tryLoad(c).isOk()) {
+      CUresult r = cuInit(0);
+      if (r != CUDA_SUCCESS) {
+        result_ = check(r, "cuInit");
+        result_ = Status(StatusCode::BackendUnavailable,
+                         "the CUDA driver at " + path_ + " loaded but cuInit failed: " + result_.message(),
+                         r == CUDA_ERROR_NO_DEVICE ? "This host has no usable NVIDIA GPU (check nvidia-smi and "
+                                                     "CUDA_VISIBLE_DEVICES). Host arrays keep working."
+                                                   : kDriverRemedy);
+        return result_;
+      }
+      loaded_ = true;
+      result_ = Status::ok();
+      return result_;
+    }
+  }
+  std::string tried;
+  for (const std::string& a : attempts_) tried += "\n  - " + a;
+  result_ = Status(StatusCode::BackendUnavailable, "the CUDA driver (libcuda.so.1) was not found. Tried:" + tried,
+                   kDriverRemedy);
+  return result_;
+}
+
+Status CudaDriver::check(CUresult r, const char* what) const {
+  if (r == CUDA_SUCCESS) return Status::ok();
+  const char* name = nullptr;
+  const char* text = nullptr;
+  if (cuGetErrorName) cuGetErrorName(r, &name);
+  if (cuGetErrorString) cuGetErrorString(r, &text);
+  std::string msg = std::string(what) + " failed: " + (name ? name : "CUDA error " + std::to_string(r));
+  if (text) msg += std::string(" (") + text + ")";
+  StatusCode code = r == CUDA_ERROR_INVALID_VALUE ? StatusCode::InvalidArgument
+                    : r == CUDA_ERROR_OUT_OF_MEMORY ? StatusCode::BackendUnavailable
+                                                    : StatusCode::Internal;
+  return Status(code, msg, r == CUDA_ERROR_OUT_OF_MEMORY ? "Free device memory (dispose() unused DeviceArrays) or use a smaller size." : "");
+}
+
+Status CudaDriver::makeCurrent(int device) {
+  if (!loaded_) return result_;
+  CUcontext ctx = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(mutex_);
+    if (device < 0) return Status(StatusCode::InvalidArgument, "device ordinal must be >= 0");
+    if (size_t(device) >= contexts_.size()) contexts_.resize(size_t(device) + 1, nullptr);
+    if (!contexts_[size_t(device)]) {
+      int count = 0;
+      RT_CHECK(check(cuDeviceGetCount(&count), "cuDeviceGetCount"));
+      if (device >= count) {
+        return Status(StatusCode::InvalidArgument,
+                      "device " + std::to_string(device) + " does not exist (this host has " + std::to_string(count) +
+                          " GPU" + (count == 1 ? "" : "s") + ")");
+      }
+      CUdevice dev = 0;
+      RT_CHECK(check(cuDeviceGet(&dev, device), "cuDeviceGet"));
+      RT_CHECK(check(cuDevicePrimaryCtxRetain(&contexts_[size_t(device)], dev), "cuDevicePrimaryCtxRetain"));
+    }
+    ctx = contexts_[size_t(device)];
+  }
+  return check(cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
+}
+
+}  // namespace ringtree::cuda

@@ -1,0 +1,146 @@
+#include "cuda/NcclCommunicator.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "cuda/NcclLibrary.h"
+
+namespace ringtree::cuda {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+// NCCL reads NCCL_ALGO while a communicator is being made; the algorithm is
+// fixed per communicator by setting it under this lock and restoring it after.
+std::mutex& algoEnvMutex() {
+  static std::mutex* m = new std::mutex();
+  return *m;
+}
+}  // namespace
+
+NcclCommunicator::NcclCommunicator(const NcclCommOptions& options) : options_(options) {
+  StreamWorker::Hooks hooks;
+  hooks.start = [this](CUstream s) { return start(s); };
+  hooks.poll = [this]() -> Status {
+    NcclLibrary& nccl = NcclLibrary::instance();
+    ncclResult_t state = ncclSuccess;
+    ncclResult_t r = nccl.commGetAsyncError(comm_, &state);
+    if (r != ncclSuccess) return nccl.check(r, "ncclCommGetAsyncError", comm_);
+    if (state != ncclSuccess && state != ncclInProgress) {
+      Status s = nccl.check(state, "NCCL (asynchronous error)", comm_);
+      return s.code() == StatusCode::InvalidArgument ? Status(StatusCode::Internal, s.message()) : s;
+    }
+    return Status::ok();
+  };
+  hooks.onFatal = [this](const Status&) {
+    if (comm_) {
+      NcclLibrary::instance().commAbort(comm_);
+      comm_ = nullptr;
+    }
+  };
+  hooks.stop = [this](bool) {
+    if (!comm_) return;
+    // Graceful: finalize (bounded) then destroy; abort when finalize does not finish.
+    NcclLibrary& nccl = NcclLibrary::instance();
+    Status s = settle(nccl.commFinalize(comm_), "ncclCommFinalize", Clock::now() + std::chrono::seconds(10));
+    if (s.isOk()) nccl.commDestroy(comm_);
+    else nccl.commAbort(comm_);
+    comm_ = nullptr;
+  };
+  worker_ = std::make_unique<StreamWorker>(options.device, "NCCL communicator", std::move(hooks));
+}
+
+NcclCommunicator::~NcclCommunicator() { worker_->shutdown(); }
+
+Status NcclCommunicator::settle(ncclResult_t r, const char* what, Clock::time_point deadline) {
+  NcclLibrary& nccl = NcclLibrary::instance();
+  int spins = 0;
+  while (r == ncclInProgress) {
+    if (Clock::now() > deadline) {
+      return Status(StatusCode::Timeout, std::string(what) + " was still in progress at its deadline");
+    }
+    ncclResult_t state = ncclSuccess;
+    ncclResult_t q = nccl.commGetAsyncError(comm_, &state);
+    if (q != ncclSuccess) return nccl.check(q, "ncclCommGetAsyncError", comm_);
+    r = state;
+    if (r == ncclInProgress) {
+      if (++spins < 100) std::this_thread::yield();
+      else std::this_thread::sleep_for(std::chrono::microseconds(spins < 1000 ? 20 : 500));
+    }
+  }
+  return nccl.check(r, what, comm_);
+}
+
+Status NcclCommunicator::start(CUstream) {
+  NcclLibrary& nccl = NcclLibrary::instance();
+  ncclConfig_t config = ncclConfigInitializer();
+  config.blocking = 0;  // non-blocking: ncclCommAbort can always interrupt us
+  const auto deadline = Clock::now() + std::chrono::milliseconds(options_.initTimeoutMs);
+  std::lock_guard<std::mutex> lk(algoEnvMutex());
+  const char* old = std::getenv("NCCL_ALGO");
+  std::string saved = old ? old : "";
+  if (!options_.algorithm.empty()) setenv("NCCL_ALGO", options_.algorithm.c_str(), 1);
+  ncclResult_t r = nccl.commInitRankConfig(&comm_, options_.size, options_.id, options_.rank, &config);
+  Status s = comm_ || r == ncclSuccess || r == ncclInProgress
+                 ? settle(r, "ncclCommInitRankConfig", deadline)
+                 : nccl.check(r, "ncclCommInitRankConfig", nullptr);
+  if (!options_.algorithm.empty()) {
+    if (old) setenv("NCCL_ALGO", saved.c_str(), 1);
+    else unsetenv("NCCL_ALGO");
+  }
+  if (!s.isOk()) {
+    if (comm_) nccl.commAbort(comm_);
+    comm_ = nullptr;
+    if (s.code() == StatusCode::Timeout) {
+      return Status(StatusCode::Timeout, "making the NCCL communicator did not finish within " +
+                                             std::to_string(options_.initTimeoutMs) + " ms",
+                    "Every rank must make its first device-array call (or init({ backend: 'nccl' })) together.");
+    }
+    return Status(s.code() == StatusCode::InvalidArgument ? StatusCode::BackendUnavailable : s.code(),
+                  "cannot make the NCCL communicator: " + s.message(), s.remedy());
+  }
+  return Status::ok();
+}
+
+void NcclCommunicator::submit(std::vector<NcclCall> calls, std::string name, int64_t timeoutMs,
+                              std::function<void(const Status&)> settleFn, std::function<void()> release) {
+  GpuOp op;
+  op.name = name;
+  op.timeoutMs = timeoutMs;
+  op.settle = std::move(settleFn);
+  op.release = std::move(release);
+  op.issue = [this, calls = std::move(calls), timeoutMs, name](CUstream stream) -> Status {
+    NcclLibrary& nccl = NcclLibrary::instance();
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
+    const bool group = calls.size() > 1 || (calls.size() == 1 && (calls[0].kind == NcclCall::Send || calls[0].kind == NcclCall::Recv));
+    if (calls.empty()) return Status::ok();
+    if (group) RT_CHECK(settle(nccl.groupStart(), "ncclGroupStart", deadline));
+    for (const NcclCall& c : calls) {
+      const void* sb = reinterpret_cast<const void*>(c.send);
+      void* rb = reinterpret_cast<void*>(c.recv);
+      ncclResult_t r = ncclSuccess;
+      switch (c.kind) {
+        case NcclCall::AllReduce: r = nccl.allReduce(sb, rb, c.count, c.dtype, c.op, comm_, stream); break;
+        case NcclCall::ReduceScatter: r = nccl.reduceScatter(sb, rb, c.count, c.dtype, c.op, comm_, stream); break;
+        case NcclCall::AllGather: r = nccl.allGather(sb, rb, c.count, c.dtype, comm_, stream); break;
+        case NcclCall::Broadcast: r = nccl.broadcast(sb, rb, c.count, c.dtype, c.root, comm_, stream); break;
+        case NcclCall::Reduce: r = nccl.reduce(sb, rb, c.count, c.dtype, c.op, c.root, comm_, stream); break;
+        case NcclCall::Send: r = nccl.send(sb, c.count, c.dtype, c.root, comm_, stream); break;
+        case NcclCall::Recv: r = nccl.recv(rb, c.count, c.dtype, c.root, comm_, stream); break;
+      }
+      // Inside a group the calls only record; the group end enqueues.
+      if (group && r == ncclInProgress) continue;
+      Status s = settle(r, name.c_str(), deadline);
+      if (!s.isOk()) {
+        if (group) nccl.groupEnd();
+        return s;
+      }
+    }
+    if (group) RT_CHECK(settle(nccl.groupEnd(), "ncclGroupEnd", deadline));
+    return Status::ok();
+  };
+  worker_->post(std::move(op));
+}
+
+}  // namespace ringtree::cuda

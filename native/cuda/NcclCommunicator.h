@@ -1,0 +1,59 @@
+// An NCCL communicator in non-blocking mode on its own stream and thread
+// (StreamWorker). Every call is followed by polling ncclCommGetAsyncError
+// until it leaves ncclInProgress, bounded by the op's deadline; a deadline,
+// an NCCL error or abort() calls ncclCommAbort, so no wait is unbounded.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "cuda/NcclApi.h"
+#include "cuda/StreamWorker.h"
+
+namespace ringtree::cuda {
+
+struct NcclCommOptions {
+  int device = 0;
+  int rank = 0;
+  int size = 1;
+  ncclUniqueId id{};
+  // NCCL_ALGO value while the communicator is made ("" = NCCL's choice).
+  std::string algorithm;
+  int64_t initTimeoutMs = 300000;
+};
+
+struct NcclCall {
+  enum Kind { AllReduce, ReduceScatter, AllGather, Broadcast, Reduce, Send, Recv } kind = AllReduce;
+  CUdeviceptr send = 0;
+  CUdeviceptr recv = 0;
+  size_t count = 0;
+  ncclDataType_t dtype = ncclFloat32;
+  ncclRedOp_t op = ncclSum;
+  int root = 0;  // or peer for send/recv
+};
+
+class NcclCommunicator {
+ public:
+  explicit NcclCommunicator(const NcclCommOptions& options);
+  ~NcclCommunicator();
+
+  // One collective, or several send/recv calls in one NCCL group.
+  void submit(std::vector<NcclCall> calls, std::string name, int64_t timeoutMs,
+              std::function<void(const Status&)> settle, std::function<void()> release);
+  void abort(const Status& reason) { worker_->fail(reason); }
+  void destroy() { worker_->shutdown(); }
+  Status failure() { return worker_->failure(); }
+
+ private:
+  Status start(CUstream stream);
+  // Poll ncclCommGetAsyncError until the communicator leaves ncclInProgress.
+  Status settle(ncclResult_t r, const char* what, std::chrono::steady_clock::time_point deadline);
+
+  NcclCommOptions options_;
+  ncclComm_t comm_ = nullptr;
+  std::unique_ptr<StreamWorker> worker_;
+};
+
+}  // namespace ringtree::cuda

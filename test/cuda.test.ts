@@ -1,0 +1,126 @@
+// The GPU control path against the CUDA/NCCL test doubles (test/doubles),
+// compiled here with `cc` into a temp dir and loaded through the real loader
+// (RINGTREE_CUDA_DRIVER_PATH / RINGTREE_NCCL_PATH). Real-GPU checks live in
+// scripts/gpu-check.mjs; RINGTREE_EXPECT_GPU=1 turns skips here into failures.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dir = mkdtempSync(path.join(os.tmpdir(), 'ringtree-doubles-'));
+const fakeCuda = path.join(dir, 'libfakecuda.so');
+const fakeNccl = path.join(dir, 'libfakenccl.so');
+let haveCc = true;
+
+beforeAll(() => {
+  execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: root });
+  try {
+    execFileSync('cc', ['-shared', '-fPIC', '-O1', '-o', fakeCuda, path.join(root, 'test/doubles/fake_cuda.c'), '-lpthread', '-ldl']);
+    execFileSync('cc', ['-shared', '-fPIC', '-O1', '-o', fakeNccl, path.join(root, 'test/doubles/fake_nccl.c'), '-ldl', '-lrt']);
+  } catch {
+    haveCc = false;
+    if (process.env.RINGTREE_EXPECT_GPU === '1') throw new Error('RINGTREE_EXPECT_GPU=1 but the test doubles could not be compiled (no cc)');
+  }
+}, 120_000);
+
+function launch(n: number, env: Record<string, string>): Array<Record<string, any>> {
+  const run = spawnSync(process.execPath, [path.join(root, 'dist', 'cli.js'), 'launch', '--nproc', String(n), path.join(root, 'test', 'workers', 'cuda-rank.mjs')],
+    { encoding: 'utf8', timeout: 90_000, env: { ...process.env, RINGTREE_CUDA_DRIVER_PATH: fakeCuda, RINGTREE_NCCL_PATH: fakeNccl, ...env } });
+  const rows = run.stdout.split('\n').filter((l) => l.includes('{"rank"')).map((l) => JSON.parse(l.replace(/^\[rank \d+\] /, '')));
+  expect(rows, run.stdout + run.stderr).toHaveLength(n);
+  return rows.sort((a, b) => a.rank - b.rank);
+}
+
+function node(script: string, env: Record<string, string>): string {
+  return execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+}
+
+describe('GPU backend through the test doubles', () => {
+  it('reports a missing driver as BackendUnavailableError naming the fix, and host arrays keep working', () => {
+    const out = node(`
+      import { init, DeviceArray } from './dist/index.js';
+      let e1; try { DeviceArray.alloc('float32', 4); } catch (e) { e1 = e; }
+      let e2; try { await init({ rank: 0, worldSize: 1, backend: 'nccl' }); } catch (e) { e2 = e; }
+      const c = await init({ rank: 0, worldSize: 1 }); const x = new Float32Array([2]); await c.allReduce(x); await c.destroy();
+      console.log(JSON.stringify({ e1: [e1.name, e1.message, e1.remedy], e2: e2.name, x: x[0] }));`,
+    { RINGTREE_CUDA_DRIVER_PATH: path.join(dir, 'absent.so') });
+    const r = JSON.parse(out);
+    expect(r.e1[0]).toBe('BackendUnavailableError');
+    expect(r.e1[1]).toMatch(/libcuda\.so\.1.*not found/);
+    expect(r.e1[2]).toMatch(/RINGTREE_CUDA_DRIVER_PATH/);
+    expect(r.e2).toBe('BackendUnavailableError');
+    expect(r.x).toBe(2);
+  });
+
+  it('reports missing NCCL with the pip/system fix', () => {
+    if (!haveCc) return;
+    const out = node(`
+      import { init } from './dist/index.js';
+      try { await init({ rank: 0, worldSize: 1, backend: 'nccl' }); } catch (e) { console.log(JSON.stringify([e.name, e.message, e.remedy])); }`,
+    { RINGTREE_CUDA_DRIVER_PATH: fakeCuda, RINGTREE_NCCL_PATH: path.join(dir, 'nonexistent.so') });
+    const [name, message, remedy] = JSON.parse(out);
+    expect(name).toBe('BackendUnavailableError');
+    expect(message).toMatch(/NCCL 2\.18\+/);
+    expect(remedy).toMatch(/nvidia-nccl-cu12/);
+  });
+
+  it('DeviceArray: round trips, views, fill, device-to-device copy, dispose', () => {
+    if (!haveCc) return;
+    const out = node(`
+      import { DeviceArray } from './dist/index.js';
+      const a = await DeviceArray.fromHost(new Float64Array([1, 2, 3, 4]));
+      const v = a.view(1, 2); await v.fill(9);
+      const i = await DeviceArray.fromHost(new BigInt64Array([5n, 6n])); await i.fill(-7n);
+      const h = DeviceArray.alloc('bfloat16', 3); await h.fill(1.5);
+      const c = DeviceArray.alloc('float64', 4); await c.copyFromDevice(a);
+      const r = { a: Array.from(await a.toHost()), c: Array.from(await c.toHost()), i: Array.from(await i.toHost(), String), h: Array.from(await h.toHost()) };
+      a.dispose(); r.viewDisposed = v.disposed; try { await v.toHost(); } catch (e) { r.afterDispose = e.name; }
+      console.log(JSON.stringify(r));`,
+    { RINGTREE_CUDA_DRIVER_PATH: fakeCuda });
+    const r = JSON.parse(out);
+    expect(r.a).toEqual([1, 9, 9, 4]);
+    expect(r.c).toEqual([1, 9, 9, 4]);
+    expect(r.i).toEqual(['-7', '-7']);
+    expect(r.h).toEqual([0x3fc0, 0x3fc0, 0x3fc0]);
+    expect(r.viewDisposed).toBe(true);
+    expect(r.afterDispose).toBe('InvalidArgumentError');
+  });
+
+  it('dispatches device arrays to NCCL and host arrays to the CPU engine (2 ranks)', () => {
+    if (!haveCc) return;
+    const rows = launch(2, { CUDA_CASE: 'collectives' });
+    for (const r of rows) {
+      expect(r.fatal, JSON.stringify(r)).toBeUndefined();
+      expect(r.sum).toEqual([3, 20, 200]);
+      expect(r.max).toEqual([3, 20, 200]);
+      expect(r.bcast).toEqual([7, 1]);
+      expect(r.gather).toEqual([7, 1, 7, 1]);
+      expect(r.host).toBe(1);
+      expect(r.mixed.name).toBe('InvalidArgumentError');
+    }
+    expect(rows[0]!.rsAvg).toEqual([7, 3]);
+    expect(rows[1]!.rsAvg).toEqual([5, 9]);
+  });
+
+  it('a collective that never completes times out, aborts NCCL and poisons the communicator', () => {
+    if (!haveCc) return;
+    const rows = launch(2, { CUDA_CASE: 'hang', FAKE_NCCL_HANG: '1:2' });
+    for (const r of rows) {
+      expect(r.error.name, JSON.stringify(r)).toBe('TimeoutError');
+      expect(r.error.message).toMatch(/aborted/);
+      expect(r.after.name).toBe('TimeoutError');
+    }
+  });
+
+  it('names the rank that used a host array while its peers used device arrays', () => {
+    if (!haveCc) return;
+    const rows = launch(2, { CUDA_CASE: 'mismatch', CASE_TIMEOUT_MS: '20000' });
+    expect(rows[0]!.error.name).toBe('CollectiveMismatchError');
+    expect(rows[0]!.error.peer).toBe(1);
+    expect(rows[1]!.error.name).toBe('AbortedError');
+    expect(rows[1]!.error.message).toMatch(/rank 1 is in host/);
+  });
+});

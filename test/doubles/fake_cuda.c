@@ -1,0 +1,199 @@
+/* A test double for libcuda.so.1 (the CUDA driver API subset ringtree calls).
+ * Host memory stands in for device memory; each stream is a thread draining a
+ * FIFO, so stream order, events and cross-stream waits behave as on a GPU.
+ * fake_nccl.c queues its collectives on these streams (fake_cuda_enqueue).
+ * FAKE_CUDA_FAIL=init makes cuInit report no device; =alloc makes cuMemAlloc
+ * run out of memory. FAKE_CUDA_DEVICES sets the device count (default 1).
+ * Built by test/cuda.test.ts with `cc -shared -fPIC`. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <stdio.h>
+#include <unistd.h>
+
+typedef int CUresult;
+typedef struct item { void (*fn)(void*); void* arg; struct item* next; } item;
+typedef struct fstream {
+  pthread_mutex_t mu; pthread_cond_t cv; item *head, *tail;
+  uint64_t enq, done; int stop; pthread_t thread;
+} fstream;
+typedef struct fevent { fstream* s; uint64_t target; } fevent;
+
+static int failIs(const char* what) {
+  const char* f = getenv("FAKE_CUDA_FAIL");
+  return f && strstr(f, what) != NULL;
+}
+static void nap(void) { struct timespec t = {0, 100000}; nanosleep(&t, NULL); }
+
+static void* streamMain(void* arg) {
+  fstream* s = arg;
+  for (;;) {
+    pthread_mutex_lock(&s->mu);
+    while (!s->head && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
+    if (!s->head) { pthread_mutex_unlock(&s->mu); return NULL; }
+    item* it = s->head;
+    s->head = it->next;
+    if (!s->head) s->tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    it->fn(it->arg);
+    free(it);
+    __atomic_add_fetch(&s->done, 1, __ATOMIC_RELEASE);
+  }
+}
+
+/* Queue fn(arg) on the stream; returns its position (for events). */
+uint64_t fake_cuda_enqueue(void* stream, void (*fn)(void*), void* arg) {
+  fstream* s = stream;
+  item* it = calloc(1, sizeof(item));
+  it->fn = fn; it->arg = arg;
+  pthread_mutex_lock(&s->mu);
+  if (s->tail) s->tail->next = it; else s->head = it;
+  s->tail = it;
+  uint64_t pos = ++s->enq;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  return pos;
+}
+
+static void noop(void* a) { (void)a; }
+typedef struct { void* dst; const void* src; size_t n; } copyArgs;
+static void doCopy(void* a) { copyArgs* c = a; memmove(c->dst, c->src, c->n); free(c); }
+typedef struct { void* dst; uint32_t v; size_t n; int w; } setArgs;
+static void doSet(void* a) {
+  setArgs* c = a;
+  for (size_t i = 0; i < c->n; i++) {
+    if (c->w == 1) ((uint8_t*)c->dst)[i] = (uint8_t)c->v;
+    else if (c->w == 2) ((uint16_t*)c->dst)[i] = (uint16_t)c->v;
+    else ((uint32_t*)c->dst)[i] = c->v;
+  }
+  free(c);
+}
+typedef struct { fevent e; } waitArgs;
+static void doWait(void* a) {
+  waitArgs* w = a;
+  while (__atomic_load_n(&w->e.s->done, __ATOMIC_ACQUIRE) < w->e.target) nap();
+  free(w);
+}
+
+CUresult cuDriverGetVersion(int* v) { *v = 12040; return 0; }
+CUresult cuInit(unsigned f) { (void)f; return failIs("init") ? 100 : 0; }
+CUresult cuDeviceGetCount(int* n) {
+  const char* d = getenv("FAKE_CUDA_DEVICES");
+  *n = d ? atoi(d) : 1;
+  return 0;
+}
+CUresult cuDeviceGet(int* dev, int ordinal) {
+  int n; cuDeviceGetCount(&n);
+  if (ordinal < 0 || ordinal >= n) return 101;
+  *dev = ordinal;
+  return 0;
+}
+CUresult cuDeviceGetName(char* name, int len, int dev) {
+  snprintf(name, (size_t)len, "Fake GPU %d", dev);
+  return 0;
+}
+CUresult cuDeviceGetAttribute(int* v, int attr, int dev) {
+  *v = attr == 75 ? 9 : attr == 33 ? 0x10 + dev : 0;
+  return 0;
+}
+CUresult cuDeviceTotalMem(size_t* b, int dev) { (void)dev; *b = (size_t)1 << 34; return 0; }
+static int ctxToken;
+CUresult cuDevicePrimaryCtxRetain(void** ctx, int dev) { (void)dev; *ctx = &ctxToken; return 0; }
+CUresult cuDevicePrimaryCtxRelease(int dev) { (void)dev; return 0; }
+CUresult cuCtxSetCurrent(void* ctx) { (void)ctx; return 0; }
+CUresult cuStreamCreate(void** out, unsigned flags) {
+  (void)flags;
+  fstream* s = calloc(1, sizeof(fstream));
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  pthread_create(&s->thread, NULL, streamMain, s);
+  *out = s;
+  return 0;
+}
+CUresult cuStreamDestroy(void* stream) {
+  /* Like the driver: returns at once; the stream finishes its work, then goes. */
+  fstream* s = stream;
+  pthread_mutex_lock(&s->mu);
+  s->stop = 1;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  pthread_detach(s->thread);
+  return 0;
+}
+CUresult cuStreamSynchronize(void* stream) {
+  fstream* s = stream;
+  uint64_t target = __atomic_load_n(&s->enq, __ATOMIC_ACQUIRE);
+  while (__atomic_load_n(&s->done, __ATOMIC_ACQUIRE) < target) nap();
+  return 0;
+}
+CUresult cuEventCreate(void** e, unsigned flags) { (void)flags; *e = calloc(1, sizeof(fevent)); return 0; }
+CUresult cuEventRecord(void* ev, void* stream) {
+  fevent* e = ev;
+  e->s = stream;
+  e->target = fake_cuda_enqueue(stream, noop, NULL);
+  return 0;
+}
+CUresult cuEventQuery(void* ev) {
+  fevent* e = ev;
+  if (!e->s) return 0;
+  return __atomic_load_n(&e->s->done, __ATOMIC_ACQUIRE) >= e->target ? 0 : 600;
+}
+CUresult cuEventDestroy(void* e) { free(e); return 0; }
+CUresult cuStreamWaitEvent(void* stream, void* ev, unsigned flags) {
+  (void)flags;
+  waitArgs* w = calloc(1, sizeof(waitArgs));
+  w->e = *(fevent*)ev;
+  if (!w->e.s) { free(w); return 0; }
+  fake_cuda_enqueue(stream, doWait, w);
+  return 0;
+}
+CUresult cuMemAlloc(uint64_t* p, size_t n) {
+  if (failIs("alloc")) return 2;
+  void* m = calloc(1, n ? n : 1);
+  if (!m) return 2;
+  *p = (uint64_t)(uintptr_t)m;
+  return 0;
+}
+CUresult cuMemFree(uint64_t p) { free((void*)(uintptr_t)p); return 0; }
+static CUresult queueCopy(void* dst, const void* src, size_t n, void* stream) {
+  copyArgs* c = malloc(sizeof(copyArgs));
+  c->dst = dst; c->src = src; c->n = n;
+  fake_cuda_enqueue(stream, doCopy, c);
+  return 0;
+}
+CUresult cuMemcpyHtoDAsync(uint64_t d, const void* h, size_t n, void* s) { return queueCopy((void*)(uintptr_t)d, h, n, s); }
+CUresult cuMemcpyDtoHAsync(void* h, uint64_t d, size_t n, void* s) { return queueCopy(h, (void*)(uintptr_t)d, n, s); }
+CUresult cuMemcpyDtoDAsync(uint64_t d, uint64_t src, size_t n, void* s) {
+  return queueCopy((void*)(uintptr_t)d, (void*)(uintptr_t)src, n, s);
+}
+static CUresult queueSet(uint64_t d, uint32_t v, size_t n, int w, void* s) {
+  setArgs* c = malloc(sizeof(setArgs));
+  c->dst = (void*)(uintptr_t)d; c->v = v; c->n = n; c->w = w;
+  fake_cuda_enqueue(s, doSet, c);
+  return 0;
+}
+CUresult cuMemsetD8Async(uint64_t d, unsigned char v, size_t n, void* s) { return queueSet(d, v, n, 1, s); }
+CUresult cuMemsetD16Async(uint64_t d, unsigned short v, size_t n, void* s) { return queueSet(d, v, n, 2, s); }
+CUresult cuMemsetD32Async(uint64_t d, unsigned v, size_t n, void* s) { return queueSet(d, v, n, 4, s); }
+CUresult cuGetErrorName(CUresult r, const char** s) {
+  *s = r == 2 ? "CUDA_ERROR_OUT_OF_MEMORY" : r == 100 ? "CUDA_ERROR_NO_DEVICE" : r == 101 ? "CUDA_ERROR_INVALID_DEVICE" : "CUDA_ERROR_UNKNOWN";
+  return 0;
+}
+CUresult cuGetErrorString(CUresult r, const char** s) {
+  *s = r == 2 ? "out of memory" : r == 100 ? "no CUDA-capable device is detected" : "fake error";
+  return 0;
+}
+/* Hands out our own entry points, as the driver hands out versioned ones. */
+CUresult cuGetProcAddress(const char* name, void** fn, int version, uint64_t flags) {
+  (void)version; (void)flags;
+  Dl_info info;
+  if (!dladdr((void*)cuGetProcAddress, &info)) return 500;
+  void* self = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+  *fn = self ? dlsym(self, name) : NULL;
+  if (self) dlclose(self);
+  return *fn ? 0 : 500;
+}
