@@ -1,7 +1,6 @@
 #include "cuda/CudaDriver.h"
 
 #include <dlfcn.h>
-#include <link.h>
 
 #include <cstdio>
 
@@ -12,9 +11,11 @@ const char* kDriverRemedy =
     "Install the NVIDIA driver (R450 or newer; CUDA 12 NCCL/cuBLAS wheels need R525+) so that libcuda.so.1 is on the "
     "loader path, or set RINGTREE_CUDA_DRIVER_PATH to its full path. Host arrays keep working on the CPU backend.";
 
-std::string dlopenedPath(void* handle, const std::string& fallback) {
-  struct link_map* map = nullptr;
-  if (dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map && map->l_name && map->l_name[0]) return map->l_name;
+// The file a symbol came from (dladdr, not dlinfo: dlinfo needs glibc 2.34
+// and the prebuild's floor is 2.28).
+std::string dlopenedPath(void* symbol, const std::string& fallback) {
+  Dl_info info;
+  if (symbol && dladdr(symbol, &info) && info.dli_fname && info.dli_fname[0]) return info.dli_fname;
   return fallback;
 }
 }  // namespace
@@ -78,7 +79,7 @@ Status CudaDriver::tryLoad(const std::string& candidate) {
 #undef RT_OPTIONAL
   viaProcAddress_ = getProcAddress_ != nullptr;
   driverVersion_ = v;
-  path_ = dlopenedPath(handle, candidate);
+  path_ = dlopenedPath(reinterpret_cast<void*>(version), candidate);
   return Status::ok();
 }
 

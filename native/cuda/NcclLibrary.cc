@@ -1,7 +1,6 @@
 #include "cuda/NcclLibrary.h"
 
 #include <dlfcn.h>
-#include <link.h>
 
 namespace ringtree::cuda {
 
@@ -56,8 +55,9 @@ bool NcclLibrary::tryLoad(const std::string& candidate) {
     dlclose(handle);
     return false;
   }
-  struct link_map* map = nullptr;
-  path_ = dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map && map->l_name && map->l_name[0] ? map->l_name : candidate;
+  // dladdr, not dlinfo: dlinfo needs glibc 2.34 (the prebuild's floor is 2.28).
+  Dl_info info;
+  path_ = dladdr(reinterpret_cast<void*>(getVersion), &info) && info.dli_fname && info.dli_fname[0] ? info.dli_fname : candidate;
   version_ = v;
   return true;
 }
