@@ -16,7 +16,7 @@ import {
 import { crossoverMarkers, renderPlot, seriesFromRows } from '../lib/bench/plot.js';
 import { mergeCrossovers } from '../lib/bench/cli.js';
 import { algorithmsFor, expectedValue, inputValue } from '../lib/bench/rank.js';
-import { parsePeerTable, peerCommand, ratios } from '../lib/bench/mpi.js';
+import { bestPlacement, parsePeerTable, peerCommand, ratios } from '../lib/bench/mpi.js';
 import { autoAlgorithm, crossoverBytes, loadCrossoversFile } from '../lib/algorithmSelection.js';
 import { buildCli, runCli } from './fixtures/launch/cli.js';
 
@@ -295,8 +295,11 @@ describe('Open MPI peer', () => {
     expect(rows).toHaveLength(2);
     expect(rows[0]).toMatchObject({ size: 1048576, count: 262144, time: 116, busbw: 9.04, inPlaceBusbw: 9.53, wrong: 0 });
     expect(rows[1]).toMatchObject({ inPlaceTime: null, wrong: 1 });
-    const r = ratios([{ size: 1048576, busbw: 18.08, algorithm: 'ring' }, { size: 2097152, busbw: 5.245, algorithm: 'tree' }],
-      rows.map((p) => ({ ...p, config: 'default' })));
+    // Open MPI's better placement counts: in place at 1 MiB, out of place (the only one) for the N/A row.
+    expect(bestPlacement(rows[0]!)).toEqual({ placement: 'in-place', busbw: 9.53, time: 110 });
+    expect(bestPlacement(rows[1]!)).toEqual({ placement: 'out-of-place', busbw: 10.49, time: 200 });
+    const peer = rows.map((p) => ({ size: p.size, busbw: p.busbw, time: p.time, label: 'default, out-of-place' }));
+    const r = ratios([{ size: 1048576, busbw: 18.08, time: 58, label: 'ring' }, { size: 2097152, busbw: 5.245, time: 400, label: 'tree' }, { size: 8, busbw: 1, time: 1, label: 'x' }], peer);
     expect(r.rows.map((x) => x.ratio)).toEqual([2, 0.5]);
     expect(r.geomean).toBeCloseTo(1, 12);
     expect(r.min).toBe(0.5);
@@ -361,7 +364,7 @@ describe('ringtree bench (real ranks)', () => {
     const run = await runCli(['bench', 'allreduce', '-b', '1K', '-e', '4K', '-f', '4', '-n', '2', '-w', '1', '--reps', '1', '--algo', 'ring',
       '--vs', 'mpi', '--rounds', '2', '--json', json], { timeoutMs: 90_000 });
     expect(run.code, run.stderr).toBe(0);
-    expect(run.stdout).toContain('# allreduce: ringtree / Open MPI busbw, 2 ranks');
+    expect(run.stdout).toContain('# allreduce: ringtree / Open MPI, 2 ranks');
     expect(run.stdout).toMatch(/# allreduce: geometric mean \d+\.\d\d, minimum \d+\.\d\d/);
     const doc = JSON.parse(readFileSync(json, 'utf8')) as BenchJson;
     expect(validateBenchJson(doc)).toEqual([]);

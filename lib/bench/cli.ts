@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -21,7 +22,7 @@ import {
   type BenchJson, type BenchRow, type CrossoverResult, type RowAlgorithm,
 } from './report.js';
 import { crossoverMarkers, renderPlot, seriesFromRows } from './plot.js';
-import { buildPeer, MPI_GLIBC_TUNABLES, ratios, runPeerBest, type PeerBest } from './mpi.js';
+import { buildPeer, MPI_GLIBC_TUNABLES, ratios, runPeerBest, type PeerBest, type RatioSide } from './mpi.js';
 
 /** Target duration of one timed repetition when `-n` is 0 (auto), ms. */
 const TARGET_REP_MS = 20;
@@ -41,7 +42,14 @@ export function benchEnvironment(): Record<string, unknown> {
   }
   let version = 'unknown';
   try { version = (JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version; } catch { /* keep unknown */ }
+  // The engine changes under benchmarks during development: record which source and which addon build ran.
+  const git = spawnSync('git', ['-C', packageRoot, 'rev-parse', 'HEAD'], { encoding: 'utf8' });
+  const dirty = spawnSync('git', ['-C', packageRoot, 'status', '--porcelain', '--', 'native', 'lib'], { encoding: 'utf8' });
+  const addon = [path.join(packageRoot, 'build', 'Release', 'ringtree.node')].find((f) => existsSync(f));
   return {
+    gitCommit: git.status === 0 ? git.stdout.trim() : null,
+    gitDirty: dirty.status === 0 ? dirty.stdout.trim() !== '' : null,
+    addon: addon ? { path: addon, built: statSync(addon).mtime.toISOString() } : null,
     hostname: os.hostname(), platform: process.platform, arch: process.arch, kernel: os.release(),
     cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', memoryBytes: os.totalmem(),
     loadAverage: os.loadavg(), node: process.version, ringtree: version, variables: vars,
@@ -265,29 +273,32 @@ function reportVsMpi(options: BenchOptions, results: readonly RankResult[], peer
     return [...counts.entries()].sort((a, b) => b[1] - a[1])[0]![0];
   };
   for (const collective of options.collectives) {
-    // ringtree: its best algorithm per size within each round, out of place.
+    // ringtree: its best algorithm and placement per size within each round.
     const oursRounds = results.map((res) => {
-      const best = new Map<number, { size: number; busbw: number; algorithm: string }>();
+      const best = new Map<number, RatioSide>();
       for (const r of res.rows) {
         if (r.collective !== collective) continue;
-        const prev = best.get(r.size);
-        if (!prev || r.outOfPlace.busbw > prev.busbw) best.set(r.size, { size: r.size, busbw: r.outOfPlace.busbw, algorithm: r.algorithm });
+        for (const [m, placement] of [[r.outOfPlace, 'out-of-place'], [r.inPlace, 'in-place']] as const) {
+          if (!m) continue;
+          const prev = best.get(r.size);
+          if (!prev || m.busbw > prev.busbw) best.set(r.size, { size: r.size, busbw: m.busbw, time: m.time, label: `${r.algorithm}, ${placement}` });
+        }
       }
       return [...best.values()];
     });
-    const ours = medianOverRounds(oursRounds, (t) => t.busbw);
-    const peer = medianOverRounds(peerRounds.map((m) => m.get(collective) ?? []), (t) => t.busbw);
-    const cmp = ratios(
-      [...ours.entries()].sort((a, b) => a[0] - b[0]).map(([size, v]) => ({ size, busbw: v.value, algorithm: mostCommon(v.picks.map((p) => p.algorithm)) })),
-      [...peer.entries()].map(([size, v]) => ({ ...v.picks[0]!, busbw: v.value, config: mostCommon(v.picks.map((p) => p.config)) })));
-    lines.push('', `# ${collective}: ringtree / Open MPI busbw, ${n} ranks (out of place; ringtree's best algorithm, Open MPI's best configuration per size` +
-      `${results.length > 1 ? `; medians over ${results.length} alternating rounds` : ''})`,
-      '#       size   ringtree  (algo)    Open MPI  (configuration)           ratio');
+    const peerSides = peerRounds.map((m) => (m.get(collective) ?? []).map((p): RatioSide => ({ size: p.size, busbw: p.bestBusbw, time: p.bestTime, label: `${p.config}, ${p.placement}` })));
+    const collapse = (rounds: RatioSide[][]): RatioSide[] => [...medianOverRounds(rounds, (t) => t.busbw).entries()].sort((a, b) => a[0] - b[0])
+      .map(([size, v]) => ({ size, busbw: v.value, time: median(v.picks.map((p) => p.time)), label: mostCommon(v.picks.map((p) => p.label)) }));
+    const cmp = ratios(collapse(oursRounds), collapse(peerSides));
+    lines.push('', `# ${collective}: ringtree / Open MPI, ${n} ranks: each side's best algorithm (configuration) and placement per size` +
+      `${results.length > 1 ? `, medians over ${results.length} alternating rounds` : ''}`,
+      '#       size   ringtree busbw   time(us)  (algorithm, placement)           Open MPI busbw   time(us)  (configuration, placement)            ratio');
     for (const r of cmp.rows) {
-      lines.push(`${String(r.size).padStart(12)}  ${r.ours.toFixed(2).padStart(9)}  ${`(${r.algorithm})`.padEnd(7)}  ${r.peer.toFixed(2).padStart(9)}  ${`(${r.config})`.padEnd(26)}  ${r.ratio.toFixed(2).padStart(6)}`);
+      lines.push(`${String(r.size).padStart(12)}  ${r.ours.busbw.toFixed(3).padStart(14)}  ${r.ours.time.toFixed(1).padStart(9)}  ${`(${r.ours.label})`.padEnd(32)}  ` +
+        `${r.peer.busbw.toFixed(3).padStart(14)}  ${r.peer.time.toFixed(1).padStart(9)}  ${`(${r.peer.label})`.padEnd(36)}  ${r.ratio.toFixed(2).padStart(6)}`);
     }
     lines.push(`# ${collective}: geometric mean ${cmp.geomean.toFixed(2)}, minimum ${cmp.min.toFixed(2)}`);
-    const peerWrong = [...peer.values()].reduce((s, v) => s + v.picks.reduce((t, p) => t + p.wrong, 0), 0);
+    const peerWrong = peerRounds.reduce((s, m) => s + (m.get(collective) ?? []).reduce((t, p) => t + p.wrong, 0), 0);
     if (peerWrong) lines.push(`# ${collective}: Open MPI rows had ${peerWrong} wrong elements`);
     report[collective] = { bestPerRound: peerRounds.map((m) => m.get(collective) ?? []), ratios: cmp };
   }

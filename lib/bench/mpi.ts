@@ -71,10 +71,21 @@ export function parsePeerTable(text: string): PeerRow[] {
   return rows;
 }
 
-/** The best configuration per size. */
+/** The best configuration and placement per size. */
 export interface PeerBest extends PeerRow {
   /** The configuration that gave it. */
   config: string;
+  /** Which placement was faster; `best*` are its numbers. */
+  placement: 'out-of-place' | 'in-place';
+  bestBusbw: number;
+  bestTime: number;
+}
+
+/** A row's better placement (Open MPI's out-of-place allreduce copies the input first; in place it does not). */
+export function bestPlacement(row: PeerRow): { placement: PeerBest['placement']; busbw: number; time: number } {
+  return row.inPlaceBusbw !== null && row.inPlaceBusbw > row.busbw
+    ? { placement: 'in-place', busbw: row.inPlaceBusbw, time: row.inPlaceTime! }
+    : { placement: 'out-of-place', busbw: row.busbw, time: row.time };
 }
 
 /** Where the peer binary and its source live. */
@@ -111,8 +122,8 @@ export function peerCommand(binary: string, nproc: number, collective: BenchColl
 }
 
 /**
- * Run every configuration of `collective` and keep the best out-of-place
- * busbw per size. `onRun` sees each command line and its raw output.
+ * Run every configuration of `collective` and keep the best busbw per size
+ * (over configurations and both placements). `onRun` sees each command line and its raw output.
  */
 export function runPeerBest(binary: string, nproc: number, collective: BenchCollective,
   sweep: Parameters<typeof peerCommand>[4], onRun: (argv: string[], output: string) => void): PeerBest[] {
@@ -127,20 +138,32 @@ export function runPeerBest(binary: string, nproc: number, collective: BenchColl
     if (run.status !== 0 && !(run.stdout ?? '').includes('# Out of bounds')) continue; // an algorithm Open MPI refuses here
     for (const row of parsePeerTable(run.stdout ?? '')) {
       const prev = best.get(row.size);
-      if (!prev || row.busbw > prev.busbw) best.set(row.size, { ...row, config: config.name });
+      const b = bestPlacement(row);
+      if (!prev || b.busbw > prev.bestBusbw) best.set(row.size, { ...row, config: config.name, placement: b.placement, bestBusbw: b.busbw, bestTime: b.time });
     }
   }
   return [...best.values()].sort((a, b) => a.size - b.size);
 }
 
-/** ringtree / peer busbw per size, with the geometric mean and the minimum. */
-export function ratios(ours: readonly { size: number; busbw: number; algorithm: string }[], peer: readonly PeerBest[]):
-  { rows: { size: number; ours: number; algorithm: string; peer: number; config: string; ratio: number }[]; geomean: number; min: number } {
+/** One side of a comparison at one size. */
+export interface RatioSide {
+  size: number;
+  /** GB/s. */
+  busbw: number;
+  /** us per op. */
+  time: number;
+  /** What produced it, e.g. `ring, in-place` or `segmented ring, out-of-place`. */
+  label: string;
+}
+
+/** ringtree / peer busbw per size (sizes both have), with the geometric mean and the minimum. */
+export function ratios(ours: readonly RatioSide[], peer: readonly RatioSide[]):
+  { rows: { size: number; ours: RatioSide; peer: RatioSide; ratio: number }[]; geomean: number; min: number } {
   const rows = [];
   for (const o of ours) {
     const p = peer.find((q) => q.size === o.size);
     if (!p || p.busbw <= 0) continue;
-    rows.push({ size: o.size, ours: o.busbw, algorithm: o.algorithm, peer: p.busbw, config: p.config, ratio: o.busbw / p.busbw });
+    rows.push({ size: o.size, ours: o, peer: p, ratio: o.busbw / p.busbw });
   }
   const geomean = rows.length ? Math.exp(rows.reduce((s, r) => s + Math.log(r.ratio), 0) / rows.length) : NaN;
   const min = rows.length ? Math.min(...rows.map((r) => r.ratio)) : NaN;
