@@ -75,15 +75,28 @@ describe('init() rendezvous from each launcher\'s variables', () => {
   });
 
   it('under torchrun\'s elastic agent the store moves to MASTER_PORT + 1 (the agent owns MASTER_PORT)', async () => {
-    let port = await freePort();
+    // Hold MASTER_PORT like the agent would, and make sure MASTER_PORT + 1 is
+    // free right now (other jobs on this machine pick ports too).
+    const listen = (p: number) => new Promise<Server | undefined>((res) => {
+      const srv = createServer();
+      srv.once('error', () => res(undefined));
+      srv.listen(p, '127.0.0.1', () => res(srv));
+    });
+    let port = 0;
     let agent: Server | undefined;
-    // Find a port whose successor is free too, and hold the first like the agent would.
-    for (let i = 0; i < 20 && !agent; i++) {
-      const a = createServer();
-      const okFirst = await new Promise<boolean>((res) => { a.once('error', () => res(false)); a.listen(port, '127.0.0.1', () => res(true)); });
-      if (okFirst) agent = a;
-      else port = await freePort();
+    for (let i = 0; i < 50 && !agent; i++) {
+      port = await freePort();
+      if (port >= 65535) continue;
+      const held = await listen(port);
+      const probe = held ? await listen(port + 1) : undefined;
+      if (held && probe) {
+        await new Promise<void>((res) => probe.close(() => res()));
+        agent = held;
+      } else {
+        held?.close();
+      }
     }
+    expect(agent).toBeDefined();
     try {
       const res = await group(2, (r) => ({ RANK: String(r), WORLD_SIZE: '2', MASTER_PORT: String(port), TORCHELASTIC_RUN_ID: 'job' }));
       expectSum(res, 2);
