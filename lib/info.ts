@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { addonCandidates, loadBinding, packageRoot, type NativeBuildInfo } from './binding.js';
 import { blasInfo, type BlasInfo } from './gemm.js';
+import { probeGpu } from './device.js';
 import {
   coreInfo,
   formatBytes,
@@ -57,7 +58,31 @@ export interface RendezvousInfo {
   error: string | null;
 }
 
-/** A later section (BLAS, GPU, driver, NCCL, cuBLAS): null until that part of ringtree reports it. */
+/** GPUs. */
+export interface GpuSection {
+  devices: Array<{ index: number; name: string; computeCapability: string; totalMemory: number; pciBusId: string }>;
+}
+
+/** The CUDA driver. */
+export interface DriverSection {
+  loaded: boolean;
+  path: string | null;
+  /** Driver API version as "major.minor" (the newest CUDA it supports), or null. */
+  cudaVersion: string | null;
+  /** Why it is unusable, with the fix; null when usable. */
+  error: string | null;
+}
+
+/** The NCCL library. */
+export interface NcclSection {
+  loaded: boolean;
+  path: string | null;
+  version: string | null;
+  /** Why it is unusable, with the fix; null when usable. */
+  error: string | null;
+}
+
+/** A later section (cuBLAS): null until that part of ringtree reports it. */
 export type FutureSection = Record<string, unknown> | null;
 
 /** What {@link info} returns. Every key is always present. */
@@ -88,12 +113,12 @@ export interface RingtreeInfo {
   rendezvous: RendezvousInfo;
   /** The CPU BLAS GEMM uses (loaded by this call if it was not yet), or null when the addon did not load. */
   blas: BlasInfo | null;
-  /** GPUs (reserved: null for now). */
-  gpu: FutureSection;
-  /** CUDA driver (reserved: null for now). */
-  driver: FutureSection;
-  /** NCCL library found at run time (reserved: null for now). */
-  nccl: FutureSection;
+  /** GPUs the CUDA driver reports, or null when the driver (or the addon) is unavailable. */
+  gpu: GpuSection | null;
+  /** The CUDA driver found at run time (`libcuda.so.1`), or null without the addon. */
+  driver: DriverSection | null;
+  /** NCCL found at run time, or null without the addon or without a driver. */
+  nccl: NcclSection | null;
   /** cuBLAS/cuBLASLt found at run time (reserved: null for now). */
   cublas: FutureSection;
   /** Problems worth fixing, each with its fix. Empty on a healthy host. */
@@ -161,6 +186,11 @@ function collectWarnings(result: Omit<RingtreeInfo, 'warnings'>): string[] {
     warnings.push(`ringtree supports Linux only (this is ${result.platform}): run it on Linux or in a Linux container.`);
   }
   warnings.push(...shmWarnings(result.shm));
+  const localRanks = Number(process.env.LOCAL_WORLD_SIZE ?? 0);
+  const gpus = result.gpu?.devices.length ?? 0;
+  if (gpus > 0 && localRanks > gpus) {
+    warnings.push(`${localRanks} local ranks share ${gpus} GPU${gpus === 1 ? '' : 's'}: NCCL refuses two ranks on one GPU (before NCCL 2.30's NCCL_MULTI_RANK_GPU_ENABLE=1). Launch at most ${gpus} rank${gpus === 1 ? '' : 's'} per host for device arrays (ringtree launch --nproc ${gpus}).`);
+  }
   if (result.cpu.usable === 1) {
     warnings.push('Only 1 usable core: ranks will time-share it and never spin-wait; collectives work but slowly. Give the process more CPUs (taskset, docker --cpus) for speed.');
   }
@@ -207,9 +237,7 @@ export async function info(env: NodeJS.ProcessEnv = process.env): Promise<Ringtr
     network: networkAddresses(),
     rendezvous: await rendezvousSection(env),
     blas: addon.loaded ? blasInfo() : null,
-    gpu: null,
-    driver: null,
-    nccl: null,
+    ...gpuSections(addon.loaded),
     cublas: null,
   };
   return { ...partial, warnings: collectWarnings(partial) };
@@ -218,6 +246,31 @@ export async function info(env: NodeJS.ProcessEnv = process.env): Promise<Ringtr
 const OK = '✓';
 const BAD = '✗';
 const NOTE = '·';
+
+function gpuSections(addonLoaded: boolean): { gpu: GpuSection | null; driver: DriverSection | null; nccl: NcclSection | null } {
+  if (!addonLoaded) return { gpu: null, driver: null, nccl: null };
+  try {
+    const probe = probeGpu();
+    const info = probe.info;
+    const v = info?.driver.version ?? 0;
+    const driver: DriverSection = {
+      loaded: info?.driver.loaded ?? false,
+      path: info?.driver.path ?? null,
+      cudaVersion: v > 0 ? `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}` : null,
+      error: probe.driverError,
+    };
+    if (!driver.loaded || probe.driverError) return { gpu: null, driver, nccl: null };
+    const nccl: NcclSection = {
+      loaded: info?.nccl.loaded ?? false,
+      path: info?.nccl.path ?? null,
+      version: info?.nccl.version ?? null,
+      error: probe.ncclError,
+    };
+    return { gpu: { devices: info?.devices ?? [] }, driver, nccl };
+  } catch (e) {
+    return { gpu: null, driver: { loaded: false, path: null, cudaVersion: null, error: (e as Error).message }, nccl: null };
+  }
+}
 
 /**
  * Render {@link RingtreeInfo} as the human report `ringtree doctor` prints:
@@ -276,7 +329,16 @@ export function formatInfoReport(i: RingtreeInfo): string {
         : `${OK} ${b.vendor} ${b.library}, ${b.threads} thread${b.threads === 1 ? '' : 's'}${b.config ? `: ${b.config}` : ''}`,
   ]);
 
-  section('GPU, driver, NCCL, cuBLAS', [`${NOTE} not checked by this version`]);
+  const firstLine = (t: string | null) => (t ?? '').split('\n')[0]!.replace(/\. Tried:$/, '').replace(/ Tried:$/, '');
+  section('GPU, driver, NCCL, cuBLAS', [
+    i.driver === null ? `${NOTE} not checked (no addon)`
+      : i.driver.loaded && !i.driver.error
+        ? `${OK} CUDA driver ${i.driver.path ?? ''} (supports CUDA ${i.driver.cudaVersion ?? '?'})`
+        : `${NOTE} no usable CUDA driver: GPU collectives are unavailable, the CPU engine works (${firstLine(i.driver.error)})`,
+    ...(i.gpu ? i.gpu.devices.map((d) => `${OK} GPU ${d.index}: ${d.name}, sm_${d.computeCapability.replace('.', '')}, ${formatBytes(d.totalMemory)}`) : []),
+    ...(i.nccl ? [i.nccl.loaded && !i.nccl.error ? `${OK} NCCL ${i.nccl.version ?? ''} ${i.nccl.path ?? ''}` : `${BAD} NCCL not usable: ${firstLine(i.nccl.error)}`] : []),
+    `${NOTE} cuBLAS: not used by this version (GPU GEMM is not built yet)`,
+  ]);
 
   if (i.warnings.length === 0) {
     lines.push(`${OK} No problems found.`);

@@ -123,4 +123,19 @@ describe('GPU backend through the test doubles', () => {
     expect(rows[1]!.error.name).toBe('AbortedError');
     expect(rows[1]!.error.message).toMatch(/rank 1 is in host/);
   });
+
+  it('doctor --json reports the driver, the GPUs and NCCL, and warns when local ranks outnumber GPUs', () => {
+    if (!haveCc) return;
+    const out = execFileSync(process.execPath, [path.join(root, 'dist', 'cli.js'), 'doctor', '--json'], {
+      cwd: root, encoding: 'utf8', timeout: 60_000,
+      env: { ...process.env, RINGTREE_CUDA_DRIVER_PATH: fakeCuda, RINGTREE_NCCL_PATH: fakeNccl, LOCAL_WORLD_SIZE: '64' },
+    });
+    const report = JSON.parse(out) as { gpu: { devices: unknown[] }; driver: Record<string, unknown>; nccl: Record<string, unknown>; warnings: string[] };
+    expect(report.driver).toMatchObject({ loaded: true, path: fakeCuda, error: null });
+    expect(report.driver.cudaVersion).toMatch(/^\d+\.\d+$/);
+    expect(report.gpu.devices.length).toBeGreaterThan(0);
+    expect(report.nccl).toMatchObject({ loaded: true, error: null });
+    expect(report.nccl.version).toMatch(/^2\.\d+/);
+    expect(report.warnings.join('\n')).toMatch(/64 local ranks share \d+ GPU/);
+  });
 });

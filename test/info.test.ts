@@ -30,7 +30,14 @@ describe('ringtree doctor --json', () => {
     expect(report.platform).toBe(process.platform);
     expect(report.arch).toBe(process.arch);
     expect(isStringOrNull(report.glibc)).toBe(true);
-    for (const later of ['gpu', 'driver', 'nccl', 'cublas']) expect(report[later]).toBeNull(); // blas: see test/gemm.test.ts
+    expect(report.cublas).toBeNull(); // blas: see test/gemm.test.ts; GPU sections with the fake driver: test/cuda.test.ts
+    // This machine has no CUDA driver: the driver section says so, with the fix; no GPUs, no NCCL probed.
+    const driver = report.driver as Record<string, unknown>;
+    expect(driver).toMatchObject({ loaded: false, path: null, cudaVersion: null });
+    expect(driver.error).toMatch(/libcuda\.so\.1/);
+    expect(driver.error).toMatch(/RINGTREE_CUDA_DRIVER_PATH/);
+    expect(report.gpu).toBeNull();
+    expect(report.nccl).toBeNull();
 
     const addon = report.addon as Record<string, unknown>;
     expect(addon).toEqual({ loaded: true, path: expect.stringMatching(/\.node$/), error: null });
