@@ -590,7 +590,7 @@ export class Communicator {
    */
   async ensureNccl(): Promise<void> {
     this.checkNcclPeers('init');
-    await this.ncclBackend().ensure();
+    await this.ncclBackend().ensureWatched();
   }
 
   // ---- GPU dispatch (device arrays -> NCCL) ----

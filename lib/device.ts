@@ -194,6 +194,9 @@ export class DeviceArray {
   readonly buffer: NativeDeviceBuffer;
   private readonly root: DeviceArray | null;
   private disposedSelf = false;
+  // Operations submitted and not yet settled on this allocation (kept on the root):
+  // dispose() defers the release of the memory handle until they settled.
+  private holds = 0;
   /** @internal The last operation that uses this allocation (ordering). */
   tail: Promise<void> = Promise.resolve();
 
@@ -310,7 +313,6 @@ export class DeviceArray {
     }
     const before = src.tail;
     return this.enqueue('copyFromDevice', (b, done) => {
-      src.checkLive('copyFromDevice');
       b.deviceCopy('dtod', this.buffer, this.byteOffset, src.buffer, src.byteOffset, this.byteLength, DEVICE_OP_TIMEOUT_MS, done);
     }, [before], [src]);
   }
@@ -350,7 +352,25 @@ export class DeviceArray {
   dispose(): void {
     if (this.disposedSelf) return;
     this.disposedSelf = true;
-    if (!this.root) this.buffer.release();
+    if (!this.root && this.holds === 0) this.buffer.release();
+  }
+
+  /**
+   * @internal Called synchronously when an operation on this array is
+   * submitted (after which dispose() no longer cancels it): keeps the memory
+   * handle until the returned function runs (once, when the op settled).
+   * @throws {InvalidArgumentError} the array was already disposed.
+   */
+  hold(op: string): () => void {
+    this.checkLive(op);
+    const owner = this.root ?? this;
+    owner.holds++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      if (--owner.holds === 0 && owner.disposedSelf && !owner.buffer.released) owner.buffer.release();
+    };
   }
 
   /** `using x = DeviceArray.alloc(...)` support. */
@@ -374,16 +394,21 @@ export class DeviceArray {
   /** @internal Order `start` after this array's earlier operations (and `after`). */
   enqueue(op: string, start: (b: GpuBinding, done: (f: NativeFailureRecord | null) => void) => void,
     after: Promise<void>[] = [], also: DeviceArray[] = []): Promise<void> {
+    let releases: Array<() => void>;
+    try {
+      releases = [this, ...also].map((a) => a.hold(op));
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const prior = Promise.allSettled([this.tail, ...after]);
     const p = prior.then(() => new Promise<void>((resolve, reject) => {
       try {
-        this.checkLive(op);
         start(requireDriver(op), settleInto(resolve, reject, op));
       } catch (e) {
         reject(e);
       }
     }));
-    const settled = p.catch(() => undefined);
+    const settled = p.catch(() => undefined).finally(() => { for (const r of releases) r(); });
     this.tail = settled;
     for (const a of also) a.tail = settled;
     return p;

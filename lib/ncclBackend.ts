@@ -105,6 +105,22 @@ export class NcclBackend {
     return comm;
   }
 
+  /**
+   * {@link ensure} for `init({ backend: 'nccl' })`: ringtree's liveness
+   * watches the peers meanwhile, so a peer that died or aborted (e.g. its own
+   * NCCL init failed) rejects this instead of leaving it until the deadline.
+   */
+  async ensureWatched(): Promise<void> {
+    this.pending++;
+    this.startWatch();
+    try {
+      await this.ensure();
+    } finally {
+      this.pending--;
+      if (this.pending === 0) this.stopWatch();
+    }
+  }
+
   /** Operations submitted and not yet settled. */
   get pendingCount(): number {
     return this.pending;
@@ -118,13 +134,14 @@ export class NcclBackend {
     const seq = ++this.seq;
     const before = this.tail;
     const priors = arrays.map((a) => a.tail);
+    // From here on dispose() of an array no longer cancels the op: the memory stays until it settled.
+    const releases = arrays.map((a) => a.hold(op.name));
     this.pending++;
     this.startWatch();
     const p = (async () => {
       await before;
       await Promise.allSettled(priors);
       const comm = await this.ensure();
-      for (const a of arrays) a.checkLive(op.name);
       const calls: NativeNcclCall[] = op.calls.map((c) => ({
         kind: c.kind, root: c.root, count: c.count, dtype: NCCL_DTYPES[c.dtype], op: NCCL_OPS[c.op ?? 'sum'],
         send: c.send?.buffer ?? null, sendOffset: c.send?.byteOffset ?? 0, sendBytes: c.sendBytes,
@@ -138,6 +155,7 @@ export class NcclBackend {
       });
     })();
     const settled = p.then(() => undefined, () => undefined).finally(() => {
+      for (const r of releases) r();
       this.pending--;
       if (this.pending === 0) this.stopWatch();
     });

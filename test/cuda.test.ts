@@ -26,11 +26,12 @@ beforeAll(() => {
   }
 }, 120_000);
 
-function launch(n: number, env: Record<string, string>): Array<Record<string, any>> {
+/** Runs `n` ranks of cuda-rank.mjs under `ringtree launch`; `expectRows` of them print a result (a killed rank prints none). */
+function launch(n: number, env: Record<string, string>, expectRows = n): Array<Record<string, any>> {
   const run = spawnSync(process.execPath, [path.join(root, 'dist', 'cli.js'), 'launch', '--nproc', String(n), path.join(root, 'test', 'workers', 'cuda-rank.mjs')],
     { encoding: 'utf8', timeout: 90_000, env: { ...process.env, RINGTREE_CUDA_DRIVER_PATH: fakeCuda, RINGTREE_NCCL_PATH: fakeNccl, ...env } });
   const rows = run.stdout.split('\n').filter((l) => l.includes('{"rank"')).map((l) => JSON.parse(l.replace(/^\[rank \d+\] /, '')));
-  expect(rows, run.stdout + run.stderr).toHaveLength(n);
+  expect(rows, run.stdout + run.stderr).toHaveLength(expectRows);
   return rows.sort((a, b) => a.rank - b.rank);
 }
 
@@ -122,6 +123,80 @@ describe('GPU backend through the test doubles', () => {
     expect(rows[0]!.error.peer).toBe(1);
     expect(rows[1]!.error.name).toBe('AbortedError');
     expect(rows[1]!.error.message).toMatch(/rank 1 is in host/);
+  });
+
+  it('a rank SIGKILLed during a device collective: the survivor rejects with PeerLostError naming it, promptly, and stays poisoned', () => {
+    if (!haveCc) return;
+    const rows = launch(2, { CUDA_CASE: 'peerLoss', FAKE_NCCL_HANG: '1:2' }, 1);
+    const r = rows[0]!;
+    expect(r.rank).toBe(0);
+    expect(r.error, JSON.stringify(r)).toMatchObject({ name: 'PeerLostError', peer: 1 });
+    expect(r.ms).toBeLessThan(10_000);  // liveness, not the 20 s deadline
+    expect(r.after.name).toBe('PeerLostError');
+  });
+
+  it('abort() on one rank during a pending device collective rejects it with AbortedError on every rank', () => {
+    if (!haveCc) return;
+    const rows = launch(2, { CUDA_CASE: 'abort', FAKE_NCCL_HANG: '1:2' });
+    for (const r of rows) {
+      expect(r.error, JSON.stringify(r)).toMatchObject({ name: 'AbortedError' });
+      expect(r.error.message).toMatch(/rank 1 aborted the communicator: test abort/);
+      expect(r.ms).toBeLessThan(10_000);
+      expect(r.hostAfter.name).toBe('AbortedError');  // the CPU side is aborted too
+    }
+  });
+
+  it('split() with device arrays: each group runs its own NCCL allReduce (groups of 2 and 1), the parent keeps working', () => {
+    if (!haveCc) return;
+    const rows = launch(3, { CUDA_CASE: 'split' });
+    for (const r of rows) expect(r.fatal, JSON.stringify(r)).toBeUndefined();
+    expect(rows.map((r) => r.subSize)).toEqual([2, 1, 2]);
+    expect(rows.map((r) => r.split)).toEqual([[4, 2], [2, 1], [4, 2]]);
+    expect(rows.map((r) => r.splitMax)).toEqual([[4, 2], [2, 1], [4, 2]]);
+    for (const r of rows) expect(r.world).toEqual([6]);
+  });
+
+  it('dispose() while an op on the array is pending: the op completes, later calls reject, the memory is freed after', () => {
+    if (!haveCc) return;
+    const rows = launch(2, { CUDA_CASE: 'disposePending' });
+    for (const r of rows) {
+      expect(r.fatal, JSON.stringify(r)).toBeUndefined();
+      expect(r.liveBefore).toBe(2);
+      expect(r.disposed).toBe(true);
+      expect(r.afterDispose.name).toBe('InvalidArgumentError');
+      expect(r.copyAfterDispose.name).toBe('InvalidArgumentError');
+      expect(r.result).toBe(3);
+      expect(r.liveAfter).toBe(0);  // cuMemFree ran for both arrays
+    }
+  });
+
+  it('FAKE_NCCL_FAIL=1:init (first device op): rank 1 gets a typed error, rank 0 PeerLostError once rank 1 left, nobody crashes', () => {
+    if (!haveCc) return;
+    const rows = launch(2, { CUDA_CASE: 'failInit', FAKE_NCCL_FAIL: '1:init' });
+    expect(rows[1]!.error.name, JSON.stringify(rows)).toBe('InternalError');
+    expect(rows[1]!.error.message).toMatch(/cannot make the NCCL communicator.*injected init failure/);
+    expect(rows[1]!.after.name).toBe('InternalError');
+    expect(rows[0]!.error).toMatchObject({ name: 'PeerLostError', peer: 1 });
+    expect(rows[0]!.ms).toBeLessThan(10_000);
+  });
+
+  it('FAKE_NCCL_FAIL=1:init with init({ backend: \'nccl\' }): init rejects on both ranks with typed errors, without waiting for the deadline', () => {
+    if (!haveCc) return;
+    const rows = launch(2, { CUDA_CASE: 'collectives', CASE_BACKEND: 'nccl', FAKE_NCCL_FAIL: '1:init' });
+    expect(rows[1]!.initError.name, JSON.stringify(rows)).toBe('InternalError');
+    expect(rows[0]!.initError).toMatchObject({ name: 'PeerLostError', peer: 1 });
+    expect(rows[0]!.ms).toBeLessThan(15_000);
+  });
+
+  it('FAKE_NCCL_FAIL=1:async:2: the asynchronous NCCL error rejects rank 1\'s op (PeerLostError from ncclRemoteError), rank 0 follows', () => {
+    if (!haveCc) return;
+    const rows = launch(2, { CUDA_CASE: 'failAsync', FAKE_NCCL_FAIL: '1:async:2' });
+    for (const r of rows) expect(r.first, JSON.stringify(r)).toEqual([3]);
+    expect(rows[1]!.error.name).toBe('PeerLostError');
+    expect(rows[1]!.error.message).toMatch(/asynchronous error.*injected remote error/);
+    expect(rows[1]!.after.name).toBe('PeerLostError');
+    expect(rows[0]!.error).toMatchObject({ name: 'PeerLostError', peer: 1 });
+    expect(rows[0]!.ms).toBeLessThan(10_000);
   });
 
   it('doctor --json reports the driver, the GPUs and NCCL, and warns when local ranks outnumber GPUs', () => {

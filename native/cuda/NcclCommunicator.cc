@@ -51,12 +51,38 @@ NcclCommunicator::NcclCommunicator(const NcclCommOptions& options) : options_(op
   worker_ = std::make_unique<StreamWorker>(options.device, "NCCL communicator", std::move(hooks));
 }
 
-NcclCommunicator::~NcclCommunicator() { worker_->shutdown(); }
+NcclCommunicator::~NcclCommunicator() { destroy(); }
 
-Status NcclCommunicator::settle(ncclResult_t r, const char* what, Clock::time_point deadline) {
+void NcclCommunicator::abort(const Status& reason) {
+  {
+    std::lock_guard<std::mutex> lk(abortMutex_);
+    if (abortReason_.isOk()) abortReason_ = reason;
+  }
+  abortRequested_.store(true);
+  worker_->fail(reason);
+}
+
+void NcclCommunicator::destroy() {
+  {
+    std::lock_guard<std::mutex> lk(abortMutex_);
+    if (abortReason_.isOk()) abortReason_ = Status(StatusCode::Aborted, "the NCCL communicator was destroyed while it was being made");
+  }
+  abortRequested_.store(true);
+  worker_->shutdown();
+}
+
+Status NcclCommunicator::abortReason() {
+  std::lock_guard<std::mutex> lk(abortMutex_);
+  return abortReason_;
+}
+
+Status NcclCommunicator::settle(ncclResult_t r, const char* what, Clock::time_point deadline, bool interruptible) {
   NcclLibrary& nccl = NcclLibrary::instance();
   int spins = 0;
   while (r == ncclInProgress) {
+    // ncclCommAbort may be called on a communicator still in ncclInProgress:
+    // the caller (start) aborts it when this returns an error.
+    if (interruptible && abortRequested_.load()) return abortReason();
     if (Clock::now() > deadline) {
       return Status(StatusCode::Timeout, std::string(what) + " was still in progress at its deadline");
     }
@@ -83,7 +109,7 @@ Status NcclCommunicator::start(CUstream) {
   if (!options_.algorithm.empty()) setenv("NCCL_ALGO", options_.algorithm.c_str(), 1);
   ncclResult_t r = nccl.commInitRankConfig(&comm_, options_.size, options_.id, options_.rank, &config);
   Status s = comm_ || r == ncclSuccess || r == ncclInProgress
-                 ? settle(r, "ncclCommInitRankConfig", deadline)
+                 ? settle(r, "ncclCommInitRankConfig", deadline, true)
                  : nccl.check(r, "ncclCommInitRankConfig", nullptr);
   if (!options_.algorithm.empty()) {
     if (old) setenv("NCCL_ALGO", saved.c_str(), 1);
@@ -97,6 +123,7 @@ Status NcclCommunicator::start(CUstream) {
                                              std::to_string(options_.initTimeoutMs) + " ms",
                     "Every rank must make its first device-array call (or init({ backend: 'nccl' })) together.");
     }
+    if (abortRequested_.load()) return abortReason();
     return Status(s.code() == StatusCode::InvalidArgument ? StatusCode::BackendUnavailable : s.code(),
                   "cannot make the NCCL communicator: " + s.message(), s.remedy());
   }

@@ -4,7 +4,9 @@
 // an NCCL error or abort() calls ncclCommAbort, so no wait is unbounded.
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -42,17 +44,24 @@ class NcclCommunicator {
   // One collective, or several send/recv calls in one NCCL group.
   void submit(std::vector<NcclCall> calls, std::string name, int64_t timeoutMs,
               std::function<void(const Status&)> settle, std::function<void()> release);
-  void abort(const Status& reason) { worker_->fail(reason); }
-  void destroy() { worker_->shutdown(); }
+  // Also interrupts a communicator still being made (ncclCommInitRankConfig in progress).
+  void abort(const Status& reason);
+  void destroy();
   Status failure() { return worker_->failure(); }
 
  private:
   Status start(CUstream stream);
   // Poll ncclCommGetAsyncError until the communicator leaves ncclInProgress.
-  Status settle(ncclResult_t r, const char* what, std::chrono::steady_clock::time_point deadline);
+  // `interruptible`: an abort()/destroy() requested meanwhile ends the wait with its reason.
+  Status settle(ncclResult_t r, const char* what, std::chrono::steady_clock::time_point deadline,
+                bool interruptible = false);
+  Status abortReason();
 
   NcclCommOptions options_;
   ncclComm_t comm_ = nullptr;
+  std::atomic<bool> abortRequested_{false};
+  std::mutex abortMutex_;
+  Status abortReason_;
   std::unique_ptr<StreamWorker> worker_;
 };
 

@@ -4,6 +4,7 @@
  * fake_nccl.c queues its collectives on these streams (fake_cuda_enqueue).
  * FAKE_CUDA_FAIL=init makes cuInit report no device; =alloc makes cuMemAlloc
  * run out of memory. FAKE_CUDA_DEVICES sets the device count (default 1).
+ * FAKE_CUDA_STATS names a file that always holds the live allocation count.
  * Built by test/cuda.test.ts with `cc -shared -fPIC`. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -151,14 +152,36 @@ CUresult cuStreamWaitEvent(void* stream, void* ev, unsigned flags) {
   fake_cuda_enqueue(stream, doWait, w);
   return 0;
 }
+/* Live allocations, written as "<live count>\n" to $FAKE_CUDA_STATS after each
+ * cuMemAlloc/cuMemFree, so tests can see when memory was really freed. */
+static long liveAllocs;
+static void writeStats(void) {
+  const char* path = getenv("FAKE_CUDA_STATS");
+  if (!path) return;
+  char tmp[4096], line[32];
+  snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, getpid());
+  FILE* f = fopen(tmp, "w");
+  if (!f) return;
+  snprintf(line, sizeof line, "%ld\n", __atomic_load_n(&liveAllocs, __ATOMIC_ACQUIRE));
+  fputs(line, f);
+  fclose(f);
+  rename(tmp, path);
+}
 CUresult cuMemAlloc(uint64_t* p, size_t n) {
   if (failIs("alloc")) return 2;
   void* m = calloc(1, n ? n : 1);
   if (!m) return 2;
   *p = (uint64_t)(uintptr_t)m;
+  __atomic_add_fetch(&liveAllocs, 1, __ATOMIC_ACQ_REL);
+  writeStats();
   return 0;
 }
-CUresult cuMemFree(uint64_t p) { free((void*)(uintptr_t)p); return 0; }
+CUresult cuMemFree(uint64_t p) {
+  free((void*)(uintptr_t)p);
+  __atomic_sub_fetch(&liveAllocs, 1, __ATOMIC_ACQ_REL);
+  writeStats();
+  return 0;
+}
 static CUresult queueCopy(void* dst, const void* src, size_t n, void* stream) {
   copyArgs* c = malloc(sizeof(copyArgs));
   c->dst = dst; c->src = src; c->n = n;

@@ -263,6 +263,10 @@ int ncclCommGetAsyncError(comm* c, int* state) {
   return 0;
 }
 
+/* Group nesting depth and the communicator whose calls it collects (one
+ * communicator per group here; per thread, as in NCCL). */
+static __thread int groupDepth;
+static __thread comm* groupComm;
 static int submit(comm* c, call k) {
   if (c->aborted) return 5;
   k.c = c;
@@ -272,7 +276,8 @@ static int submit(comm* c, call k) {
     k.asyncFail = injected("FAKE_NCCL_FAIL", c->rank, "async", k.n);
     if (k.asyncFail) { c->state = 6; snprintf(c->last, sizeof c->last, "injected remote error"); }
   }
-  if (c->inGroup) {
+  if (groupDepth > 0) {
+    groupComm = c; c->inGroup = 1;
     c->group = realloc(c->group, sizeof(call) * (size_t)(c->ngroup + 1));
     c->group[c->ngroup++] = k;
     return 0;
@@ -285,9 +290,10 @@ static int submit(comm* c, call k) {
   return c->state == 7 ? 7 : 0;
 }
 
-int ncclGroupStart(void) { return 0; }
-static comm* groupComm;
+int ncclGroupStart(void) { groupDepth++; return 0; }
 int ncclGroupEnd(void) {
+  if (groupDepth == 0) return 5;  /* ncclInvalidUsage */
+  if (--groupDepth > 0) return 0;
   comm* c = groupComm;
   groupComm = NULL;
   if (!c || c->ngroup == 0) return 0;
@@ -298,12 +304,10 @@ int ncclGroupEnd(void) {
   if (!c->blocking && c->state == 0) { c->state = 7; c->polls = 1; return 7; }
   return 0;
 }
-static int p2p(comm* c, call k) {
-  /* ncclSend/ncclRecv outside ncclGroupStart/End run alone. */
-  if (!groupComm && !c->inGroup) return submit(c, k);
-  groupComm = c; c->inGroup = 1;
-  return submit(c, k);
-}
+/* ncclSend/ncclRecv outside ncclGroupStart/End run alone. Inside a group, a
+ * batch runs its sends, then its receives; one message per (sender, receiver)
+ * pair is in flight at a time. */
+static int p2p(comm* c, call k) { return submit(c, k); }
 
 int ncclAllReduce(const void* s, void* r, size_t n, int t, int op, comm* c, void* st) {
   call k = {0}; k.kind = ALLREDUCE; k.send = s; k.recv = r; k.count = n; k.dtype = t; k.op = op; k.stream = st;

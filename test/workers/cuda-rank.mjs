@@ -1,10 +1,27 @@
 // One rank of test/cuda.test.ts, run under `ringtree launch` against the CUDA/NCCL test doubles.
 // CUDA_CASE picks the scenario; prints one JSON line.
+// CASE_BACKEND=nccl makes the NCCL communicator in init() (an init failure prints { rank, initError }).
+import { readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { init, DeviceArray } from '../../dist/index.js';
 
-const comm = await init({ timeoutMs: Number(process.env.CASE_TIMEOUT_MS ?? 20000) });
-const out = { rank: comm.rank };
 const err = (e) => ({ name: e?.name, message: String(e?.message).split('\n')[0], peer: e?.peer });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// fake_cuda writes its live allocation count here (read back in 'disposePending').
+const statsFile = path.join(os.tmpdir(), `ringtree-fake-cuda-${process.pid}.stats`);
+if (process.env.CUDA_CASE === 'disposePending') process.env.FAKE_CUDA_STATS = statsFile;
+const liveAllocations = () => { try { return Number(readFileSync(statsFile, 'utf8')); } catch { return -1; } };
+
+let comm;
+const t0 = Date.now();
+try {
+  comm = await init({ timeoutMs: Number(process.env.CASE_TIMEOUT_MS ?? 20000), backend: process.env.CASE_BACKEND || undefined });
+} catch (e) {
+  console.log(JSON.stringify({ rank: Number(process.env.RANK), initError: err(e), ms: Date.now() - t0 }));
+  process.exit(0);
+}
+const out = { rank: comm.rank };
 try {
   switch (process.env.CUDA_CASE) {
     case 'collectives': {
@@ -47,9 +64,79 @@ try {
       } catch (e) { out.error = err(e); }
       break;
     }
+    case 'peerLoss': {
+      // Rank 1 SIGKILLs itself while its 2nd collective is pending (FAKE_NCCL_HANG=1:2 keeps it there).
+      const x = await DeviceArray.fromHost(new Float32Array([1]));
+      await comm.allReduce(x);
+      if (comm.rank === 1) {
+        comm.allReduce(x).catch(() => undefined);
+        await sleep(300);
+        process.kill(process.pid, 'SIGKILL');
+      }
+      const t = Date.now();
+      try { await comm.allReduce(x); } catch (e) { out.error = err(e); out.ms = Date.now() - t; }
+      try { await comm.allReduce(x); } catch (e) { out.after = err(e); }
+      break;
+    }
+    case 'abort': {
+      // Both ranks wait in collective 2 (rank 1's never completes: FAKE_NCCL_HANG=1:2); rank 1 aborts.
+      const x = await DeviceArray.fromHost(new Float32Array([1]));
+      await comm.allReduce(x);
+      const t = Date.now();
+      const p = comm.allReduce(x);
+      if (comm.rank === 1) { await sleep(300); comm.abort('test abort'); }
+      try { await p; out.resolved = true; } catch (e) { out.error = err(e); out.ms = Date.now() - t; }
+      try { await comm.allReduce(new Float32Array([1])); } catch (e) { out.hostAfter = err(e); }
+      break;
+    }
+    case 'split': {
+      // Colors rank % 2: {0, 2} and {1} (a one-rank group); each runs its own NCCL allReduce.
+      const sub = await comm.split(comm.rank % 2);
+      const x = await DeviceArray.fromHost(new Float32Array([comm.rank + 1, 1]));
+      await sub.allReduce(x);
+      out.split = Array.from(await x.toHost());
+      out.subSize = sub.size;
+      const y = await DeviceArray.fromHost(new Int32Array([comm.rank + 1]));
+      await comm.allReduce(y);
+      out.world = Array.from(await y.toHost());
+      await sub.allReduce(x, { op: 'max' });
+      out.splitMax = Array.from(await x.toHost());
+      await sub.destroy();
+      break;
+    }
+    case 'disposePending': {
+      const x = await DeviceArray.fromHost(new Float32Array(4096).fill(comm.rank + 1));
+      const y = DeviceArray.alloc('float32', 4096);
+      const v = x.view(1, 2);
+      out.liveBefore = liveAllocations();
+      const p = comm.allReduce(x, { out: y });
+      const q = v.copyTo(new Float32Array(2));
+      x.dispose();
+      out.disposed = x.disposed;
+      try { await comm.allReduce(x); } catch (e) { out.afterDispose = err(e); }
+      try { await x.copyFrom(new Float32Array(4096)); } catch (e) { out.copyAfterDispose = err(e); }
+      await p;
+      await q;
+      out.result = (await y.toHost())[4095];
+      y.dispose();
+      for (let i = 0; i < 100 && liveAllocations() !== 0; i++) await sleep(20);
+      out.liveAfter = liveAllocations();
+      break;
+    }
+    case 'failInit':
+    case 'failAsync': {
+      // FAKE_NCCL_FAIL=1:init (the first device op makes the communicator) or =1:async:2.
+      const x = await DeviceArray.fromHost(new Float32Array([comm.rank + 1]));
+      if (process.env.CUDA_CASE === 'failAsync') { await comm.allReduce(x); out.first = Array.from(await x.toHost()); }
+      const t = Date.now();
+      try { await comm.allReduce(x); out.resolved = true; } catch (e) { out.error = err(e); out.ms = Date.now() - t; }
+      try { await comm.allReduce(x); } catch (e) { out.after = err(e); }
+      break;
+    }
   }
 } catch (e) {
   out.fatal = err(e);
 }
 console.log(JSON.stringify(out));
 await comm.destroy();
+rmSync(statsFile, { force: true });
