@@ -121,14 +121,23 @@ export interface ReduceOptions extends CollectiveOptions {
 
 /** Options of send and recv. */
 export interface P2pOptions extends OpOptions {
-  /** Message tag (a 32-bit integer, default 0); a recv matches the oldest send with the same tag from its peer. */
+  /**
+   * Message tag (a 32-bit integer, default 0); a recv matches the oldest send
+   * with the same tag from its peer. Host arrays only: NCCL has no tags
+   * (device messages match in order per peer), so a non-zero tag with a
+   * DeviceArray is an InvalidArgumentError.
+   */
   tag?: number;
 }
 
-/** One side of {@link Communicator.sendRecv} and an entry of {@link Communicator.group}. */
+/**
+ * One side of {@link Communicator.sendRecv} and an entry of {@link Communicator.group}.
+ * All entries of one call are host arrays (CPU engine) or all are
+ * DeviceArrays (one NCCL group); mixing them is an InvalidArgumentError.
+ */
 export type P2pSpec =
-  | { send: HostArray; to: number; tag?: number; dtype?: DType }
-  | { recv: HostArray; from: number; tag?: number; dtype?: DType };
+  | { send: HostArray | DeviceArray; to: number; tag?: number; dtype?: DType }
+  | { recv: HostArray | DeviceArray; from: number; tag?: number; dtype?: DType };
 
 /** Engine tuning, fixed when the communicator is made. */
 export interface EngineTuning {
@@ -397,23 +406,34 @@ export class Communicator {
    * which may be before the peer received them. Sends and receives never
    * deadlock each other or collectives.
    */
-  send(x: HostArray, peer: number, options: P2pOptions = {}): Promise<void> {
+  send(x: HostArray | DeviceArray, peer: number, options: P2pOptions = {}): Promise<void> {
     return this.group([{ send: x, to: peer, tag: options.tag, dtype: options.dtype }], options);
   }
 
-  /** Receive into `x` from rank `peer`; the message must be exactly `x.byteLength` bytes. */
-  recv(x: HostArray, peer: number, options: P2pOptions = {}): Promise<void> {
+  /**
+   * Receive into `x` from rank `peer`; the message must be exactly `x.byteLength`
+   * bytes. A DeviceArray receives through NCCL (the peer must send a DeviceArray).
+   */
+  recv(x: HostArray | DeviceArray, peer: number, options: P2pOptions = {}): Promise<void> {
     return this.group([{ recv: x, from: peer, tag: options.tag, dtype: options.dtype }], options);
   }
 
   /** Post a send and a receive together (e.g. a ring shift); resolves when both completed. */
-  sendRecv(sendSpec: { send: HostArray; to: number; tag?: number; dtype?: DType },
-    recvSpec: { recv: HostArray; from: number; tag?: number; dtype?: DType }, options: OpOptions = {}): Promise<void> {
+  sendRecv(sendSpec: { send: HostArray | DeviceArray; to: number; tag?: number; dtype?: DType },
+    recvSpec: { recv: HostArray | DeviceArray; from: number; tag?: number; dtype?: DType }, options: OpOptions = {}): Promise<void> {
     return this.group([sendSpec, recvSpec], options);
   }
 
-  /** Post several sends and receives at once; resolves when all completed, rejects with the first failure. */
+  /**
+   * Post several sends and receives at once; resolves when all completed,
+   * rejects with the first failure. DeviceArrays run as one NCCL group
+   * (ncclGroupStart/End), ordered with the other device ops.
+   */
   group(ops: P2pSpec[], options: OpOptions = {}): Promise<void> {
+    if (Array.isArray(ops) && ops.some((spec) => typeof spec === 'object' && spec !== null &&
+      isDeviceArray('send' in spec ? spec.send : (spec as { recv?: unknown }).recv))) {
+      return this.deviceGroup(ops, options);
+    }
     return this.run('group', (settle) => {
       if (!Array.isArray(ops) || ops.length === 0) {
         throw new InvalidArgumentError('`ops` must be a non-empty array of { send, to } / { recv, from }', this.where('group'));
@@ -423,7 +443,7 @@ export class Communicator {
       const bufs: HostArray[] = [];
       ops.forEach((spec, i) => {
         const isSend = 'send' in spec;
-        const buf = isSend ? spec.send : (spec as { recv: HostArray }).recv;
+        const buf = (isSend ? spec.send : (spec as { recv: HostArray }).recv) as HostArray;
         const peer = isSend ? spec.to : (spec as { from: number }).from;
         const arg = `ops[${i}].${isSend ? 'send' : 'recv'}`;
         const dtype = dtypeOf(buf, spec.dtype, arg);
@@ -639,6 +659,62 @@ export class Communicator {
       const backend = this.ncclBackend();
       const rec = this.recorder.start(kind, backend.seq + 1, { count: x.length, dtype: DTYPE_CODES[x.dtype], backend: 'nccl' });
       backend.run({ name: kind, calls, timeoutMs: t }, x === y ? [x] : [x, y], (e) => {
+        if (!(e instanceof InvalidArgumentError)) this.poison ??= e;
+        return e;
+      }).then(() => { this.recorder.finish(rec, null); settle.resolve(); },
+        (e: RingtreeError) => { this.recorder.finish(rec, { message: e.message }); settle.reject(e); });
+    });
+  }
+
+  /**
+   * send/recv/sendRecv/group on DeviceArrays: one NCCL group. Validated like
+   * the host path (ranks, overlapping receive buffers), plus: every entry is
+   * a DeviceArray, no tags, `dtype` (if given) equals the array's.
+   */
+  private deviceGroup(ops: P2pSpec[], options: OpOptions): Promise<void> {
+    const name = ops.length === 1 ? ('send' in ops[0]! ? 'send' : 'recv') : 'group';
+    return this.run(name, (settle) => {
+      const calls: NcclOp['calls'] = [];
+      const arrays: DeviceArray[] = [];
+      const ranges: Array<{ arr: DeviceArray; recv: boolean }> = [];
+      ops.forEach((spec, i) => {
+        const isSend = 'send' in spec;
+        const arr = isSend ? spec.send : (spec as { recv: unknown }).recv;
+        const arg = `ops[${i}].${isSend ? 'send' : 'recv'}`;
+        if (!isDeviceArray(arr)) {
+          throw new InvalidArgumentError(`${arg} is a ${className(arr)} but other entries are DeviceArrays: give device arrays for all or host arrays for all`, this.where(name));
+        }
+        const peer = isSend ? spec.to : (spec as { from: number }).from;
+        this.checkRank(peer, `ops[${i}].${isSend ? 'to' : 'from'}`, name);
+        if (spec.tag !== undefined && spec.tag !== 0) {
+          throw new InvalidArgumentError(`${arg}: device send/recv have no tags (NCCL matches messages in order per peer), got tag ${String(spec.tag)}`, this.where(name));
+        }
+        if (spec.dtype !== undefined && spec.dtype !== arr.dtype) {
+          throw new InvalidArgumentError(`${arg} is a ${arr.dtype} DeviceArray but \`dtype\` says ${String(spec.dtype)}`, this.where(name));
+        }
+        arr.checkLive(name);
+        calls.push(isSend
+          ? { kind: 'send', send: arr, recv: null, count: arr.length, dtype: arr.dtype, root: peer, sendBytes: arr.byteLength, recvBytes: 0 }
+          : { kind: 'recv', send: null, recv: arr, count: arr.length, dtype: arr.dtype, root: peer, sendBytes: 0, recvBytes: arr.byteLength });
+        ranges.push({ arr, recv: !isSend });
+        if (!arrays.includes(arr)) arrays.push(arr);
+      });
+      // A receive buffer must not overlap any other buffer of the group.
+      for (let i = 0; i < ranges.length; i++) {
+        for (let j = 0; j < ranges.length; j++) {
+          const a = ranges[i]!.arr;
+          const b = ranges[j]!.arr;
+          if (i !== j && ranges[i]!.recv && a.buffer === b.buffer &&
+            a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength) {
+            throw new InvalidArgumentError(`ops[${i}].recv overlaps ops[${j}]'s buffer`, this.where(name));
+          }
+        }
+      }
+      this.checkNcclPeers(name);
+      const t = this.timeout(options.timeoutMs, name);
+      const backend = this.ncclBackend();
+      const rec = this.recorder.start(name, backend.seq + 1, { calls: calls.map((c) => `${c.kind}:${c.root}`), backend: 'nccl' });
+      backend.run({ name, calls, timeoutMs: t }, arrays, (e) => {
         if (!(e instanceof InvalidArgumentError)) this.poison ??= e;
         return e;
       }).then(() => { this.recorder.finish(rec, null); settle.resolve(); },

@@ -125,6 +125,28 @@ describe('GPU backend through the test doubles', () => {
     expect(rows[1]!.error.message).toMatch(/rank 1 is in host/);
   });
 
+  it('device send/recv/sendRecv/group run as NCCL groups (2 ranks); mixed kinds, tags, dtype, overlap and bad ranks are rejected before anything moves', () => {
+    if (!haveCc) return;
+    const rows = launch(2, { CUDA_CASE: 'p2p' });
+    for (const r of rows) expect(r.fatal, JSON.stringify(r)).toBeUndefined();
+    expect(rows[1]!.recv).toEqual([1, 2, 3]);
+    expect(rows.map((r) => r.shift)).toEqual([[8], [1]]);
+    expect(rows.map((r) => r.recvFirst)).toEqual([[8], [1]]);
+    expect(rows[0]!.group).toEqual([0, 0.5, 1, 0.5]);
+    expect(rows[1]!.group).toEqual([1, 1.5, 0, 1.5]);
+    for (const r of rows) {
+      expect(r.mixed).toMatchObject({ name: 'InvalidArgumentError' });
+      expect(r.mixed.message).toMatch(/ops\[1\]\.recv is a Float32Array/);
+      expect(r.mixedHostFirst.message).toMatch(/ops\[0\]\.send is a Float32Array/);
+      expect(r.tag.message).toMatch(/no tags/);
+      expect(r.dtype.message).toMatch(/float32 DeviceArray but `dtype` says float64/);
+      expect(r.overlap.message).toMatch(/ops\[0\]\.recv overlaps ops\[1\]/);
+      expect(r.badRank.name).toBe('InvalidArgumentError');
+      expect(r.sum).toEqual([12, 14, 16]);  // not poisoned: device and host ops still run
+      expect(r.host).toBe(1);
+    }
+  });
+
   it('a rank SIGKILLed during a device collective: the survivor rejects with PeerLostError naming it, promptly, and stays poisoned', () => {
     if (!haveCc) return;
     const rows = launch(2, { CUDA_CASE: 'peerLoss', FAKE_NCCL_HANG: '1:2' }, 1);

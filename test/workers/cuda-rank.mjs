@@ -123,6 +123,41 @@ try {
       out.liveAfter = liveAllocations();
       break;
     }
+    case 'p2p': {
+      const peer = 1 - comm.rank;
+      const a = await DeviceArray.fromHost(new Float32Array([1, 2, 3]).map((v) => v + 10 * comm.rank));
+      const b = DeviceArray.alloc('float32', 3);
+      if (comm.rank === 0) await comm.send(a, 1); else await comm.recv(b, 0);
+      if (comm.rank === 1) out.recv = Array.from(await b.toHost());
+      // a ring shift through sendRecv
+      const s = await DeviceArray.fromHost(new Int32Array([comm.rank * 7 + 1]));
+      const r = DeviceArray.alloc('int32', 1);
+      await comm.sendRecv({ send: s, to: peer }, { recv: r, from: peer });
+      out.shift = Array.from(await r.toHost());
+      // receive listed first on both ranks: only a real NCCL group (sends and receives posted together) completes
+      await comm.group([{ recv: r, from: peer }, { send: s, to: peer }], { timeoutMs: 5000 });
+      out.recvFirst = Array.from(await r.toHost());
+      // one NCCL group: to the peer and to self, views of one allocation
+      const buf = await DeviceArray.fromHost(new Float64Array([comm.rank, comm.rank + 0.5, 0, 0]));
+      await comm.group([{ send: buf.view(0, 1), to: peer }, { recv: buf.view(2, 1), from: peer },
+        { send: buf.view(1, 1), to: comm.rank }, { recv: buf.view(3, 1), from: comm.rank }]);
+      out.group = Array.from(await buf.toHost());
+      // validation: mixed kinds, tags, dtype, overlap, bad rank (nothing moves, not poisoned)
+      const tryErr = async (f) => { try { await f(); return null; } catch (e) { return err(e); } };
+      out.mixed = await tryErr(() => comm.sendRecv({ send: a, to: peer }, { recv: new Float32Array(3), from: peer }));
+      out.mixedHostFirst = await tryErr(() => comm.group([{ send: new Float32Array(3), to: peer }, { recv: b, from: peer }]));
+      out.tag = await tryErr(() => comm.send(a, peer, { tag: 3 }));
+      out.dtype = await tryErr(() => comm.send(a, peer, { dtype: 'float64' }));
+      out.overlap = await tryErr(() => comm.group([{ recv: buf.view(0, 2), from: peer }, { send: buf.view(1, 2), to: peer }]));
+      out.badRank = await tryErr(() => comm.recv(b, 5));
+      // device and host ops still work after
+      await comm.allReduce(a);
+      out.sum = Array.from(await a.toHost());
+      const h = new Float32Array([comm.rank + 1]);
+      if (comm.rank === 0) await comm.send(h, 1); else await comm.recv(h, 0);
+      out.host = h[0];
+      break;
+    }
     case 'failInit':
     case 'failAsync': {
       // FAKE_NCCL_FAIL=1:init (the first device op makes the communicator) or =1:async:2.
