@@ -1,11 +1,13 @@
 // Memory-bandwidth ceilings for `docs/PERFORMANCE.md` (Collectives (CPU)):
 // what one core, and T cores together, can do with the two kernels every CPU
 // collective is made of:
-//   copy: dst[i] = src[i]            (memcpy; read 1 stream, write 1)
-//   add:  dst[i] = a[i] + b[i]       (float32; read 2 streams, write 1)
+//   copy:  dst[i] = src[i]            (memcpy; read 1 stream, write 1)
+//   add:   dst[i] = a[i] + b[i]       (float32; read 2 streams, write 1)
+//   read:  s += a[i]                  (read 1 stream)
+//   write: dst[i] = 0                 (memset; write 1 stream)
 // Each of T threads works on its own buffers of BYTES bytes (touched once
-// before timing), repeats the kernel, and reports bytes of OUTPUT per second
-// summed over threads; the median of R repetitions is printed.
+// before timing) and reports bytes per second summed over threads: of output
+// for copy, add and write, of input for read; the median of R repetitions.
 //
 //   cc -O3 -march=native -pthread -o build/bench/membw bench/peers/membw.c
 //   build/bench/membw [BYTES=134217728] [R=7]
@@ -19,7 +21,7 @@ static size_t bytes = 128u << 20;
 static int reps = 7;
 
 typedef struct {
-  int kind;  // 0 copy, 1 add
+  int kind;  // 0 copy, 1 add, 2 read, 3 write
   float *a, *b, *dst;
   pthread_barrier_t *barrier;
   double seconds;
@@ -38,6 +40,15 @@ static void *run(void *p) {
   double t0 = now();
   if (j->kind == 0) {
     memcpy(j->dst, j->a, bytes);
+  } else if (j->kind == 2) {
+    float acc[16] = {0};
+    for (size_t i = 0; i < n; i += 16)
+      for (int k = 0; k < 16; k++) acc[k] += j->a[i + k];
+    float s = 0;
+    for (int k = 0; k < 16; k++) s += acc[k];
+    j->dst[0] = s;  // keeps the loop
+  } else if (j->kind == 3) {
+    memset(j->dst, 0, bytes);
   } else {
     float *restrict d = j->dst;
     const float *restrict x = j->a, *restrict y = j->b;
@@ -85,9 +96,9 @@ int main(int argc, char **argv) {
   if (argc > 1) bytes = strtoull(argv[1], NULL, 10);
   if (argc > 2) reps = atoi(argv[2]);
   printf("# membw: %zu bytes per thread, median of %d, GB/s of output (1e9)\n", bytes, reps);
-  printf("# threads      copy       add\n");
+  printf("# threads      copy       add      read     write\n");
   for (int threads = 1; threads <= 2; threads++) {
-    printf("%9d  %8.2f  %8.2f\n", threads, measure(0, threads), measure(1, threads));
+    printf("%9d  %8.2f  %8.2f  %8.2f  %8.2f\n", threads, measure(0, threads), measure(1, threads), measure(2, threads), measure(3, threads));
   }
   return 0;
 }
