@@ -358,6 +358,18 @@ describe('ringtree bench (real ranks)', () => {
     expect(run.stdout).toContain("# allgather: 'tree' skipped");
   });
 
+  it("'auto' runs what a --save-crossovers file says (RINGTREE_CROSSOVERS_FILE), as the engine's stats report", async () => {
+    const file = path.join(tmp, 'xo-run.json');
+    writeFileSync(file, JSON.stringify(mergeCrossovers(null, 2, { allreduce: { bytes: 1024, reason: '' } }, '2026-01-01T00:00:00Z')));
+    const json = path.join(tmp, 'auto.json');
+    const run = await runCli(['bench', 'allreduce', '-b', '256', '-e', '4096', '-f', '4', '-n', '1', '-w', '0', '--reps', '1', '--algo', 'auto', '--json', json],
+      { timeoutMs: 60_000, env: { ...process.env, RINGTREE_CROSSOVERS_FILE: file } });
+    expect(run.code, run.stderr).toBe(0);
+    const doc = JSON.parse(readFileSync(json, 'utf8')) as BenchJson;
+    expect(doc.rows.map((r) => [r.size, r.resolved])).toEqual([[256, 'tree'], [1024, 'ring'], [4096, 'ring']]);
+    expect((doc.environment as { variables: Record<string, string> }).variables.RINGTREE_CROSSOVERS_FILE).toBe(file);
+  });
+
   const hasMpi = spawnSync('sh', ['-c', 'command -v mpicc && command -v mpirun'], { stdio: 'ignore' }).status === 0;
   it.skipIf(!hasMpi)('--vs mpi runs the Open MPI peer in alternating rounds and prints ratios (skipped without mpicc/mpirun)', async () => {
     const json = path.join(tmp, 'vs.json');

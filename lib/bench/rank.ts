@@ -334,6 +334,17 @@ export async function runPlan(comm: Communicator, plan: RankPlan): Promise<RankR
           }
         }
       }
+      // What 'auto' actually ran, from the engine's own counters (one op each).
+      const resolved = new Map<number, string>();
+      const kind = COMM_KIND[collective];
+      for (let a = 0; a < algorithms.length; a++) {
+        if (algorithms[a] !== 'auto' || kind === null) continue;
+        await comm.barrier();
+        comm.resetStats();
+        await forms[a]![0]!.issue();
+        const ran = comm.stats()[kind]?.algorithms;
+        resolved.set(a, ran ? (ran.tree > 0 ? (ran.ring > 0 ? 'ring+tree' : 'tree') : 'ring') : autoAlgorithm(kind, size, n, CPU_ALGORITHMS[kind]));
+      }
       // Times: mean over ranks; wrong: sum over ranks.
       await comm.allReduce(flat, { op: 'sum' });
       if (comm.rank === 0) {
@@ -343,10 +354,9 @@ export async function runPlan(comm: Communicator, plan: RankPlan): Promise<RankR
             const times = Array.from(flat.subarray(off, off + plan.reps), (t) => t / n);
             return measurement(times, size, factor, plan.check > 0 ? flat[off + plan.reps]! : null);
           });
-          const kind = COMM_KIND[collective];
           rows.push({
             collective, algorithm,
-            ...(algorithm === 'auto' && kind ? { resolved: autoAlgorithm(kind, size, n, CPU_ALGORITHMS[kind]) } : {}),
+            ...(resolved.has(a) ? { resolved: resolved.get(a)! } : {}),
             size, count, type: NCCL_TYPE_NAMES[plan.dtype],
             redop: collective === 'allgather' || collective === 'broadcast' || collective === 'sendrecv' ? 'none' : plan.op,
             root: collective === 'broadcast' || collective === 'reduce' ? plan.root : -1,

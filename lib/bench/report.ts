@@ -100,7 +100,7 @@ export interface Measurement {
 export interface BenchRow {
   collective: BenchCollective;
   algorithm: RowAlgorithm;
-  /** What `'auto'` resolved to at this size (only for algorithm 'auto'). */
+  /** What `'auto'` ran at this size, as the engine's stats() counted it (only for algorithm 'auto'). */
   resolved?: string;
   size: number;
   count: number;
