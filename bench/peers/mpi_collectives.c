@@ -205,15 +205,15 @@ int main(int argc, char **argv) {
     if (rank == 0) {
       printf("%12ld  %12ld  %8s  %6s  %6d", size, count, "float", redop, row_root);
       for (int p = 0; p < 2; p++) {
-        if (p >= places) { printf("  %8s %7s %7s %7s", "N/A", "N/A", "N/A", "N/A"); continue; }
+        if (p >= places) { printf(" %8s %7s %7s %7s", "N/A", "N/A", "N/A", "N/A"); continue; }
         for (int r = 0; r < reps; r++) all[p * (reps + 1) + r] /= nranks;
         double t = median(all + p * (reps + 1), reps);
         double algbw = size / 1e3 / t, busbw = algbw * busf;
         long wrong = (long)all[p * (reps + 1) + reps];
         wrong_total += wrong;
         sum_bw += busbw; n_bw++;
-        if (do_check) printf("  %8.2f %7.2f %7.2f %7ld", t, algbw, busbw, wrong);
-        else printf("  %8.2f %7.2f %7.2f %7s", t, algbw, busbw, "N/A");
+        if (do_check) printf(" %8.2f %7.2f %7.2f %7ld", t, algbw, busbw, wrong);
+        else printf(" %8.2f %7.2f %7.2f %7s", t, algbw, busbw, "N/A");
       }
       printf("\n");
       fflush(stdout);

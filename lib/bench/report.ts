@@ -148,8 +148,8 @@ function formatPlacement(m: Measurement | null): string {
 
 /** One table line in nccl-tests' column layout. */
 export function formatRow(row: BenchRow): string {
-  return `${String(row.size).padStart(12)}  ${String(row.count).padStart(12)}  ${row.type.padStart(8)}  ${row.redop.padStart(6)}  ${String(row.root).padStart(6)}  ` +
-    `${formatPlacement(row.outOfPlace)}  ${formatPlacement(row.inPlace)}`;
+  return `${String(row.size).padStart(12)}  ${String(row.count).padStart(12)}  ${row.type.padStart(8)}  ${row.redop.padStart(6)}  ${String(row.root).padStart(6)} ` +
+    `${formatPlacement(row.outOfPlace)} ${formatPlacement(row.inPlace)}`;
 }
 
 /** The footer values: wrong elements over every row and the average busbw over every row and placement. */
