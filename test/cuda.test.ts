@@ -27,9 +27,11 @@ beforeAll(() => {
 }, 120_000);
 
 /** Runs `n` ranks of cuda-rank.mjs under `ringtree launch`; `expectRows` of them print a result (a killed rank prints none). */
-function launch(n: number, env: Record<string, string>, expectRows = n): Array<Record<string, any>> {
+/** `doubles` false: the real driver and NCCL (RINGTREE_EXPECT_GPU=1 tests). */
+function launch(n: number, env: Record<string, string>, expectRows = n, doubles = true): Array<Record<string, any>> {
+  const libs = doubles ? { RINGTREE_CUDA_DRIVER_PATH: fakeCuda, RINGTREE_NCCL_PATH: fakeNccl } : {};
   const run = spawnSync(process.execPath, [path.join(root, 'dist', 'cli.js'), 'launch', '--nproc', String(n), path.join(root, 'test', 'workers', 'cuda-rank.mjs')],
-    { encoding: 'utf8', timeout: 90_000, env: { ...process.env, RINGTREE_CUDA_DRIVER_PATH: fakeCuda, RINGTREE_NCCL_PATH: fakeNccl, ...env } });
+    { encoding: 'utf8', timeout: 90_000, env: { ...process.env, ...libs, ...env } });
   const rows = run.stdout.split('\n').filter((l) => l.includes('{"rank"')).map((l) => JSON.parse(l.replace(/^\[rank \d+\] /, '')));
   expect(rows, run.stdout + run.stderr).toHaveLength(expectRows);
   return rows.sort((a, b) => a.rank - b.rank);
@@ -221,6 +223,16 @@ describe('GPU backend through the test doubles', () => {
     expect(rows[0]!.ms).toBeLessThan(10_000);
   });
 
+  it('the real-GPU checks (test/workers/gpu-real.mjs) pass through the doubles: every collective x dtype x op on one rank vs the CPU engine, DeviceArray round trips and views', () => {
+    if (!haveCc) return;
+    const out = execFileSync(process.execPath, [path.join(root, 'test', 'workers', 'gpu-real.mjs')], {
+      cwd: root, encoding: 'utf8', timeout: 120_000, env: { ...process.env, RINGTREE_CUDA_DRIVER_PATH: fakeCuda, RINGTREE_NCCL_PATH: fakeNccl },
+    });
+    const r = JSON.parse(out.trim().split('\n').pop()!);
+    expect(r.failures).toEqual([]);
+    expect(r.checks).toBeGreaterThan(1000);
+  }, 120_000);
+
   it('doctor --json reports the driver, the GPUs and NCCL, and warns when local ranks outnumber GPUs', () => {
     if (!haveCc) return;
     const out = execFileSync(process.execPath, [path.join(root, 'dist', 'cli.js'), 'doctor', '--json'], {
@@ -235,4 +247,52 @@ describe('GPU backend through the test doubles', () => {
     expect(report.nccl.version).toMatch(/^2\.\d+/);
     expect(report.warnings.join('\n')).toMatch(/64 local ranks share \d+ GPU/);
   });
+});
+
+// RINGTREE_EXPECT_GPU=1 (scripts/gpu-check.mjs on the GPU machine, or a developer's GPU host): the
+// same paths against the real driver and NCCL, no doubles. Without it these are skipped; with it,
+// a missing driver, GPU or NCCL fails them.
+const expectGpu = process.env.RINGTREE_EXPECT_GPU === '1';
+describe.skipIf(!expectGpu)('on a real GPU (RINGTREE_EXPECT_GPU=1: real driver and NCCL, no doubles)', () => {
+  const realEnv = (): NodeJS.ProcessEnv => {
+    const env = { ...process.env };
+    // The doubles' paths must not leak in from the environment.
+    for (const k of ['RINGTREE_CUDA_DRIVER_PATH', 'RINGTREE_NCCL_PATH']) if (env[k]?.includes('ringtree-doubles-')) delete env[k];
+    return env;
+  };
+
+  it('one GPU: driver and NCCL load; DeviceArray round trips and views; every collective x dtype x op on a one-rank NCCL communicator equals the CPU engine', () => {
+    const run = spawnSync(process.execPath, [path.join(root, 'test', 'workers', 'gpu-real.mjs')], { cwd: root, encoding: 'utf8', timeout: 300_000, env: realEnv() });
+    const last = run.stdout.trim().split('\n').pop() ?? '';
+    expect(last.startsWith('{'), run.stdout + run.stderr).toBe(true);
+    const r = JSON.parse(last);
+    expect(r.failures, JSON.stringify(r.gpu)).toEqual([]);
+    expect(r.ok).toBe(true);
+  }, 300_000);
+
+  it('two ranks on the one GPU (NCCL 2.30+ with NCCL_MULTI_RANK_GPU_ENABLE=1): collectives, p2p, a killed rank, an abort', () => {
+    const probe = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e',
+      "import { probeGpu } from './dist/device.js'; console.log(JSON.stringify(probeGpu().info?.nccl ?? null));"],
+    { cwd: root, encoding: 'utf8', env: realEnv() })) as { versionCode?: number; version?: string } | null;
+    expect(probe?.versionCode, 'NCCL must load').toBeGreaterThan(0);
+    if ((probe!.versionCode ?? 0) < 23000) {
+      // Not a skip: NCCL before 2.30 refuses two ranks on one GPU, so there is nothing to run.
+      console.log(`NCCL ${probe!.version} < 2.30: two ranks on one GPU are not possible; multi-rank behaviour is covered through the doubles`);
+      return;
+    }
+    const env = { NCCL_MULTI_RANK_GPU_ENABLE: '1', CASE_TIMEOUT_MS: '60000' };
+    const rows = launch(2, { ...env, CUDA_CASE: 'collectives' }, 2, false);
+    for (const r of rows) {
+      expect(r.fatal, JSON.stringify(r)).toBeUndefined();
+      expect(r.sum).toEqual([3, 20, 200]);
+      expect(r.gather).toEqual([7, 1, 7, 1]);
+    }
+    const p2p = launch(2, { ...env, CUDA_CASE: 'p2p' }, 2, false);
+    expect(p2p.map((r) => r.shift)).toEqual([[8], [1]]);
+    expect(p2p[1]!.recv).toEqual([1, 2, 3]);
+    const lost = launch(2, { ...env, CUDA_CASE: 'peerLoss' }, 1, false);
+    expect(lost[0]!.error).toMatchObject({ name: 'PeerLostError', peer: 1 });
+    const aborted = launch(2, { ...env, CUDA_CASE: 'abort' }, 2, false);
+    expect(aborted[0]!.error).toMatchObject({ name: 'AbortedError' });
+  }, 300_000);
 });

@@ -71,7 +71,7 @@ static int injected(const char* var, int rank, const char* what, uint64_t n) {
 }
 
 static size_t dsize(int t) {
-  switch (t) { case 0: case 1: return 1; case 6: case 9: return 2; case 2: case 3: return 4; default: return 8; }
+  switch (t) { case 0: case 1: return 1; case 6: case 9: return 2; case 2: case 3: case 7: return 4; default: return 8; }
 }
 static float half2f(uint16_t h) {
   uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, f;
