@@ -334,6 +334,7 @@ describe('ringtree bench (real ranks)', () => {
     expect(validateBenchJson(doc)).toEqual([]);
     expect(doc.rows).toHaveLength(16); // 8 sizes x 2 algorithms
     expect(doc.rows.every((r) => r.outOfPlace.wrong === 0 && r.inPlace!.wrong === 0 && r.iters === 2 && r.outOfPlace.samples.length === 5)).toBe(true);
+    expect(doc.rows.every((r) => typeof r.outOfPlace.cpuBusy === 'number' && r.outOfPlace.cpuBusy > 0)).toBe(true);
     expect(doc.rows.map((r) => r.size)).toEqual([8, 16, 32, 64, 128, 256, 512, 1024].flatMap((s) => [s, s]));
     expect(doc.out_of_bounds).toBe(0);
     expect(doc.commands.bench[0]).toContain('bench allreduce -b 8 -e 1024');

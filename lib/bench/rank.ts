@@ -305,20 +305,34 @@ export async function runPlan(comm: Communicator, plan: RankPlan): Promise<RankR
         iters = decided[0]!;
       }
       // samples[a][p][rep], us per op on this rank.
+      // CPU time of this process (JS thread + engine threads) over wall time,
+      // summed over repetitions: shows whether waiting ranks spin or sleep.
+      const cpuBusy = forms.map((f) => f.map(() => ({ cpuUs: 0, wallUs: 0 })));
       const samples = forms.map((f) => f.map(() => new Float64Array(plan.reps)));
       for (let rep = 0; rep < plan.reps; rep++) {
         for (let k = 0; k < forms.length; k++) {
           const a = (k + rep) % forms.length;
           for (let p = 0; p < forms[a]!.length; p++) {
             await comm.barrier();
+            const cpu0 = process.cpuUsage();
             const t0 = nowUs();
             await runOps(forms[a]![p]!, iters, plan.blocking);
-            samples[a]![p]![rep] = (nowUs() - t0) / iters;
+            const wall = nowUs() - t0;
+            const cpu = process.cpuUsage(cpu0);
+            samples[a]![p]![rep] = wall / iters;
+            cpuBusy[a]![p]!.cpuUs += cpu.user + cpu.system;
+            cpuBusy[a]![p]!.wallUs += wall;
           }
         }
       }
-      const flat = new Float64Array(forms.length * placements.length * (plan.reps + 1));
-      samples.forEach((byP, a) => byP.forEach((s, p) => flat.set(s, (a * placements.length + p) * (plan.reps + 1))));
+      // Per (algorithm, placement): reps times, #wrong, CPU busy fraction.
+      const stride = plan.reps + 2;
+      const flat = new Float64Array(forms.length * placements.length * stride);
+      samples.forEach((byP, a) => byP.forEach((s, p) => {
+        flat.set(s, (a * placements.length + p) * stride);
+        const b = cpuBusy[a]![p]!;
+        flat[(a * placements.length + p) * stride + plan.reps + 1] = b.wallUs > 0 ? b.cpuUs / b.wallUs : 0;
+      }));
       if (plan.check > 0) {
         for (let c = 0; c < plan.check; c++) {
           for (let a = 0; a < forms.length; a++) {
@@ -329,7 +343,7 @@ export async function runPlan(comm: Communicator, plan: RankPlan): Promise<RankR
               if (plan.blocking === 2) form.run(); else await form.issue();
               // Test hook: proves a wrong result reaches #wrong and the exit code.
               if (faultInjected && comm.rank === 0 && c === 0 && a === 0 && p === 0) form.corrupt();
-              flat[(a * placements.length + p) * (plan.reps + 1) + plan.reps]! += form.countWrong();
+              flat[(a * placements.length + p) * stride + plan.reps]! += form.countWrong();
             }
           }
         }
@@ -350,9 +364,9 @@ export async function runPlan(comm: Communicator, plan: RankPlan): Promise<RankR
       if (comm.rank === 0) {
         algorithms.forEach((algorithm, a) => {
           const m = placements.map((_, p) => {
-            const off = (a * placements.length + p) * (plan.reps + 1);
+            const off = (a * placements.length + p) * stride;
             const times = Array.from(flat.subarray(off, off + plan.reps), (t) => t / n);
-            return measurement(times, size, factor, plan.check > 0 ? flat[off + plan.reps]! : null);
+            return { ...measurement(times, size, factor, plan.check > 0 ? flat[off + plan.reps]! : null), cpuBusy: flat[off + plan.reps + 1]! / n };
           });
           rows.push({
             collective, algorithm,

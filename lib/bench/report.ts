@@ -94,6 +94,13 @@ export interface Measurement {
   busbw: number;
   /** Wrong elements summed over ranks, or null when not checked (`-c 0`). */
   wrong: number | null;
+  /**
+   * CPU time (all threads of a rank) over wall time during the timed
+   * repetitions, mean over ranks: 1 is one core kept busy per rank. Ranks
+   * that spin while waiting show about 1 or more even when more ranks than
+   * cores share the machine.
+   */
+  cpuBusy?: number;
 }
 
 /** One row of a table: one size, one algorithm. */
