@@ -13,7 +13,8 @@
  *
  * @module
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { init } from '../init.js';
 import { CPU_ALGORITHMS, type Communicator, type HostArray, type CollectiveName } from '../comm.js';
 import { autoAlgorithm } from '../algorithmSelection.js';
@@ -400,7 +401,7 @@ async function main(): Promise<void> {
 }
 
 // Run only as the launched program, not when imported (tests import the pure parts).
-if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
   main().catch((err: unknown) => {
     process.stderr.write(`ringtree bench rank ${process.env.RANK ?? '?'}: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
     process.exitCode = 1;
