@@ -162,6 +162,8 @@ export interface NativeNcclCall {
 export interface NativeNcclComm {
   /** Queue one collective, or several send/recv in one NCCL group. `callback` runs when it settles. */
   submit(name: string, calls: NativeNcclCall[], timeoutMs: number, callback: (failure: NativeFailureRecord | null) => void): void;
+  /** `iterations` back-to-back runs of `calls` between two CUDA events; `ms` is their GPU time (cuEventElapsedTime). */
+  submitTimed(name: string, calls: NativeNcclCall[], iterations: number, timeoutMs: number, callback: (failure: NativeFailureRecord | null, ms: number) => void): void;
   /** ncclCommAbort; pending ops fail with this status (code as in NATIVE_CODES). */
   abort(code: number, message: string, peer?: number): void;
   destroy(): void;

@@ -667,6 +667,31 @@ export class Communicator {
   }
 
   /**
+   * Benchmark hook (scripts/gpu-check.mjs): `iterations` allReduces of `x`
+   * into `out` issued back to back on the NCCL stream between two CUDA
+   * events. Resolves with the GPU milliseconds of all of them.
+   * @internal
+   */
+  timedDeviceAllReduce(x: DeviceArray, out: DeviceArray, iterations: number, options: AllReduceOptions = {}): Promise<number> {
+    let ms = 0;
+    return this.run('allReduce', (settle) => {
+      if (!isDeviceArray(x) || !isDeviceArray(out) || x.dtype !== out.dtype || x.length !== out.length) {
+        throw new InvalidArgumentError('timedDeviceAllReduce takes two DeviceArrays of one dtype and length', this.where('allReduce'));
+      }
+      if (!Number.isInteger(iterations) || iterations < 1) {
+        throw new InvalidArgumentError(`\`iterations\` must be an integer >= 1, got ${String(iterations)}`, this.where('allReduce'));
+      }
+      this.checkNcclPeers('allReduce');
+      const t = this.timeout(options.timeoutMs, 'allReduce');
+      const calls: NcclOp['calls'] = [{ kind: 'allReduce', send: x, recv: out, count: x.length, dtype: x.dtype, op: options.op, root: 0, sendBytes: x.byteLength, recvBytes: x.byteLength }];
+      this.ncclBackend().run({ name: 'allReduce', calls, timeoutMs: t, iterations }, x === out ? [x] : [x, out], (e) => {
+        if (!(e instanceof InvalidArgumentError)) this.poison ??= e;
+        return e;
+      }).then((v) => { ms = v; settle.resolve(); }, (e: unknown) => settle.reject(e));
+    }).then(() => ms);
+  }
+
+  /**
    * send/recv/sendRecv/group on DeviceArrays: one NCCL group. Validated like
    * the host path (ranks, overlapping receive buffers), plus: every entry is
    * a DeviceArray, no tags, `dtype` (if given) equals the array's.

@@ -7,7 +7,7 @@
  * @internal
  * @module
  */
-import type { NativeCommunicator, NativeNcclCall, NativeNcclComm } from './binding.js';
+import type { NativeCommunicator, NativeFailureRecord, NativeNcclCall, NativeNcclComm } from './binding.js';
 import type { DeviceArray } from './device.js';
 import { requireNccl } from './device.js';
 import { DTYPE_CODES, REDUCE_OP_CODES } from './dtype.js';
@@ -45,6 +45,8 @@ export interface NcclOp {
     send?: DeviceArray | null; recv?: DeviceArray | null; dtype: DType; op?: ReduceOpName; sendBytes: number; recvBytes: number;
   }>;
   timeoutMs: number;
+  /** Timed run: issue the calls this many times back to back between two CUDA events. */
+  iterations?: number;
 }
 
 export class NcclBackend {
@@ -128,9 +130,10 @@ export class NcclBackend {
 
   /**
    * Run one NCCL operation after the earlier ones (per-backend order) and after
-   * earlier work on its arrays. Rejects with the typed error.
+   * earlier work on its arrays. Rejects with the typed error. Resolves with
+   * the GPU milliseconds of a timed op (`op.iterations`), else 0.
    */
-  run(op: NcclOp, arrays: DeviceArray[], onError: (e: RingtreeError) => RingtreeError): Promise<void> {
+  run(op: NcclOp, arrays: DeviceArray[], onError: (e: RingtreeError) => RingtreeError): Promise<number> {
     const seq = ++this.seq;
     const before = this.tail;
     const priors = arrays.map((a) => a.tail);
@@ -147,11 +150,13 @@ export class NcclBackend {
         send: c.send?.buffer ?? null, sendOffset: c.send?.byteOffset ?? 0, sendBytes: c.sendBytes,
         recv: c.recv?.buffer ?? null, recvOffset: c.recv?.byteOffset ?? 0, recvBytes: c.recvBytes,
       }));
-      await new Promise<void>((resolve, reject) => {
-        comm.submit(op.name, calls, op.timeoutMs, (f) => {
-          if (!f) return resolve();
+      return new Promise<number>((resolve, reject) => {
+        const done = (f: NativeFailureRecord | null, ms = 0) => {
+          if (!f) return resolve(ms);
           reject(onError(errorFromNative(f, { op: op.name, rank: this.parts.rank, seq, timeoutMs: f.code === 4 ? op.timeoutMs : undefined })));
-        });
+        };
+        if (op.iterations) comm.submitTimed(op.name, calls, op.iterations, op.timeoutMs, done);
+        else comm.submit(op.name, calls, op.timeoutMs, done);
       });
     })();
     const settled = p.then(() => undefined, () => undefined).finally(() => {

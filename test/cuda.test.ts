@@ -233,6 +233,23 @@ describe('GPU backend through the test doubles', () => {
     expect(r.checks).toBeGreaterThan(1000);
   }, 120_000);
 
+  it('a timed device allReduce (CUDA events around back-to-back ops) returns GPU milliseconds and the right result', () => {
+    if (!haveCc) return;
+    const out = node(`
+      import { init, DeviceArray } from './dist/index.js';
+      const comm = await init({ rank: 0, worldSize: 1, backend: 'nccl' });
+      const x = await DeviceArray.fromHost(new Float32Array(1000).fill(2)); const y = DeviceArray.alloc('float32', 1000);
+      const ms = await comm.timedDeviceAllReduce(x, y, 10, { op: 'max' });
+      let bad; try { await comm.timedDeviceAllReduce(x, y, 0); } catch (e) { bad = e.name; }
+      console.log(JSON.stringify({ ms, y: (await y.toHost())[999], bad }));
+      await comm.destroy();`,
+    { RINGTREE_CUDA_DRIVER_PATH: fakeCuda, RINGTREE_NCCL_PATH: fakeNccl });
+    const r = JSON.parse(out);
+    expect(r.ms).toBeGreaterThan(0);
+    expect(r.y).toBe(2);
+    expect(r.bad).toBe('InvalidArgumentError');
+  });
+
   it('doctor --json reports the driver, the GPUs and NCCL, and warns when local ranks outnumber GPUs', () => {
     if (!haveCc) return;
     const out = execFileSync(process.execPath, [path.join(root, 'dist', 'cli.js'), 'doctor', '--json'], {

@@ -102,6 +102,10 @@ class Completions {
   std::function<void(const Status&)> settler(uint64_t id) {
     return [this, id](const Status& s) { push(id, s, false); };
   }
+  // The callback also gets a number (e.g. a timed run's milliseconds).
+  std::function<void(const Status&, double)> valueSettler(uint64_t id) {
+    return [this, id](const Status& s, double v) { push(id, s, false, v); };
+  }
   std::function<void()> releaser(uint64_t id) {
     return [this, id]() { push(id, Status::ok(), true); };
   }
@@ -119,11 +123,12 @@ class Completions {
     uint64_t id;
     Status status;
     bool release;
+    double value;
   };
 
-  void push(uint64_t id, const Status& s, bool release) {
+  void push(uint64_t id, const Status& s, bool release, double value = 0) {
     std::lock_guard<std::mutex> lk(mutex_);
-    events_.push_back({id, s, release});
+    events_.push_back({id, s, release, value});
     if (!scheduled_ && live_) {
       scheduled_ = true;
       tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function) { deliver(env); });
@@ -147,7 +152,7 @@ class Completions {
         p.settled = true;
         Napi::HandleScope scope(env);
         Napi::FunctionReference cb = std::move(p.callback);
-        cb.Call({failureOrNull(env, e.status)});
+        cb.Call({failureOrNull(env, e.status), Napi::Number::New(env, e.value)});
         if (env.IsExceptionPending()) {
           // A throwing callback must not lose the other completions.
           Napi::Error err = env.GetAndClearPendingException();
@@ -498,6 +503,7 @@ class AddonNcclComm : public Napi::ObjectWrap<AddonNcclComm> {
     return DefineClass(env, "NcclComm",
                        {
                            InstanceMethod("submit", &AddonNcclComm::Submit),
+                           InstanceMethod("submitTimed", &AddonNcclComm::SubmitTimed),
                            InstanceMethod("abort", &AddonNcclComm::Abort),
                            InstanceMethod("destroy", &AddonNcclComm::Destroy),
                            InstanceMethod("failure", &AddonNcclComm::Failure),
@@ -538,7 +544,45 @@ class AddonNcclComm : public Napi::ObjectWrap<AddonNcclComm> {
   }
 
  private:
-  // submit(name, calls: [{kind, send?, sendOffset, recv?, recvOffset, count, dtype, op, root}], elementBytes[], timeoutMs, callback)
+  // calls: [{kind, send?, sendOffset, sendBytes, recv?, recvOffset, recvBytes, count, dtype, op, root}]
+  // -> NcclCalls, holding each allocation (native) and buffer object (JS). False: a JS exception is pending.
+  static bool parseCalls(Napi::Env env, Napi::Array arr, std::vector<NcclCall>* calls,
+                         std::vector<std::shared_ptr<DeviceAllocation>>* keep, std::vector<Napi::Value>* keepJs) {
+    static const std::map<std::string, NcclCall::Kind> kinds = {
+        {"allReduce", NcclCall::AllReduce}, {"reduceScatter", NcclCall::ReduceScatter}, {"allGather", NcclCall::AllGather},
+        {"broadcast", NcclCall::Broadcast}, {"reduce", NcclCall::Reduce}, {"send", NcclCall::Send}, {"recv", NcclCall::Recv}};
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Object c = arr.Get(i).As<Napi::Object>();
+      NcclCall call;
+      auto k = kinds.find(c.Get("kind").ToString().Utf8Value());
+      if (k == kinds.end()) {
+        throwStatus(env, Status(StatusCode::InvalidArgument, "unknown NCCL call kind"));
+        return false;
+      }
+      call.kind = k->second;
+      call.count = size_t(c.Get("count").ToNumber().Int64Value());
+      call.dtype = c.Get("dtype").ToNumber().Int32Value();
+      call.op = c.Get("op").ToNumber().Int32Value();
+      call.root = c.Get("root").ToNumber().Int32Value();
+      int64_t sendBytes = c.Get("sendBytes").ToNumber().Int64Value();
+      int64_t recvBytes = c.Get("recvBytes").ToNumber().Int64Value();
+      std::shared_ptr<DeviceAllocation> a;
+      if (!c.Get("send").IsNull() && !c.Get("send").IsUndefined()) {
+        if (!deviceRange(env, c.Get("send"), c.Get("sendOffset"), size_t(sendBytes), &a, &call.send)) return false;
+        keep->push_back(a);
+        keepJs->push_back(c.Get("send"));
+      }
+      if (!c.Get("recv").IsNull() && !c.Get("recv").IsUndefined()) {
+        if (!deviceRange(env, c.Get("recv"), c.Get("recvOffset"), size_t(recvBytes), &a, &call.recv)) return false;
+        keep->push_back(a);
+        keepJs->push_back(c.Get("recv"));
+      }
+      calls->push_back(call);
+    }
+    return true;
+  }
+
+  // submit(name, calls, timeoutMs, callback(failure))
   Napi::Value Submit(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!comm_) {
@@ -550,41 +594,10 @@ class AddonNcclComm : public Napi::ObjectWrap<AddonNcclComm> {
       Napi::TypeError::New(env, "submit(name, calls, timeoutMs, callback)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    Napi::Array arr = info[1].As<Napi::Array>();
     std::vector<NcclCall> calls;
     std::vector<std::shared_ptr<DeviceAllocation>> keep;
     std::vector<Napi::Value> keepJs;
-    static const std::map<std::string, NcclCall::Kind> kinds = {
-        {"allReduce", NcclCall::AllReduce}, {"reduceScatter", NcclCall::ReduceScatter}, {"allGather", NcclCall::AllGather},
-        {"broadcast", NcclCall::Broadcast}, {"reduce", NcclCall::Reduce}, {"send", NcclCall::Send}, {"recv", NcclCall::Recv}};
-    for (uint32_t i = 0; i < arr.Length(); i++) {
-      Napi::Object c = arr.Get(i).As<Napi::Object>();
-      NcclCall call;
-      auto k = kinds.find(c.Get("kind").ToString().Utf8Value());
-      if (k == kinds.end()) {
-        throwStatus(env, Status(StatusCode::InvalidArgument, "unknown NCCL call kind"));
-        return env.Undefined();
-      }
-      call.kind = k->second;
-      call.count = size_t(c.Get("count").ToNumber().Int64Value());
-      call.dtype = c.Get("dtype").ToNumber().Int32Value();
-      call.op = c.Get("op").ToNumber().Int32Value();
-      call.root = c.Get("root").ToNumber().Int32Value();
-      int64_t sendBytes = c.Get("sendBytes").ToNumber().Int64Value();
-      int64_t recvBytes = c.Get("recvBytes").ToNumber().Int64Value();
-      std::shared_ptr<DeviceAllocation> a;
-      if (!c.Get("send").IsNull() && !c.Get("send").IsUndefined()) {
-        if (!deviceRange(env, c.Get("send"), c.Get("sendOffset"), size_t(sendBytes), &a, &call.send)) return env.Undefined();
-        keep.push_back(a);
-        keepJs.push_back(c.Get("send"));
-      }
-      if (!c.Get("recv").IsNull() && !c.Get("recv").IsUndefined()) {
-        if (!deviceRange(env, c.Get("recv"), c.Get("recvOffset"), size_t(recvBytes), &a, &call.recv)) return env.Undefined();
-        keep.push_back(a);
-        keepJs.push_back(c.Get("recv"));
-      }
-      calls.push_back(call);
-    }
+    if (!parseCalls(env, info[1].As<Napi::Array>(), &calls, &keep, &keepJs)) return env.Undefined();
     GpuState* st = stateOf(env);
     uint64_t id = st->completions->add(env, info[3].As<Napi::Function>(), keepJs);
     comm_->submit(std::move(calls), name, info[2].ToNumber().Int64Value(), st->completions->settler(id),
@@ -592,6 +605,38 @@ class AddonNcclComm : public Napi::ObjectWrap<AddonNcclComm> {
                     keep.clear();
                     rel();
                   });
+    return env.Undefined();
+  }
+
+  // submitTimed(name, calls, iterations, timeoutMs, callback(failure, ms)): `iterations`
+  // back-to-back runs between two CUDA events; ms is the GPU time of all of them.
+  Napi::Value SubmitTimed(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!comm_) {
+      throwStatus(env, Status(StatusCode::Aborted, "the NCCL communicator was destroyed"));
+      return env.Undefined();
+    }
+    std::string name = info[0].ToString().Utf8Value();
+    if (!info[1].IsArray() || !info[2].IsNumber() || !info[4].IsFunction()) {
+      Napi::TypeError::New(env, "submitTimed(name, calls, iterations, timeoutMs, callback)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int iterations = info[2].As<Napi::Number>().Int32Value();
+    if (iterations < 1) {
+      throwStatus(env, Status(StatusCode::InvalidArgument, "iterations must be >= 1"));
+      return env.Undefined();
+    }
+    std::vector<NcclCall> calls;
+    std::vector<std::shared_ptr<DeviceAllocation>> keep;
+    std::vector<Napi::Value> keepJs;
+    if (!parseCalls(env, info[1].As<Napi::Array>(), &calls, &keep, &keepJs)) return env.Undefined();
+    GpuState* st = stateOf(env);
+    uint64_t id = st->completions->add(env, info[4].As<Napi::Function>(), keepJs);
+    comm_->submitTimed(std::move(calls), name, iterations, info[3].ToNumber().Int64Value(), st->completions->valueSettler(id),
+                       [rel = st->completions->releaser(id), keep]() mutable {
+                         keep.clear();
+                         rel();
+                       });
     return env.Undefined();
   }
 

@@ -40,6 +40,7 @@ constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
 constexpr int CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED = 115;
 
 constexpr unsigned CU_STREAM_NON_BLOCKING = 0x1;
+constexpr unsigned CU_EVENT_DEFAULT = 0x0;
 constexpr unsigned CU_EVENT_DISABLE_TIMING = 0x2;
 constexpr cuuint64_t CU_GET_PROC_ADDRESS_DEFAULT = 0;
 
@@ -64,6 +65,7 @@ using PFN_cuEventCreate = CUresult (*)(CUevent*, unsigned);
 using PFN_cuEventRecord = CUresult (*)(CUevent, CUstream);
 using PFN_cuEventQuery = CUresult (*)(CUevent);
 using PFN_cuEventDestroy = CUresult (*)(CUevent);
+using PFN_cuEventElapsedTime = CUresult (*)(float*, CUevent, CUevent);
 using PFN_cuMemAlloc = CUresult (*)(CUdeviceptr*, size_t);
 using PFN_cuMemFree = CUresult (*)(CUdeviceptr);
 using PFN_cuMemAllocAsync = CUresult (*)(CUdeviceptr*, size_t, CUstream);

@@ -75,7 +75,7 @@ Status CudaDriver::tryLoad(const std::string& candidate) {
   }
 #define RT_OPTIONAL(fn) fn = reinterpret_cast<decltype(fn)>(resolve(handle, #fn, abi));
   RT_OPTIONAL(cuMemAllocAsync) RT_OPTIONAL(cuMemFreeAsync) RT_OPTIONAL(cuModuleLoadData)
-  RT_OPTIONAL(cuModuleGetFunction) RT_OPTIONAL(cuLaunchKernel)
+  RT_OPTIONAL(cuModuleGetFunction) RT_OPTIONAL(cuLaunchKernel) RT_OPTIONAL(cuEventElapsedTime)
 #undef RT_OPTIONAL
   viaProcAddress_ = getProcAddress_ != nullptr;
   driverVersion_ = v;

@@ -49,6 +49,7 @@ class CudaDriver {
   PFN_cuEventRecord cuEventRecord = nullptr;
   PFN_cuEventQuery cuEventQuery = nullptr;
   PFN_cuEventDestroy cuEventDestroy = nullptr;
+  PFN_cuEventElapsedTime cuEventElapsedTime = nullptr;  // optional (timed benchmarks)
   PFN_cuMemAlloc cuMemAlloc = nullptr;
   PFN_cuMemFree cuMemFree = nullptr;
   PFN_cuMemcpyHtoDAsync cuMemcpyHtoDAsync = nullptr;

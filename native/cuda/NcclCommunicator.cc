@@ -4,6 +4,7 @@
 #include <mutex>
 #include <thread>
 
+#include "cuda/CudaDriver.h"
 #include "cuda/NcclLibrary.h"
 
 namespace ringtree::cuda {
@@ -130,6 +131,37 @@ Status NcclCommunicator::start(CUstream) {
   return Status::ok();
 }
 
+Status NcclCommunicator::issueCalls(const std::vector<NcclCall>& calls, const std::string& name, CUstream stream,
+                                    Clock::time_point deadline) {
+  NcclLibrary& nccl = NcclLibrary::instance();
+  const bool group = calls.size() > 1 || (calls.size() == 1 && (calls[0].kind == NcclCall::Send || calls[0].kind == NcclCall::Recv));
+  if (calls.empty()) return Status::ok();
+  if (group) RT_CHECK(settle(nccl.groupStart(), "ncclGroupStart", deadline));
+  for (const NcclCall& c : calls) {
+    const void* sb = reinterpret_cast<const void*>(c.send);
+    void* rb = reinterpret_cast<void*>(c.recv);
+    ncclResult_t r = ncclSuccess;
+    switch (c.kind) {
+      case NcclCall::AllReduce: r = nccl.allReduce(sb, rb, c.count, c.dtype, c.op, comm_, stream); break;
+      case NcclCall::ReduceScatter: r = nccl.reduceScatter(sb, rb, c.count, c.dtype, c.op, comm_, stream); break;
+      case NcclCall::AllGather: r = nccl.allGather(sb, rb, c.count, c.dtype, comm_, stream); break;
+      case NcclCall::Broadcast: r = nccl.broadcast(sb, rb, c.count, c.dtype, c.root, comm_, stream); break;
+      case NcclCall::Reduce: r = nccl.reduce(sb, rb, c.count, c.dtype, c.op, c.root, comm_, stream); break;
+      case NcclCall::Send: r = nccl.send(sb, c.count, c.dtype, c.root, comm_, stream); break;
+      case NcclCall::Recv: r = nccl.recv(rb, c.count, c.dtype, c.root, comm_, stream); break;
+    }
+    // Inside a group the calls only record; the group end enqueues.
+    if (group && r == ncclInProgress) continue;
+    Status s = settle(r, name.c_str(), deadline);
+    if (!s.isOk()) {
+      if (group) nccl.groupEnd();
+      return s;
+    }
+  }
+  if (group) RT_CHECK(settle(nccl.groupEnd(), "ncclGroupEnd", deadline));
+  return Status::ok();
+}
+
 void NcclCommunicator::submit(std::vector<NcclCall> calls, std::string name, int64_t timeoutMs,
                               std::function<void(const Status&)> settleFn, std::function<void()> release) {
   GpuOp op;
@@ -138,34 +170,51 @@ void NcclCommunicator::submit(std::vector<NcclCall> calls, std::string name, int
   op.settle = std::move(settleFn);
   op.release = std::move(release);
   op.issue = [this, calls = std::move(calls), timeoutMs, name](CUstream stream) -> Status {
-    NcclLibrary& nccl = NcclLibrary::instance();
-    const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
-    const bool group = calls.size() > 1 || (calls.size() == 1 && (calls[0].kind == NcclCall::Send || calls[0].kind == NcclCall::Recv));
-    if (calls.empty()) return Status::ok();
-    if (group) RT_CHECK(settle(nccl.groupStart(), "ncclGroupStart", deadline));
-    for (const NcclCall& c : calls) {
-      const void* sb = reinterpret_cast<const void*>(c.send);
-      void* rb = reinterpret_cast<void*>(c.recv);
-      ncclResult_t r = ncclSuccess;
-      switch (c.kind) {
-        case NcclCall::AllReduce: r = nccl.allReduce(sb, rb, c.count, c.dtype, c.op, comm_, stream); break;
-        case NcclCall::ReduceScatter: r = nccl.reduceScatter(sb, rb, c.count, c.dtype, c.op, comm_, stream); break;
-        case NcclCall::AllGather: r = nccl.allGather(sb, rb, c.count, c.dtype, comm_, stream); break;
-        case NcclCall::Broadcast: r = nccl.broadcast(sb, rb, c.count, c.dtype, c.root, comm_, stream); break;
-        case NcclCall::Reduce: r = nccl.reduce(sb, rb, c.count, c.dtype, c.op, c.root, comm_, stream); break;
-        case NcclCall::Send: r = nccl.send(sb, c.count, c.dtype, c.root, comm_, stream); break;
-        case NcclCall::Recv: r = nccl.recv(rb, c.count, c.dtype, c.root, comm_, stream); break;
-      }
-      // Inside a group the calls only record; the group end enqueues.
-      if (group && r == ncclInProgress) continue;
-      Status s = settle(r, name.c_str(), deadline);
-      if (!s.isOk()) {
-        if (group) nccl.groupEnd();
-        return s;
-      }
+    return issueCalls(calls, name, stream, Clock::now() + std::chrono::milliseconds(timeoutMs));
+  };
+  worker_->post(std::move(op));
+}
+
+void NcclCommunicator::submitTimed(std::vector<NcclCall> calls, std::string name, int iterations, int64_t timeoutMs,
+                                   std::function<void(const Status&, double)> settleFn, std::function<void()> release) {
+  struct Timing {
+    CUevent start = nullptr;
+    CUevent end = nullptr;
+    ~Timing() {
+      CudaDriver& cu = CudaDriver::instance();
+      if (start) cu.cuEventDestroy(start);
+      if (end) cu.cuEventDestroy(end);
     }
-    if (group) RT_CHECK(settle(nccl.groupEnd(), "ncclGroupEnd", deadline));
-    return Status::ok();
+  };
+  auto timing = std::make_shared<Timing>();
+  GpuOp op;
+  op.name = name;
+  op.timeoutMs = timeoutMs;
+  // Settles on the worker thread after the op's own completion event, which
+  // follows `end` on the stream: both timing events are complete by then.
+  op.settle = [timing, settleFn = std::move(settleFn)](const Status& s) {
+    if (!s.isOk()) return settleFn(s, 0);
+    CudaDriver& cu = CudaDriver::instance();
+    float ms = 0;
+    Status t = cu.check(cu.cuEventElapsedTime(&ms, timing->start, timing->end), "cuEventElapsedTime");
+    settleFn(t, t.isOk() ? double(ms) : 0);
+  };
+  // The events are destroyed when the worker lets go of the op (after settle).
+  op.release = [timing, release = std::move(release)]() mutable {
+    timing.reset();
+    release();
+  };
+  op.issue = [this, timing, calls = std::move(calls), timeoutMs, name, iterations](CUstream stream) -> Status {
+    CudaDriver& cu = CudaDriver::instance();
+    if (!cu.cuEventElapsedTime) {
+      return Status(StatusCode::InvalidArgument, "this CUDA driver has no cuEventElapsedTime: timed runs are unavailable");
+    }
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeoutMs);
+    RT_CHECK(cu.check(cu.cuEventCreate(&timing->start, CU_EVENT_DEFAULT), "cuEventCreate"));
+    RT_CHECK(cu.check(cu.cuEventCreate(&timing->end, CU_EVENT_DEFAULT), "cuEventCreate"));
+    RT_CHECK(cu.check(cu.cuEventRecord(timing->start, stream), "cuEventRecord"));
+    for (int i = 0; i < iterations; i++) RT_CHECK(issueCalls(calls, name, stream, deadline));
+    return cu.check(cu.cuEventRecord(timing->end, stream), "cuEventRecord");
   };
   worker_->post(std::move(op));
 }

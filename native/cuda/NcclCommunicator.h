@@ -44,6 +44,11 @@ class NcclCommunicator {
   // One collective, or several send/recv calls in one NCCL group.
   void submit(std::vector<NcclCall> calls, std::string name, int64_t timeoutMs,
               std::function<void(const Status&)> settle, std::function<void()> release);
+  // `iterations` back-to-back runs of `calls` between two timing events on the
+  // communicator's stream; settles with the GPU time they took (ms), measured
+  // with cuEventElapsedTime (BackendUnavailable where the driver lacks it).
+  void submitTimed(std::vector<NcclCall> calls, std::string name, int iterations, int64_t timeoutMs,
+                   std::function<void(const Status&, double ms)> settle, std::function<void()> release);
   // Also interrupts a communicator still being made (ncclCommInitRankConfig in progress).
   void abort(const Status& reason);
   void destroy();
@@ -56,6 +61,9 @@ class NcclCommunicator {
   Status settle(ncclResult_t r, const char* what, std::chrono::steady_clock::time_point deadline,
                 bool interruptible = false);
   Status abortReason();
+  // Enqueue `calls` (one NCCL group when several or p2p) and wait until NCCL took them.
+  Status issueCalls(const std::vector<NcclCall>& calls, const std::string& name, CUstream stream,
+                    std::chrono::steady_clock::time_point deadline);
 
   NcclCommOptions options_;
   ncclComm_t comm_ = nullptr;

@@ -83,6 +83,7 @@ static void checkCuda() {
   EQ(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
   EQ(CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED);
   EQ(CU_STREAM_NON_BLOCKING);
+  EQ(CU_EVENT_DEFAULT);
   EQ(CU_EVENT_DISABLE_TIMING);
   EQ(CU_GET_PROC_ADDRESS_DEFAULT);
   checkEq("sizeof(CUdeviceptr)", sizeof(ours::CUdeviceptr), sizeof(::CUdeviceptr));

@@ -22,7 +22,7 @@ typedef struct fstream {
   pthread_mutex_t mu; pthread_cond_t cv; item *head, *tail;
   uint64_t enq, done; int stop; pthread_t thread;
 } fstream;
-typedef struct fevent { fstream* s; uint64_t target; } fevent;
+typedef struct fevent { fstream* s; uint64_t target; double ms; } fevent;
 
 static int failIs(const char* what) {
   const char* f = getenv("FAKE_CUDA_FAIL");
@@ -60,7 +60,6 @@ uint64_t fake_cuda_enqueue(void* stream, void (*fn)(void*), void* arg) {
   return pos;
 }
 
-static void noop(void* a) { (void)a; }
 typedef struct { void* dst; const void* src; size_t n; } copyArgs;
 static void doCopy(void* a) { copyArgs* c = a; memmove(c->dst, c->src, c->n); free(c); }
 typedef struct { void* dst; uint32_t v; size_t n; int w; } setArgs;
@@ -132,10 +131,23 @@ CUresult cuStreamSynchronize(void* stream) {
   return 0;
 }
 CUresult cuEventCreate(void** e, unsigned flags) { (void)flags; *e = calloc(1, sizeof(fevent)); return 0; }
+/* Runs on the stream when the event is reached: its time stamp (ms). */
+static void stamp(void* ev) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  ((fevent*)ev)->ms = (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
 CUresult cuEventRecord(void* ev, void* stream) {
   fevent* e = ev;
   e->s = stream;
-  e->target = fake_cuda_enqueue(stream, noop, NULL);
+  e->target = fake_cuda_enqueue(stream, stamp, e);
+  return 0;
+}
+CUresult cuEventElapsedTime(float* ms, void* start, void* end) {
+  fevent* a = start; fevent* b = end;
+  if (!a->s || !b->s) return 400; /* CUDA_ERROR_INVALID_HANDLE: never recorded */
+  if (__atomic_load_n(&a->s->done, __ATOMIC_ACQUIRE) < a->target || __atomic_load_n(&b->s->done, __ATOMIC_ACQUIRE) < b->target) return 600;
+  *ms = (float)(b->ms - a->ms);
   return 0;
 }
 CUresult cuEventQuery(void* ev) {
@@ -143,7 +155,13 @@ CUresult cuEventQuery(void* ev) {
   if (!e->s) return 0;
   return __atomic_load_n(&e->s->done, __ATOMIC_ACQUIRE) >= e->target ? 0 : 600;
 }
-CUresult cuEventDestroy(void* e) { free(e); return 0; }
+CUresult cuEventDestroy(void* ev) {
+  fevent* e = ev;
+  /* Still queued: its stamp will write into it, so it is left allocated (as the driver defers it). */
+  if (e->s && __atomic_load_n(&e->s->done, __ATOMIC_ACQUIRE) < e->target) return 0;
+  free(e);
+  return 0;
+}
 CUresult cuStreamWaitEvent(void* stream, void* ev, unsigned flags) {
   (void)flags;
   waitArgs* w = calloc(1, sizeof(waitArgs));
