@@ -221,7 +221,8 @@ Status Engine::execute(OpDesc& op) {
   args.streamOutput = op.outputBytes >= kStreamOutputBytes && op.output != op.input;
   // Traffic attributed to this op: the collective class has one user at a time.
   const int n = options_.size;
-  std::vector<uint64_t> before(4 * size_t(n));
+  std::vector<uint64_t>& before = trafficScratch_;  // one executor at a time (execMutex_)
+  before.resize(4 * size_t(n));
   for (int p = 0; p < n; p++) {
     const auto& t = transport_->traffic(p, kCollectiveClass);
     before[4 * p] = t.bytesSent.load();

@@ -138,6 +138,7 @@ class Engine {
   std::mutex failureMutex_;
   Status failure_;
 
+  std::vector<uint64_t> trafficScratch_;
   std::mutex statsMutex_;
   std::vector<OpStats> stats_;  // indexed by OpKind
   std::vector<uint64_t> p2pBaseline_;  // class-1 counters at the last reset: sent, received, msgs... per peer
