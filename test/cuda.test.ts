@@ -250,6 +250,26 @@ describe('GPU backend through the test doubles', () => {
     expect(r.bad).toBe('InvalidArgumentError');
   });
 
+  it('scripts/gpu-check.mjs: --dry-run explains and runs the ABI check; without a driver it exits 2 naming libcuda; through the doubles its GPU steps pass', () => {
+    const script = path.join(root, 'scripts', 'gpu-check.mjs');
+    const dry = spawnSync(process.execPath, [script, '--dry-run'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    expect(dry.status, dry.stdout + dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/dry run/);
+    expect(dry.stdout).toMatch(/abi: ok/);
+    const none = spawnSync(process.execPath, [script, '--skip-sweep', '--no-vitest'], {
+      cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, RINGTREE_CUDA_DRIVER_PATH: path.join(dir, 'absent.so') },
+    });
+    expect(none.status).toBe(2);
+    expect(none.stdout).toMatch(/no usable CUDA driver \(libcuda\.so\.1\)/);
+    if (!haveCc) return;
+    const fake = spawnSync(process.execPath, [script, '--skip-sweep', '--no-vitest'], {
+      cwd: root, encoding: 'utf8', timeout: 120_000, env: { ...process.env, RINGTREE_CUDA_DRIVER_PATH: fakeCuda, RINGTREE_NCCL_PATH: fakeNccl, FAKE_NCCL_VERSION: '23000' },
+    });
+    expect(fake.status, fake.stdout + fake.stderr).toBe(0);
+    expect(fake.stdout).toMatch(/one rank \(test\/workers\/gpu-real\.mjs\): ok/);
+    expect(fake.stdout).toMatch(/two ranks on one GPU \(NCCL_MULTI_RANK_GPU_ENABLE=1\): ok/);
+  }, 180_000);
+
   it('doctor --json reports the driver, the GPUs and NCCL, and warns when local ranks outnumber GPUs', () => {
     if (!haveCc) return;
     const out = execFileSync(process.execPath, [path.join(root, 'dist', 'cli.js'), 'doctor', '--json'], {
