@@ -18,4 +18,14 @@ describe('large out-of-place results (streaming stores)', () => {
       expect(run.stdout.match(/nt ok true/g)?.length, run.stdout).toBe(n);
     });
   }
+
+describe('two-rank allgather with sends ahead of receives', () => {
+  for (const env of [{ RINGTREE_SLOTS: '2', RINGTREE_SLOT_BYTES: '4096' }, { RINGTREE_SLOTS: '3', RINGTREE_TRANSPORT: 'tcp' }]) {
+    it(`is exact at every chunking, in and out of place (${JSON.stringify(env)})`, () => {
+      const run = spawnSync(process.execPath, [path.join(root, 'dist', 'cli.js'), 'launch', '--nproc', '2',
+        path.join(root, 'test', 'workers', 'allgather-window.mjs')], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } });
+      expect(run.status, run.stdout + run.stderr).toBe(0);
+      expect(run.stdout.match(/ag ok true/g)?.length, run.stdout).toBe(2);
+    });
+  }
 });

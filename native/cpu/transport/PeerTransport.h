@@ -28,6 +28,7 @@ class PeerTransport : public Transport {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   size_t slotBytes() const override { return local_->slotBytes(); }
+  size_t slotCount() const override { return local_->slotCount(); }
   void setWaiter(Waiter* waiter) override { waiter_ = waiter; }
 
   // Collective class, blocking.

@@ -20,6 +20,7 @@ class ShmTransport {
   int rank() const { return rank_; }
   int size() const { return size_; }
   size_t slotBytes() const { return layout_.slotBytes(); }
+  size_t slotCount() const { return layout_.slots(); }
 
   // Non-blocking slot access; `peer` is a local index.
   char* trySendSlot(int peer, int cls);

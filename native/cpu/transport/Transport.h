@@ -35,6 +35,9 @@ class Transport {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual size_t slotBytes() const = 0;
+  // Slots per (sender, receiver) pair: how many messages a sender may have
+  // outstanding before it blocks. Always >= 2.
+  virtual size_t slotCount() const = 0;
   virtual void setWaiter(Waiter* waiter) = 0;
 
   virtual Status acquireSend(int peer, char** data) = 0;

@@ -1,0 +1,14 @@
+// Rank for test/streamingOutput.test.ts: two-rank allgathers with sends running
+// ahead of receives, at every chunking, with the fewest slots (2).
+import { init } from '../../dist/index.js';
+const comm = await init();
+let ok = true;
+for (const count of [0, 1, 7, 1000, 100003]) for (const cb of [4, 12, 1000, 0]) for (const inPlace of [false, true]) {
+  const y = new Int32Array(2 * count).fill(-1);
+  const x = inPlace ? y.subarray(comm.rank * count, (comm.rank + 1) * count) : new Int32Array(count);
+  for (let i = 0; i < count; i++) x[i] = comm.rank * 1e6 + i;
+  await comm.allGather(x, y, cb ? { chunkBytes: cb } : {});
+  for (let r = 0; r < 2; r++) for (let i = 0; i < count; i++) if (y[r * count + i] !== r * 1e6 + i) { ok = false; }
+}
+console.log(comm.rank, 'ag ok', ok);
+await comm.destroy();
