@@ -18,6 +18,7 @@ describe('large out-of-place results (streaming stores)', () => {
       expect(run.stdout.match(/nt ok true/g)?.length, run.stdout).toBe(n);
     });
   }
+});
 
 describe('two-rank allgather with sends ahead of receives', () => {
   for (const env of [{ RINGTREE_SLOTS: '2', RINGTREE_SLOT_BYTES: '4096' }, { RINGTREE_SLOTS: '3', RINGTREE_TRANSPORT: 'tcp' }]) {
