@@ -972,8 +972,9 @@ export class Communicator {
       this.watchSignal(signal, kind);
       const seq = ++this.collSeq;
       const rec = this.recorder.start(desc.kind, seq, { count: desc.count, dtype: desc.dtype, op: desc.op, root: desc.root });
-      const { input, output, ...plain } = desc;
-      this.native!.submit(plain, input ?? null, output ?? null, (failure) => {
+      // The engine reads only the descriptor's named fields: pass it as is
+      // (no per-op copy without input/output).
+      this.native!.submit(desc, desc.input ?? null, desc.output ?? null, (failure) => {
         this.recorder.finish(rec, failure);
         if (failure) settle.reject(this.fromNative(failure, kind, seq, options.timeoutMs));
         else settle.resolve();
@@ -987,8 +988,7 @@ export class Communicator {
       const desc = build();
       const seq = ++this.collSeq;
       const rec = this.recorder.start(desc.kind, seq, { count: desc.count, dtype: desc.dtype, op: desc.op, root: desc.root, sync: true });
-      const { input, output, ...plain } = desc;
-      const failure = this.native!.runSync(plain, input ?? null, output ?? null);
+      const failure = this.native!.runSync(desc, desc.input ?? null, desc.output ?? null);
       this.recorder.finish(rec, failure);
       if (failure) throw this.fromNative(failure, `${kind}Sync`, seq, desc.timeoutMs);
     } catch (e) {
