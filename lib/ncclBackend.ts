@@ -146,7 +146,7 @@ export class NcclBackend {
       await Promise.allSettled(priors);
       const comm = await this.ensure();
       const calls: NativeNcclCall[] = op.calls.map((c) => ({
-        kind: c.kind, root: c.root, count: c.count, dtype: NCCL_DTYPES[c.dtype], op: NCCL_OPS[c.op ?? 'sum'],
+        kind: c.kind, root: c.root, count: c.count, dtype: NCCL_DTYPES[c.dtype], op: NCCL_OPS[this.ncclOp(c.op)],
         send: c.send?.buffer ?? null, sendOffset: c.send?.byteOffset ?? 0, sendBytes: c.sendBytes,
         recv: c.recv?.buffer ?? null, recvOffset: c.recv?.byteOffset ?? 0, recvBytes: c.recvBytes,
       }));
@@ -167,6 +167,18 @@ export class NcclBackend {
     this.tail = settled;
     for (const a of arrays) a.tail = settled;
     return p;
+  }
+
+  /**
+   * The NCCL reduction for `op`. On a one-rank communicator 'avg' is run as
+   * 'sum' (the same result: x / 1). Measured on an H200 with NCCL 2.28.9
+   * (scripts/gpu-check.mjs): a one-rank out-of-place ncclAvg on float64 with
+   * 65537 elements left the last output element unwritten (allReduce, reduce
+   * and reduceScatter alike) while ncclSum wrote it.
+   */
+  private ncclOp(op: ReduceOpName | undefined): ReduceOpName {
+    const name = op ?? 'sum';
+    return name === 'avg' && this.parts.size === 1 ? 'sum' : name;
   }
 
   /** Resolves when every device op submitted so far has settled. */

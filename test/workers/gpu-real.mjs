@@ -16,6 +16,18 @@ const check = (name, ok, detail) => {
 const bytesOf = (a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 const same = (a, b) => bytesOf(a).equals(bytesOf(b));
 const show = (a) => Array.from(a.slice(0, 8), String).join(',');
+/** Where host (CPU engine) and device (NCCL) results differ: count, first index, values there. */
+function diff(host, device) {
+  let count = 0;
+  let first = -1;
+  for (let i = 0; i < host.length; i++) {
+    if (host[i] !== device[i] && !(Number.isNaN(host[i]) && Number.isNaN(device[i]))) {
+      count++;
+      if (first < 0) first = i;
+    }
+  }
+  return count === 0 ? 'same' : `${count} of ${host.length} differ, first [${first}] host ${String(host[first])} device ${String(device[first])}`;
+}
 
 const DTYPES = ['float32', 'float64', 'float16', 'bfloat16', 'int8', 'uint8', 'int32', 'int64'];
 const OPS = ['sum', 'prod', 'max', 'min', 'avg'];
@@ -85,7 +97,7 @@ const runBoth = async (name, dtype, n, f) => {
     await f('host', hx, hy);
     await f('device', dx, dy);
     const [rx, ry] = [await dx.toHost(), await dy.toHost()];
-    check(`${name} ${dtype}[${n}]`, same(rx, hx) && same(ry, hy), `x host ${show(hx)} device ${show(rx)}; y host ${show(hy)} device ${show(ry)}`);
+    check(`${name} ${dtype}[${n}]`, same(rx, hx) && same(ry, hy), `x: ${diff(hx, rx)}; y: ${diff(hy, ry)}`);
   } catch (e) {
     check(`${name} ${dtype}[${n}]`, false, `${e.name}: ${e.message}`);
   } finally {
