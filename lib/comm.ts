@@ -27,7 +27,8 @@ import { autoAlgorithm } from './algorithmSelection.js';
 // GPU dispatch (issue 5): device arrays go to NCCL, host arrays to the CPU engine.
 import { DeviceArray, isDeviceArray } from './device.js';
 import { NcclBackend } from './ncclBackend.js';
-import type { NcclOp } from './ncclBackend.js';
+import { NCCL_ALGORITHMS } from './ncclBackend.js';
+import type { NcclAlgorithm, NcclOp } from './ncclBackend.js';
 import { BackendUnavailableError } from './errors.js';
 
 /** Host arrays the CPU engine accepts. 16-bit floats travel in a Uint16Array with `{ dtype }`. */
@@ -199,6 +200,14 @@ export interface CommunicatorParts {
   ncclCapable?: boolean[];
   /** CUDA device for the NCCL side (default LOCAL_RANK modulo the GPU count). */
   device?: number;
+  /** NCCL allReduce algorithm, fixed when the NCCL side is made (init/split option). */
+  ncclAlgorithm?: NcclAlgorithm;
+}
+
+/** Options of {@link Communicator.split}. */
+export interface SplitOptions extends OpOptions {
+  /** The child's NCCL allReduce algorithm (default: the parent's); see `InitOptions.ncclAlgorithm`. */
+  ncclAlgorithm?: NcclAlgorithm;
 }
 
 type Settle = { resolve: () => void; reject: (e: unknown) => void };
@@ -493,8 +502,11 @@ export class Communicator {
    * @returns the new communicator, or null for color -1.
    * @throws {InvalidArgumentError} (rejection) for a non-integer color/key or color < -1.
    */
-  split(color: number, key: number = this.rank, options: OpOptions = {}): Promise<Communicator | null> {
+  split(color: number, key: number = this.rank, options: SplitOptions = {}): Promise<Communicator | null> {
     const checked = (async () => {
+      if (options.ncclAlgorithm !== undefined && !NCCL_ALGORITHMS.includes(options.ncclAlgorithm)) {
+        throw new InvalidArgumentError(`\`ncclAlgorithm\` must be one of ${NCCL_ALGORITHMS.map((a) => `'${a}'`).join(', ')}, got ${String(options.ncclAlgorithm)}`, this.where('split'));
+      }
       if (!Number.isInteger(color) || color < -1 || color >= 2 ** 31) {
         throw new InvalidArgumentError(`\`color\` must be an integer >= -1 (-1: no group), got ${String(color)}`, this.where('split'));
       }
@@ -529,6 +541,7 @@ export class Communicator {
       }
       const child = new Communicator({
         ...this.parts, native, rank: newRank, size: newSize, onDestroy: undefined, store, parentRanks, hostKeys,
+        ncclAlgorithm: options.ncclAlgorithm ?? this.parts.ncclAlgorithm,
       });
       try {
         await child.initBarrier(this.parts.initTimeoutMs);
@@ -619,7 +632,7 @@ export class Communicator {
 
   private ncclBackend(): NcclBackend {
     this.nccl ??= new NcclBackend({
-      rank: this.rank, size: this.size, store: this.parts.store, device: this.parts.device,
+      rank: this.rank, size: this.size, store: this.parts.store, device: this.parts.device, algorithm: this.parts.ncclAlgorithm,
       initTimeoutMs: this.parts.initTimeoutMs, cpu: () => this.native,
       abortAll: (reason) => this.abort(reason),
     });

@@ -25,7 +25,9 @@ export {
   type EngineTuning,
   type OpKindStats,
   type CommStats,
+  type SplitOptions,
 } from './comm.js';
+export { NCCL_ALGORITHMS, type NcclAlgorithm } from './ncclBackend.js';
 export type { FlightRecord } from './flightRecorder.js';
 export { DeviceArray, newHost, isDeviceArray, cudaDriverCandidates, ncclCandidates, DEVICE_OP_TIMEOUT_MS, type DeviceArrayOptions, type HostTypedArray } from './device.js';
 export {

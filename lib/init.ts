@@ -25,6 +25,8 @@ import { usableCores } from './system.js';
 import { meshHost } from './tcpMesh.js';
 import { assemble, nativeError, step } from './assemble.js';
 import { requireNccl } from './device.js';
+import { NCCL_ALGORITHMS } from './ncclBackend.js';
+import type { NcclAlgorithm } from './ncclBackend.js';
 
 /** True when the CUDA driver and NCCL load here (never throws). */
 function ncclLoadable(): boolean {
@@ -53,6 +55,14 @@ export interface InitOptions extends RendezvousOverrides {
   backend?: 'cpu' | 'nccl';
   /** CUDA device for device arrays' NCCL communicator (default `LOCAL_RANK` modulo the GPU count). */
   device?: number;
+  /**
+   * NCCL's allReduce algorithm, fixed when the NCCL communicator is made
+   * (NCCL_ALGO, set under a lock and restored after): `'ring'`, `'tree'`, or
+   * `'auto'` (default: NCCL chooses). With NCCL 2.24+ only allReduce is
+   * restricted (`allreduce:<algo>`); before that `'ring'` applies to every
+   * collective and `'tree'` is refused (BackendUnavailableError).
+   */
+  ncclAlgorithm?: NcclAlgorithm;
   /** Default deadline of every operation, ms (default 300 000; env RINGTREE_TIMEOUT_MS). */
   timeoutMs?: number;
   /** Deadline of each rendezvous step, ms (default 300 000, as torchrun's store; env RINGTREE_INIT_TIMEOUT_MS). */
@@ -134,6 +144,9 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
   const env = process.env;
   const rv = rendezvousFromEnv(env, options);
   const rank = rv.rank;
+  if (options.ncclAlgorithm !== undefined && !NCCL_ALGORITHMS.includes(options.ncclAlgorithm)) {
+    throw new InvalidArgumentError(`\`ncclAlgorithm\` must be one of ${NCCL_ALGORITHMS.map((a) => `'${a}'`).join(', ')}, got ${String(options.ncclAlgorithm)}`, { op: 'init', rank });
+  }
   if (options.backend !== undefined && options.backend !== 'cpu' && options.backend !== 'nccl') {
     throw new InvalidArgumentError(`\`backend\` must be 'cpu' or 'nccl', got ${String(options.backend)}`, { op: 'init', rank });
   }
@@ -186,7 +199,7 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
       native.destroy();
       throw nativeError(e, 'init', rank);
     }
-    const comm = new Communicator({ native, rank, size: 1, tuning, jobId, createNative, initTimeoutMs, device: options.device });
+    const comm = new Communicator({ native, rank, size: 1, tuning, jobId, createNative, initTimeoutMs, device: options.device, ncclAlgorithm: options.ncclAlgorithm });
     await comm.initBarrier(initTimeoutMs);
     if (options.backend === 'nccl') {
       try {
@@ -237,7 +250,7 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
     const comm = new Communicator({
       native, rank, size: rv.worldSize, tuning, jobId, onDestroy: cleanup, store, createNative, initTimeoutMs,
       hostKeys, token: rv.token, meshHost: meshHost(client.localAddress),
-      ncclCapable: records.map((r) => r.capabilities?.nccl === true), device: options.device,
+      ncclCapable: records.map((r) => r.capabilities?.nccl === true), device: options.device, ncclAlgorithm: options.ncclAlgorithm,
     });
     native = undefined;  // owned by comm from here on
     // The last step runs through shared memory, not the store: rank 0 serves

@@ -21,6 +21,29 @@ const NCCL_DTYPES: Record<DType, number> = { int8: 0, uint8: 1, int32: 2, int64:
 const NCCL_OPS: Record<ReduceOpName, number> = { sum: 0, prod: 1, max: 2, min: 3, avg: 4 };
 void DTYPE_CODES; void REDUCE_OP_CODES;
 
+/** NCCL algorithms a communicator can be fixed to (`init`/`split` option `ncclAlgorithm`). */
+export const NCCL_ALGORITHMS = ['ring', 'tree', 'auto'] as const;
+/** One of {@link NCCL_ALGORITHMS}. */
+export type NcclAlgorithm = typeof NCCL_ALGORITHMS[number];
+
+/** First NCCL with per-collective NCCL_ALGO strings (`allreduce:tree`). */
+export const NCCL_PER_COLLECTIVE_ALGO_VERSION = 22400;
+
+/**
+ * The NCCL_ALGO value for `algorithm` under NCCL `versionCode`: '' lets NCCL
+ * choose. 'tree' exists only for allReduce, so before per-collective strings
+ * it cannot be set without breaking the other collectives.
+ * @throws {BackendUnavailableError} 'tree' with NCCL older than 2.24.
+ */
+export function ncclAlgoEnv(algorithm: NcclAlgorithm | undefined, versionCode: number, rank?: number): string {
+  if (!algorithm || algorithm === 'auto') return '';
+  const name = algorithm === 'ring' ? 'ring' : 'tree';
+  if (versionCode >= NCCL_PER_COLLECTIVE_ALGO_VERSION) return `allreduce:${name}`;
+  if (algorithm === 'ring') return 'Ring';
+  throw new BackendUnavailableError(`ncclAlgorithm 'tree' needs NCCL 2.24 or newer (per-collective NCCL_ALGO); this NCCL is version code ${versionCode}`,
+    { op: 'nccl', rank, remedy: "Install NCCL 2.24+ (pip install -U nvidia-nccl-cu12) or use ncclAlgorithm 'ring' / 'auto'." });
+}
+
 /** How often pending device ops are checked against ringtree's liveness, ms. */
 const WATCH_INTERVAL_MS = 200;
 
@@ -30,7 +53,8 @@ export interface NcclBackendParts {
   /** This communicator's store prefix (absent at world size 1). */
   store?: Store;
   device?: number;
-  algorithm?: string;
+  /** Fixed when the NCCL communicator is made (NCCL_ALGO under a lock, restored after). */
+  algorithm?: NcclAlgorithm;
   initTimeoutMs: number;
   /** The CPU engine of the same communicator: liveness and its sequence numbers. */
   cpu: () => NativeCommunicator | null;
@@ -98,7 +122,8 @@ export class NcclBackend {
         }
       }
     }
-    const comm = new b.NcclComm({ device, rank, size, uniqueId: id, algorithm: this.parts.algorithm, initTimeoutMs: this.parts.initTimeoutMs });
+    const algorithm = ncclAlgoEnv(this.parts.algorithm, info.nccl.versionCode ?? 0, rank);
+    const comm = new b.NcclComm({ device, rank, size, uniqueId: id, algorithm, initTimeoutMs: this.parts.initTimeoutMs });
     this.comm = comm;
     // The communicator is made on its own thread; an empty op settles once it is ready (or failed).
     await new Promise<void>((resolve, reject) => {

@@ -270,6 +270,44 @@ describe('GPU backend through the test doubles', () => {
     expect(fake.stdout).toMatch(/two ranks on one GPU \(NCCL_MULTI_RANK_GPU_ENABLE=1\): ok/);
   }, 180_000);
 
+  it('ncclAlgorithm (init and split): NCCL_ALGO is set while the communicator is made, per collective on NCCL 2.24+, and restored after', () => {
+    if (!haveCc) return;
+    const script = (log: string) => `
+      import { readFileSync } from 'node:fs';
+      import { init, DeviceArray } from './dist/index.js';
+      process.env.NCCL_ALGO = 'Before';
+      const r = {};
+      try {
+        const c = await init({ rank: 0, worldSize: 1, backend: 'nccl', ncclAlgorithm: 'tree' });
+        r.after = process.env.NCCL_ALGO;
+        await c.destroy();
+      } catch (e) { r.tree = [e.name, e.message]; }
+      const c = await init({ rank: 0, worldSize: 1 });
+      const sub = await c.split(0, 0, { ncclAlgorithm: 'ring' });
+      const x = await DeviceArray.fromHost(new Float32Array([1])); await sub.allReduce(x);
+      r.afterSplit = process.env.NCCL_ALGO;
+      try { await c.split(0, 0, { ncclAlgorithm: 'fast' }); } catch (e) { r.badSplit = e.name; }
+      try { await init({ rank: 0, worldSize: 1, ncclAlgorithm: 'fast' }); } catch (e) { r.badInit = e.name; }
+      await sub.destroy(); await c.destroy();
+      r.log = readFileSync(${JSON.stringify(log)}, 'utf8').trim().split('\\n');
+      console.log(JSON.stringify(r));`;
+    const env = { RINGTREE_CUDA_DRIVER_PATH: fakeCuda, RINGTREE_NCCL_PATH: fakeNccl };
+    const newLog = path.join(dir, 'algo-new.log');
+    const recent = JSON.parse(node(script(newLog), { ...env, FAKE_NCCL_VERSION: '22400', FAKE_NCCL_ALGO_LOG: newLog }));
+    expect(recent.tree).toBeUndefined();
+    expect(recent.log).toEqual(['0 allreduce:tree', '0 allreduce:ring']);
+    expect(recent.after).toBe('Before');
+    expect(recent.afterSplit).toBe('Before');
+    expect(recent.badSplit).toBe('InvalidArgumentError');
+    expect(recent.badInit).toBe('InvalidArgumentError');
+    const oldLog = path.join(dir, 'algo-old.log');
+    const older = JSON.parse(node(script(oldLog), { ...env, FAKE_NCCL_VERSION: '21903', FAKE_NCCL_ALGO_LOG: oldLog }));
+    expect(older.tree[0]).toBe('BackendUnavailableError');
+    expect(older.tree[1]).toMatch(/'tree' needs NCCL 2\.24/);
+    expect(older.log).toEqual(['0 Ring']);  // 'ring' before per-collective strings: every collective
+    expect(older.afterSplit).toBe('Before');
+  });
+
   it('doctor --json reports the driver, the GPUs and NCCL, and warns when local ranks outnumber GPUs', () => {
     if (!haveCc) return;
     const out = execFileSync(process.execPath, [path.join(root, 'dist', 'cli.js'), 'doctor', '--json'], {

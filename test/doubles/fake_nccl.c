@@ -8,6 +8,7 @@
  *   FAKE_NCCL_FAIL=1:async:2   rank 1's 2nd collective raises an async ncclRemoteError and never completes
  *   FAKE_NCCL_HANG=1:2         rank 1's 2nd collective never completes (until ncclCommAbort)
  * FAKE_NCCL_VERSION overrides the reported version code (default 21903).
+ * FAKE_NCCL_ALGO_LOG names a file that gets "<rank> <NCCL_ALGO>" per communicator made.
  * Built by test/cuda.test.ts with `cc -shared -fPIC`. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -240,6 +241,13 @@ int ncclCommInitRankConfig(comm** out, int nranks, ncclUniqueId id, int rank, nc
   c->regions = base + sizeof(header);
   c->boxes = c->regions + (size_t)MAXR * REGION;
   *out = c;
+  /* FAKE_NCCL_ALGO_LOG: append "<rank> <NCCL_ALGO or -> " as seen while the communicator is made. */
+  const char* algoLog = getenv("FAKE_NCCL_ALGO_LOG");
+  if (algoLog) {
+    FILE* f = fopen(algoLog, "a");
+    const char* algo = getenv("NCCL_ALGO");
+    if (f) { fprintf(f, "%d %s\n", rank, algo ? algo : "-"); fclose(f); }
+  }
   if (injected("FAKE_NCCL_FAIL", rank, "init", 0)) { c->state = 2; snprintf(c->last, sizeof c->last, "injected init failure"); }
   else c->state = config->blocking == 0 ? 7 : 0;
   /* Rendezvous happens in the first poll (so it is asynchronous, as in NCCL). */
