@@ -184,7 +184,9 @@ export interface NativeBinding {
   deviceFill?(dst: NativeDeviceBuffer, byteOffset: number, count: number, elementBytes: number, bits: number,
     timeoutMs: number, callback: (failure: NativeFailureRecord | null) => void): void;
   ncclUniqueId?(): Uint8Array;
-  NcclComm?: new (options: { device: number; rank: number; size: number; uniqueId: Uint8Array; algorithm?: string; initTimeoutMs: number }) => NativeNcclComm;
+  /** `parent` given: made by ncclCommSplit(parent, splitColor, splitKey) (collective over the parent's ranks; -1: none). */
+  NcclComm?: new (options: { device: number; rank: number; size: number; uniqueId: Uint8Array; algorithm?: string; initTimeoutMs: number;
+    parent?: NativeNcclComm; splitColor?: number; splitKey?: number }) => NativeNcclComm;
   /** Test hook: out[i] = a[i] (op) b[i]. */
   reduceForTest(out: ArrayBufferView, a: ArrayBufferView, b: ArrayBufferView, dtype: number, op: number): void;
   /** Test hook: data[i] /= divisor (the 'avg' finish). */

@@ -11,7 +11,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { NativeCommunicator, NativeFailureRecord, NativeOpDescriptor } from './binding.js';
+import type { NativeCommunicator, NativeFailureRecord, NativeNcclComm, NativeOpDescriptor } from './binding.js';
 import type { Store } from './store.js';
 import { assemble } from './assemble.js';
 import { DTYPE_CODES, REDUCE_OP_CODES, dtypeOf, dtypeSize, isReduceOpName, REDUCE_OPS } from './dtype.js';
@@ -202,6 +202,8 @@ export interface CommunicatorParts {
   device?: number;
   /** NCCL allReduce algorithm, fixed when the NCCL side is made (init/split option). */
   ncclAlgorithm?: NcclAlgorithm;
+  /** The NCCL side, already made by ncclCommSplit of the parent's. */
+  ncclPremade?: { comm: NativeNcclComm; device: number };
 }
 
 /** Options of {@link Communicator.split}. */
@@ -517,6 +519,10 @@ export class Communicator {
       const all = new Int32Array(3 * this.size);
       await this.allGather(new Int32Array([color, key, this.rank]), all, { timeoutMs });
       const index = ++this.splitCount;
+      // A parent whose NCCL side is in use splits it with ncclCommSplit (every
+      // rank, color -1 too); otherwise the child makes its own lazily.
+      const ncclAlgorithm = options.ncclAlgorithm ?? this.parts.ncclAlgorithm;
+      const ncclPremade = this.nccl?.used ? await this.nccl.splitChild(color, key, ncclAlgorithm, timeoutMs) : null;
       if (color === -1) return null;
       const members: Array<{ key: number; rank: number }> = [];
       for (let r = 0; r < this.size; r++) {
@@ -541,7 +547,7 @@ export class Communicator {
       }
       const child = new Communicator({
         ...this.parts, native, rank: newRank, size: newSize, onDestroy: undefined, store, parentRanks, hostKeys,
-        ncclAlgorithm: options.ncclAlgorithm ?? this.parts.ncclAlgorithm,
+        ncclAlgorithm, ncclPremade: ncclPremade ?? undefined,
       });
       try {
         await child.initBarrier(this.parts.initTimeoutMs);
@@ -633,6 +639,7 @@ export class Communicator {
   private ncclBackend(): NcclBackend {
     this.nccl ??= new NcclBackend({
       rank: this.rank, size: this.size, store: this.parts.store, device: this.parts.device, algorithm: this.parts.ncclAlgorithm,
+      premade: this.parts.ncclPremade,
       initTimeoutMs: this.parts.initTimeoutMs, cpu: () => this.native,
       abortAll: (reason) => this.abort(reason),
     });

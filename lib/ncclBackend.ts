@@ -60,6 +60,8 @@ export interface NcclBackendParts {
   cpu: () => NativeCommunicator | null;
   /** Abort the CPU side too (tells peers), with a reason. */
   abortAll: (reason: string) => void;
+  /** Already made (by {@link NcclBackend.splitChild} of the parent): used instead of making one. */
+  premade?: { comm: NativeNcclComm; device: number };
 }
 
 /** One operation for {@link NcclBackend.run}. */
@@ -90,8 +92,15 @@ export class NcclBackend {
 
   constructor(private readonly parts: NcclBackendParts) {}
 
+  /** CUDA device of the NCCL communicator once made. */
+  private device = 0;
+
   /** Make the NCCL communicator (collectively; idempotent). */
   ensure(): Promise<NativeNcclComm> {
+    if (!this.comm && this.parts.premade) {
+      this.comm = this.parts.premade.comm;
+      this.device = this.parts.premade.device;
+    }
     if (this.comm) return Promise.resolve(this.comm);
     this.abortedBeforeMade.catch(() => undefined);
     this.making ??= Promise.race([this.make(), this.abortedBeforeMade]);
@@ -123,6 +132,7 @@ export class NcclBackend {
       }
     }
     const algorithm = ncclAlgoEnv(this.parts.algorithm, info.nccl.versionCode ?? 0, rank);
+    this.device = device;
     const comm = new b.NcclComm({ device, rank, size, uniqueId: id, algorithm, initTimeoutMs: this.parts.initTimeoutMs });
     this.comm = comm;
     // The communicator is made on its own thread; an empty op settles once it is ready (or failed).
@@ -138,6 +148,7 @@ export class NcclBackend {
    * NCCL init failed) rejects this instead of leaving it until the deadline.
    */
   async ensureWatched(): Promise<void> {
+    this.usedFlag = true;
     this.pending++;
     this.startWatch();
     try {
@@ -146,6 +157,57 @@ export class NcclBackend {
       this.pending--;
       if (this.pending === 0) this.stopWatch();
     }
+  }
+
+  // Set synchronously by the first device call: every rank makes its calls in
+  // the same order, so at a split() all ranks agree on it (the NCCL
+  // communicator may still be in the making; splitChild waits for it).
+  private usedFlag = false;
+
+  /** True once a device op, `init({ backend: 'nccl' })` or a split used (or premade) the NCCL communicator. */
+  get used(): boolean {
+    return this.usedFlag || this.parts.premade !== undefined;
+  }
+
+  /**
+   * ncclCommSplit, ordered after this communicator's device ops (so the parent
+   * is idle while NCCL splits it). Collective over every rank of this
+   * communicator; `color` -1 (NCCL_SPLIT_NOCOLOR) takes part and gets null.
+   * NCCL ranks the members by (`key`, parent rank), as ringtree's split does.
+   */
+  splitChild(color: number, key: number, algorithm: NcclAlgorithm | undefined, timeoutMs: number): Promise<{ comm: NativeNcclComm; device: number } | null> {
+    const before = this.tail;
+    this.pending++;
+    this.startWatch();
+    const p = (async () => {
+      await before;
+      const parent = await this.ensure();
+      const b = requireNccl('split');
+      const child = new b.NcclComm!({
+        device: this.device, rank: 0, size: 1, uniqueId: new Uint8Array(128), initTimeoutMs: timeoutMs,
+        algorithm: ncclAlgoEnv(algorithm, b.cudaInfo().nccl.versionCode ?? 0, this.parts.rank),
+        parent, splitColor: color < 0 ? -1 : color, splitKey: key,
+      });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          child.submit('split', [], timeoutMs, (f) => (f ? reject(errorFromNative(f, { op: 'split (ncclCommSplit)', rank: this.parts.rank })) : resolve()));
+        });
+      } catch (e) {
+        child.destroy();
+        throw e;
+      }
+      if (color < 0) {
+        child.destroy();
+        return null;
+      }
+      return { comm: child, device: this.device };
+    })();
+    const settled = p.then(() => undefined, () => undefined).finally(() => {
+      this.pending--;
+      if (this.pending === 0) this.stopWatch();
+    });
+    this.tail = settled;
+    return p;
   }
 
   /** Operations submitted and not yet settled. */
@@ -159,6 +221,7 @@ export class NcclBackend {
    * the GPU milliseconds of a timed op (`op.iterations`), else 0.
    */
   run(op: NcclOp, arrays: DeviceArray[], onError: (e: RingtreeError) => RingtreeError): Promise<number> {
+    this.usedFlag = true;
     const seq = ++this.seq;
     const before = this.tail;
     const priors = arrays.map((a) => a.tail);

@@ -3,7 +3,7 @@
 // (RINGTREE_CUDA_DRIVER_PATH / RINGTREE_NCCL_PATH). Real-GPU checks live in
 // scripts/gpu-check.mjs; RINGTREE_EXPECT_GPU=1 turns skips here into failures.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -178,6 +178,24 @@ describe('GPU backend through the test doubles', () => {
     expect(rows.map((r) => r.split)).toEqual([[4, 2], [2, 1], [4, 2]]);
     expect(rows.map((r) => r.splitMax)).toEqual([[4, 2], [2, 1], [4, 2]]);
     for (const r of rows) expect(r.world).toEqual([6]);
+  });
+
+  it('split() of a communicator whose NCCL side is in use goes through ncclCommSplit on every rank (color -1 too); the groups and the parent keep working', () => {
+    if (!haveCc) return;
+    const log = path.join(dir, 'split-nccl.log');
+    const rows = launch(3, { CUDA_CASE: 'split', CASE_BACKEND: 'nccl', FAKE_NCCL_ALGO_LOG: log });
+    expect(rows.map((r) => r.split), JSON.stringify(rows)).toEqual([[4, 2], [2, 1], [4, 2]]);
+    for (const r of rows) expect(r.world).toEqual([6]);
+    const splits = readFileSync(log, 'utf8').trim().split('\n').filter((l) => l.includes('split')).sort();
+    expect(splits).toEqual(['0 split 0', '1 split 1', '2 split 0']);
+    const log2 = path.join(dir, 'split-nocolor.log');
+    const nc = launch(3, { CUDA_CASE: 'splitNoColor', CASE_BACKEND: 'nccl', FAKE_NCCL_ALGO_LOG: log2 });
+    expect(nc.map((r) => r.isNull), JSON.stringify(nc)).toEqual([false, false, true]);
+    expect(nc.map((r) => r.subRank)).toEqual([1, 0, undefined]);  // keys -rank: rank 1 first
+    expect(nc[0]!.split).toEqual([3]);
+    expect(nc[1]!.split).toEqual([3]);
+    expect(nc.map((r) => r.world)).toEqual([[9], [9], [9]]);  // 3 + 3 + 3
+    expect(readFileSync(log2, 'utf8').trim().split('\n').filter((l) => l.includes('split')).sort()).toEqual(['0 split 0', '1 split 0', '2 split -1']);
   });
 
   it('dispose() while an op on the array is pending: the op completes, later calls reject, the memory is freed after', () => {

@@ -179,6 +179,7 @@ struct GpuState {
   std::map<int, std::unique_ptr<StreamWorker>> deviceWorkers;  // DeviceArray copies and fills
   std::vector<std::weak_ptr<NcclCommunicator>> comms;
   Napi::FunctionReference deviceBufferCtor;
+  Napi::FunctionReference ncclCommCtor;
 };
 
 GpuState* stateOf(Napi::Env env) { return env.GetInstanceData<GpuState>(); }
@@ -535,6 +536,22 @@ class AddonNcclComm : public Napi::ObjectWrap<AddonNcclComm> {
     }
     Napi::TypedArray ta = id.As<Napi::TypedArray>();
     std::memcpy(opts.id.internal, static_cast<char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(), sizeof(ncclUniqueId));
+    // { parent: NcclComm, splitColor, splitKey }: made by ncclCommSplit of the parent.
+    Napi::Value parent = o.Get("parent");
+    if (parent.IsObject()) {
+      Napi::Object po = parent.As<Napi::Object>();
+      if (!po.InstanceOf(stateOf(env)->ncclCommCtor.Value())) {
+        throwStatus(env, Status(StatusCode::InvalidArgument, "parent must be an NcclComm"));
+        return;
+      }
+      opts.parent = AddonNcclComm::Unwrap(po)->comm_;
+      if (!opts.parent) {
+        throwStatus(env, Status(StatusCode::Aborted, "the parent NCCL communicator was destroyed"));
+        return;
+      }
+      opts.splitColor = o.Get("splitColor").ToNumber().Int32Value();
+      opts.splitKey = o.Get("splitKey").ToNumber().Int32Value();
+    }
     comm_ = std::make_shared<NcclCommunicator>(opts);
     stateOf(env)->comms.push_back(comm_);
   }
@@ -683,7 +700,9 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
       },
       st);
   exports.Set("DeviceBuffer", bufferCtor);
-  exports.Set("NcclComm", AddonNcclComm::Define(env));
+  Napi::Function ncclCtor = AddonNcclComm::Define(env);
+  st->ncclCommCtor = Napi::Persistent(ncclCtor);
+  exports.Set("NcclComm", ncclCtor);
   exports.Set("cudaLoad", Napi::Function::New(env, CudaLoad, "cudaLoad"));
   exports.Set("ncclLoad", Napi::Function::New(env, NcclLoad, "ncclLoad"));
   exports.Set("cudaInfo", Napi::Function::New(env, CudaInfo, "cudaInfo"));

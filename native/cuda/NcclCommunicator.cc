@@ -24,6 +24,7 @@ NcclCommunicator::NcclCommunicator(const NcclCommOptions& options) : options_(op
   StreamWorker::Hooks hooks;
   hooks.start = [this](CUstream s) { return start(s); };
   hooks.poll = [this]() -> Status {
+    if (!comm_) return Status::ok();  // a NOCOLOR split: no communicator (and no ops) here
     NcclLibrary& nccl = NcclLibrary::instance();
     ncclResult_t state = ncclSuccess;
     ncclResult_t r = nccl.commGetAsyncError(comm_, &state);
@@ -77,8 +78,10 @@ Status NcclCommunicator::abortReason() {
   return abortReason_;
 }
 
-Status NcclCommunicator::settle(ncclResult_t r, const char* what, Clock::time_point deadline, bool interruptible) {
+Status NcclCommunicator::settle(ncclResult_t r, const char* what, Clock::time_point deadline, bool interruptible,
+                                ncclComm_t polled) {
   NcclLibrary& nccl = NcclLibrary::instance();
+  ncclComm_t target = polled ? polled : comm_;
   int spins = 0;
   while (r == ncclInProgress) {
     // ncclCommAbort may be called on a communicator still in ncclInProgress:
@@ -88,15 +91,15 @@ Status NcclCommunicator::settle(ncclResult_t r, const char* what, Clock::time_po
       return Status(StatusCode::Timeout, std::string(what) + " was still in progress at its deadline");
     }
     ncclResult_t state = ncclSuccess;
-    ncclResult_t q = nccl.commGetAsyncError(comm_, &state);
-    if (q != ncclSuccess) return nccl.check(q, "ncclCommGetAsyncError", comm_);
+    ncclResult_t q = nccl.commGetAsyncError(target, &state);
+    if (q != ncclSuccess) return nccl.check(q, "ncclCommGetAsyncError", target);
     r = state;
     if (r == ncclInProgress) {
       if (++spins < 100) std::this_thread::yield();
       else std::this_thread::sleep_for(std::chrono::microseconds(spins < 1000 ? 20 : 500));
     }
   }
-  return nccl.check(r, what, comm_);
+  return nccl.check(r, what, target);
 }
 
 Status NcclCommunicator::start(CUstream) {
@@ -108,10 +111,24 @@ Status NcclCommunicator::start(CUstream) {
   const char* old = std::getenv("NCCL_ALGO");
   std::string saved = old ? old : "";
   if (!options_.algorithm.empty()) setenv("NCCL_ALGO", options_.algorithm.c_str(), 1);
-  ncclResult_t r = nccl.commInitRankConfig(&comm_, options_.size, options_.id, options_.rank, &config);
-  Status s = comm_ || r == ncclSuccess || r == ncclInProgress
-                 ? settle(r, "ncclCommInitRankConfig", deadline, true)
-                 : nccl.check(r, "ncclCommInitRankConfig", nullptr);
+  Status s;
+  if (options_.parent) {
+    // Collective over the parent's ranks; the parent is idle (JS orders it).
+    ncclComm_t parent = options_.parent->handle();
+    if (!parent) {
+      s = Status(StatusCode::Aborted, "the parent NCCL communicator is not usable (failed or destroyed)");
+    } else {
+      ncclResult_t r = nccl.commSplit(parent, options_.splitColor, options_.splitKey, &comm_, &config);
+      // Non-blocking: poll the new communicator, or the parent when this rank gets none (NOCOLOR).
+      s = r == ncclSuccess || r == ncclInProgress ? settle(r, "ncclCommSplit", deadline, true, comm_ ? comm_ : parent)
+                                                  : nccl.check(r, "ncclCommSplit", parent);
+      if (s.isOk() && comm_) s = settle(ncclInProgress, "ncclCommSplit", deadline, true);
+    }
+  } else {
+    ncclResult_t r = nccl.commInitRankConfig(&comm_, options_.size, options_.id, options_.rank, &config);
+    s = comm_ || r == ncclSuccess || r == ncclInProgress ? settle(r, "ncclCommInitRankConfig", deadline, true)
+                                                         : nccl.check(r, "ncclCommInitRankConfig", nullptr);
+  }
   if (!options_.algorithm.empty()) {
     if (old) setenv("NCCL_ALGO", saved.c_str(), 1);
     else unsetenv("NCCL_ALGO");

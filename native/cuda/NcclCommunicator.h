@@ -16,6 +16,8 @@
 
 namespace ringtree::cuda {
 
+class NcclCommunicator;
+
 struct NcclCommOptions {
   int device = 0;
   int rank = 0;
@@ -24,6 +26,12 @@ struct NcclCommOptions {
   // NCCL_ALGO value while the communicator is made ("" = NCCL's choice).
   std::string algorithm;
   int64_t initTimeoutMs = 300000;
+  // Set: made by ncclCommSplit(parent, splitColor, splitKey) instead of from
+  // `id`. Every rank of the parent takes part (NCCL_SPLIT_NOCOLOR: no child).
+  // The caller keeps the parent idle meanwhile (ringtree orders it in JS).
+  std::shared_ptr<NcclCommunicator> parent;
+  int splitColor = 0;
+  int splitKey = 0;
 };
 
 struct NcclCall {
@@ -53,13 +61,15 @@ class NcclCommunicator {
   void abort(const Status& reason);
   void destroy();
   Status failure() { return worker_->failure(); }
+  // The NCCL handle (null before it is made, after a failure, or for a NOCOLOR split).
+  ncclComm_t handle() const { return comm_; }
 
  private:
   Status start(CUstream stream);
   // Poll ncclCommGetAsyncError until the communicator leaves ncclInProgress.
   // `interruptible`: an abort()/destroy() requested meanwhile ends the wait with its reason.
   Status settle(ncclResult_t r, const char* what, std::chrono::steady_clock::time_point deadline,
-                bool interruptible = false);
+                bool interruptible = false, ncclComm_t polled = nullptr);
   Status abortReason();
   // Enqueue `calls` (one NCCL group when several or p2p) and wait until NCCL took them.
   Status issueCalls(const std::vector<NcclCall>& calls, const std::string& name, CUstream stream,

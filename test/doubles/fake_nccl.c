@@ -8,7 +8,8 @@
  *   FAKE_NCCL_FAIL=1:async:2   rank 1's 2nd collective raises an async ncclRemoteError and never completes
  *   FAKE_NCCL_HANG=1:2         rank 1's 2nd collective never completes (until ncclCommAbort)
  * FAKE_NCCL_VERSION overrides the reported version code (default 21903).
- * FAKE_NCCL_ALGO_LOG names a file that gets "<rank> <NCCL_ALGO>" per communicator made.
+ * FAKE_NCCL_ALGO_LOG names a file that gets "<rank> <NCCL_ALGO>" per communicator made
+ * and "<rank> split <color>" per ncclCommSplit call.
  * Built by test/cuda.test.ts with `cc -shared -fPIC`. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -30,10 +31,13 @@ typedef struct {
   size_t size; unsigned magic; unsigned version; int blocking; int cga; int minC; int maxC; const char* net; int split;
 } ncclConfig_t;
 typedef struct { uint64_t seq, ack, bytes; } mbox;
-typedef struct { uint64_t arrive[MAXR]; mbox box[MAXR][MAXR]; } header;
+typedef struct {
+  uint64_t arrive[MAXR]; mbox box[MAXR][MAXR];
+  int splitColor[MAXR], splitKey[MAXR]; uint64_t splitIn[MAXR], splitOut[MAXR];  /* ncclCommSplit exchange */
+} header;
 typedef struct comm {
   int rank, size, state, polls, aborted;
-  uint64_t gen, collectives;
+  uint64_t gen, collectives, splits;
   char name[128];
   header* h;
   char* regions;  /* MAXR * REGION */
@@ -350,6 +354,46 @@ int ncclRecv(void* r, size_t n, int t, int peer, comm* c, void* st) {
 int ncclCommAbort(comm* c) { if (c) __atomic_store_n(&c->aborted, 1, __ATOMIC_RELEASE); return 0; }
 int ncclCommFinalize(comm* c) { (void)c; return 0; }
 int ncclCommDestroy(comm* c) { return ncclCommAbort(c); }
+/* Wait (bounded: 30 s, or until aborted) until every rank's slot[r] >= g. */
+static int waitAll(comm* c, uint64_t* slot, uint64_t g) {
+  for (int r = 0; r < c->size; r++) {
+    for (long i = 0; __atomic_load_n(&slot[r], __ATOMIC_ACQUIRE) < g; i++) {
+      if (__atomic_load_n(&c->aborted, __ATOMIC_ACQUIRE) || i > 600000) return 0;
+      nap();
+    }
+  }
+  return 1;
+}
+/* Every rank of `c` exchanges (color, key) through the parent's shared header;
+ * members of a color are ranked by (key, parent rank) and make their
+ * communicator as ncclCommInitRankConfig would, from a name derived from the
+ * parent's. NCCL_SPLIT_NOCOLOR (-1): *out = NULL. */
 int ncclCommSplit(comm* c, int color, int key, comm** out, ncclConfig_t* cfg) {
-  (void)c; (void)color; (void)key; (void)cfg; *out = NULL; return 5;
+  *out = NULL;
+  if (!c || c->aborted) return 5;
+  uint64_t g = ++c->splits;
+  const char* algoLog = getenv("FAKE_NCCL_ALGO_LOG");
+  if (algoLog) {
+    FILE* f = fopen(algoLog, "a");
+    if (f) { fprintf(f, "%d split %d\n", c->rank, color); fclose(f); }
+  }
+  c->h->splitColor[c->rank] = color;
+  c->h->splitKey[c->rank] = key;
+  __atomic_store_n(&c->h->splitIn[c->rank], g, __ATOMIC_RELEASE);
+  if (!waitAll(c, c->h->splitIn, g)) return 6;
+  int newRank = 0, newSize = 0;
+  for (int r = 0; r < c->size; r++) {
+    if (c->h->splitColor[r] != color) continue;
+    newSize++;
+    int k = c->h->splitKey[r];
+    if (k < key || (k == key && r < c->rank)) newRank++;
+  }
+  /* Nobody reuses the exchange slots until every rank has read them. */
+  __atomic_store_n(&c->h->splitOut[c->rank], g, __ATOMIC_RELEASE);
+  if (!waitAll(c, c->h->splitOut, g)) return 6;
+  if (color < 0) return 0;
+  ncclUniqueId id;
+  memset(&id, 0, sizeof id);
+  snprintf(id.internal, sizeof id.internal, "%s-s%llu-c%d", c->name, (unsigned long long)g, color);
+  return ncclCommInitRankConfig(out, newSize, id, newRank, cfg);
 }

@@ -106,6 +106,21 @@ try {
       await sub.destroy();
       break;
     }
+    case 'splitNoColor': {
+      // Rank 2 takes no color; ranks 0 and 1 (keys reversed) form a group of 2.
+      const sub = await comm.split(comm.rank === 2 ? -1 : 0, -comm.rank);
+      out.isNull = sub === null;
+      const x = await DeviceArray.fromHost(new Float32Array([comm.rank + 1]));
+      if (sub) {
+        out.subRank = sub.rank;
+        await sub.allReduce(x);
+        out.split = Array.from(await x.toHost());
+        await sub.destroy();
+      }
+      await comm.allReduce(x);
+      out.world = Array.from(await x.toHost());
+      break;
+    }
     case 'disposePending': {
       const x = await DeviceArray.fromHost(new Float32Array(4096).fill(comm.rank + 1));
       const y = DeviceArray.alloc('float32', 4096);

@@ -120,6 +120,19 @@ for (const dtype of DTYPES) {
     await runBoth('sendRecv to self', dtype, n, (k, x, y) => comm.sendRecv({ send: x, to: 0, ...(k === 'host' ? o : {}) }, { recv: y, from: 0, ...(k === 'host' ? o : {}) }));
   }
 }
+// split of a communicator whose NCCL side is in use: ncclCommSplit (color 0 -> a one-rank child; -1 -> none)
+try {
+  const sub = await comm.split(0, 0, { ncclAlgorithm: 'ring' });
+  const x = await DeviceArray.fromHost(new Float32Array([1, 2, 3]));
+  await sub.allReduce(x, { op: 'max' });
+  check('split (ncclCommSplit) child allReduce', same(await x.toHost(), new Float32Array([1, 2, 3])), '');
+  await sub.destroy();
+  check('split color -1 gives null', (await comm.split(-1)) === null, '');
+  await comm.allReduce(x);
+  check('parent allReduce after splits', same(await x.toHost(), new Float32Array([1, 2, 3])), '');
+} catch (e) {
+  check('split (ncclCommSplit)', false, `${e.name}: ${e.message}`);
+}
 await comm.barrier();
 await comm.destroy();
 
