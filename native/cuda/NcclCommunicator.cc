@@ -118,11 +118,33 @@ Status NcclCommunicator::start(CUstream) {
     if (!parent) {
       s = Status(StatusCode::Aborted, "the parent NCCL communicator is not usable (failed or destroyed)");
     } else {
-      ncclResult_t r = nccl.commSplit(parent, options_.splitColor, options_.splitKey, &comm_, &config);
-      // Non-blocking: poll the new communicator, or the parent when this rank gets none (NOCOLOR).
-      s = r == ncclSuccess || r == ncclInProgress ? settle(r, "ncclCommSplit", deadline, true, comm_ ? comm_ : parent)
-                                                  : nccl.check(r, "ncclCommSplit", parent);
-      if (s.isOk() && comm_) s = settle(ncclInProgress, "ncclCommSplit", deadline, true);
+      // Non-blocking NCCL publishes the new communicator from its own thread
+      // when the split job finishes (measured with NCCL 2.28.9: still NULL when
+      // the parent already reports success), so it is written to a cell that
+      // outlives us if we give up first (leaked then, 8 bytes).
+      auto* cell = new ncclComm_t(nullptr);
+      ncclResult_t r = nccl.commSplit(parent, options_.splitColor, options_.splitKey, cell, &config);
+      s = r == ncclSuccess || r == ncclInProgress ? Status::ok() : nccl.check(r, "ncclCommSplit", parent);
+      if (s.isOk() && options_.splitColor >= 0) {
+        ncclComm_t made = nullptr;
+        for (int spins = 0; s.isOk() && !(made = __atomic_load_n(cell, __ATOMIC_ACQUIRE)); spins++) {
+          if (abortRequested_.load()) s = abortReason();
+          else if (Clock::now() > deadline) s = Status(StatusCode::Timeout, "ncclCommSplit was still in progress at its deadline");
+          else {
+            ncclResult_t state = ncclSuccess;
+            ncclResult_t q = nccl.commGetAsyncError(parent, &state);
+            if (q != ncclSuccess) s = nccl.check(q, "ncclCommGetAsyncError", parent);
+            else if (state != ncclSuccess && state != ncclInProgress) s = nccl.check(state, "ncclCommSplit", parent);
+            else std::this_thread::sleep_for(std::chrono::microseconds(spins < 100 ? 20 : 200));
+          }
+        }
+        comm_ = made;
+        // Then the new communicator's own state, until it leaves ncclInProgress.
+        if (s.isOk()) s = settle(ncclInProgress, "ncclCommSplit", deadline, true);
+      } else if (s.isOk()) {
+        s = settle(r, "ncclCommSplit", deadline, true, parent);  // NOCOLOR: the parent's state
+      }
+      if (comm_) delete cell;  // published and read; otherwise NCCL may still write it
     }
   } else {
     ncclResult_t r = nccl.commInitRankConfig(&comm_, options_.size, options_.id, options_.rank, &config);
