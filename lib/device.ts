@@ -197,8 +197,20 @@ export class DeviceArray {
   // Operations submitted and not yet settled on this allocation (kept on the root):
   // dispose() defers the release of the memory handle until they settled.
   private holds = 0;
-  /** @internal The last operation that uses this allocation (ordering). */
-  tail: Promise<void> = Promise.resolve();
+  private ownTail: Promise<void> = Promise.resolve();
+
+  /**
+   * @internal The last operation that uses this allocation (ordering). Kept on
+   * the root, so a view's ops are ordered with its parent's and its siblings'
+   * (copies and fills run on the device stream, collectives on NCCL's).
+   */
+  get tail(): Promise<void> {
+    return (this.root ?? this).ownTail;
+  }
+
+  set tail(p: Promise<void>) {
+    (this.root ?? this).ownTail = p;
+  }
 
   /** @internal Use {@link DeviceArray.alloc}, {@link DeviceArray.fromHost} or {@link DeviceArray.fromPointer}. */
   constructor(buffer: NativeDeviceBuffer, dtype: DType, length: number, byteOffset: number, root: DeviceArray | null) {

@@ -251,6 +251,29 @@ describe('GPU backend through the test doubles', () => {
     expect(r.checks).toBeGreaterThan(1000);
   }, 120_000);
 
+  it('an op on a view waits for pending ops on its parent allocation (copy stream vs NCCL stream)', () => {
+    if (!haveCc) return;
+    const out = node(`
+      import { init, DeviceArray } from './dist/index.js';
+      const c = await init({ rank: 0, worldSize: 1, backend: 'nccl' });
+      let stale = 0;
+      for (let i = 0; i < 10; i++) {
+        const n = 1 << 20;
+        const x = DeviceArray.alloc('float32', n); await x.fill(0);
+        const y = DeviceArray.alloc('float32', 4);
+        const p1 = x.copyFrom(new Float32Array(n).fill(i + 1));      // device stream, not awaited
+        const p2 = c.allReduce(x.view(n - 4, 4), { out: y });         // NCCL stream, on a view
+        const p3 = x.view(0, 4).copyTo(new Float32Array(4));
+        await Promise.all([p1, p2, p3]);
+        if ((await y.toHost())[3] !== i + 1) stale++;
+        x.dispose(); y.dispose();
+      }
+      console.log(JSON.stringify({ stale }));
+      await c.destroy();`,
+    { RINGTREE_CUDA_DRIVER_PATH: fakeCuda, RINGTREE_NCCL_PATH: fakeNccl });
+    expect(JSON.parse(out).stale).toBe(0);
+  });
+
   it('a timed device allReduce (CUDA events around back-to-back ops) returns GPU milliseconds and the right result', () => {
     if (!haveCc) return;
     const out = node(`
