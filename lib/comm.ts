@@ -283,7 +283,7 @@ export class Communicator {
    */
   allReduce(x: HostArray | DeviceArray, options: AllReduceOptions = {}): Promise<void> {
     if (isDeviceArray(x) || isDeviceArray(options.out)) {
-      return this.device('allReduce', [x, options.out ?? x], options.timeoutMs, (t, out) =>
+      return this.device('allReduce', [x, options.out ?? x], options, (t, out) =>
         [{ kind: 'allReduce', send: t, recv: out, count: t.length, dtype: t.dtype, op: options.op, root: 0, sendBytes: t.byteLength, recvBytes: t.byteLength }]);
     }
     return this.async('allReduce', () => {
@@ -318,7 +318,7 @@ export class Communicator {
    */
   reduceScatter(x: HostArray | DeviceArray, y: HostArray | DeviceArray, options: ReduceScatterOptions = {}): Promise<void> {
     if (isDeviceArray(x) || isDeviceArray(y)) {
-      return this.device('reduceScatter', [x, y], options.timeoutMs, (a, b) => {
+      return this.device('reduceScatter', [x, y], options, (a, b) => {
         if (a.length !== b.length * this.size) throw new InvalidArgumentError(`\`x\` must hold size × y.length = ${this.size * b.length} elements, got ${a.length}`);
         return [{ kind: 'reduceScatter', send: a, recv: b, count: b.length, dtype: a.dtype, op: options.op, root: 0, sendBytes: a.byteLength, recvBytes: b.byteLength }];
       }, true);
@@ -337,7 +337,7 @@ export class Communicator {
    */
   allGather(x: HostArray | DeviceArray, y: HostArray | DeviceArray, options: CollectiveOptions = {}): Promise<void> {
     if (isDeviceArray(x) || isDeviceArray(y)) {
-      return this.device('allGather', [x, y], options.timeoutMs, (a, b) => {
+      return this.device('allGather', [x, y], options, (a, b) => {
         if (b.length !== a.length * this.size) throw new InvalidArgumentError(`\`y\` must hold size × x.length = ${this.size * a.length} elements, got ${b.length}`);
         return [{ kind: 'allGather', send: a, recv: b, count: a.length, dtype: a.dtype, root: 0, sendBytes: a.byteLength, recvBytes: b.byteLength }];
       }, true);
@@ -353,7 +353,7 @@ export class Communicator {
   /** Copy the root's `x` to every rank (into `out` when given, else into `x`). */
   broadcast(x: HostArray | DeviceArray, options: BroadcastOptions = {}): Promise<void> {
     if (isDeviceArray(x) || isDeviceArray(options.out)) {
-      return this.device('broadcast', [x, options.out ?? x], options.timeoutMs, (t, out) => {
+      return this.device('broadcast', [x, options.out ?? x], options, (t, out) => {
         const root = options.root ?? 0;
         this.checkRank(root, 'root', 'broadcast');
         return [{ kind: 'broadcast', send: t, recv: out, count: t.length, dtype: t.dtype, root, sendBytes: t.byteLength, recvBytes: t.byteLength }];
@@ -370,7 +370,7 @@ export class Communicator {
   /** Reduce every rank's `x` onto the root (into `out` when given, else into `x` on the root only). */
   reduce(x: HostArray | DeviceArray, options: ReduceOptions = {}): Promise<void> {
     if (isDeviceArray(x) || isDeviceArray(options.out)) {
-      return this.device('reduce', [x, options.out ?? x], options.timeoutMs, (t, out) => {
+      return this.device('reduce', [x, options.out ?? x], options, (t, out) => {
         const root = options.root ?? 0;
         this.checkRank(root, 'root', 'reduce');
         return [{ kind: 'reduce', send: t, recv: out, count: t.length, dtype: t.dtype, op: options.op, root, sendBytes: t.byteLength, recvBytes: t.byteLength }];
@@ -662,7 +662,7 @@ export class Communicator {
    * A collective on device arrays: both arrays must be DeviceArrays of one
    * dtype (mixing kinds is an InvalidArgumentError), in place when equal.
    */
-  private device(kind: CollectiveName, arrays: [unknown, unknown], timeoutMs: number | undefined,
+  private device(kind: CollectiveName, arrays: [unknown, unknown], opts: OpOptions,
     build: (x: DeviceArray, y: DeviceArray) => NcclOp['calls'], sizesDiffer = false): Promise<void> {
     return this.run(kind, (settle) => {
       const [x, y] = arrays;
@@ -675,7 +675,8 @@ export class Communicator {
       y.checkLive(kind);
       this.checkNcclPeers(kind);
       const calls = build(x, y);
-      const t = this.timeout(timeoutMs, kind);
+      const t = this.timeout(opts.timeoutMs, kind);
+      this.watchSignal(opts.signal, kind);
       const backend = this.ncclBackend();
       const rec = this.recorder.start(kind, backend.seq + 1, { count: x.length, dtype: DTYPE_CODES[x.dtype], backend: 'nccl' });
       backend.run({ name: kind, calls, timeoutMs: t }, x === y ? [x] : [x, y], (e) => {
@@ -757,6 +758,7 @@ export class Communicator {
       }
       this.checkNcclPeers(name);
       const t = this.timeout(options.timeoutMs, name);
+      this.watchSignal(options.signal, name);
       const backend = this.ncclBackend();
       const rec = this.recorder.start(name, backend.seq + 1, { calls: calls.map((c) => `${c.kind}:${c.root}`), backend: 'nccl' });
       backend.run({ name, calls, timeoutMs: t }, arrays, (e) => {

@@ -274,6 +274,28 @@ describe('GPU backend through the test doubles', () => {
     expect(JSON.parse(out).stale).toBe(0);
   });
 
+  it('AbortSignal on device ops: an already-fired signal rejects before anything moves; one fired during a hanging op aborts NCCL (AbortedError)', () => {
+    if (!haveCc) return;
+    const out = node(`
+      import { init, DeviceArray } from './dist/index.js';
+      const c = await init({ rank: 0, worldSize: 1, backend: 'nccl' });
+      const x = await DeviceArray.fromHost(new Float32Array([1]));
+      const r = {};
+      try { await c.allReduce(x, { signal: AbortSignal.abort() }); } catch (e) { r.early = [e.name, e.message]; }
+      await c.allReduce(x);  // collective 1 (not poisoned by the early rejection)
+      const t = Date.now();
+      try { await c.allReduce(x, { signal: AbortSignal.timeout(300) }); } catch (e) { r.during = [e.name, e.message]; r.ms = Date.now() - t; }
+      console.log(JSON.stringify(r));
+      await c.destroy();`,
+    { RINGTREE_CUDA_DRIVER_PATH: fakeCuda, RINGTREE_NCCL_PATH: fakeNccl, FAKE_NCCL_HANG: '0:2' });
+    const r = JSON.parse(out);
+    expect(r.early[0]).toBe('AbortedError');
+    expect(r.early[1]).toMatch(/not started/);
+    expect(r.during[0]).toBe('AbortedError');
+    expect(r.during[1]).toMatch(/AbortSignal fired during allReduce/);
+    expect(r.ms).toBeLessThan(10_000);
+  });
+
   it('a timed device allReduce (CUDA events around back-to-back ops) returns GPU milliseconds and the right result', () => {
     if (!haveCc) return;
     const out = node(`
