@@ -75,6 +75,48 @@ export function ncclCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
   return [...new Set(list)];
 }
 
+/** Where cuBLAS is looked for, in order (cuBLASLt is looked for beside it). */
+export function cublasCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
+  const names = ['libcublas.so.13', 'libcublas.so.12', 'libcublas.so.11'];
+  const list: string[] = [];
+  const override = env.RINGTREE_CUBLAS_PATH;
+  if (override) {
+    let isDir = false;
+    try { isDir = statSync(override).isDirectory(); } catch { /* a file name for dlopen */ }
+    if (isDir) list.push(...names.map((n) => path.join(override, n)));
+    else list.push(override);
+  }
+  list.push(...names);
+  for (const home of [env.CUDA_HOME, env.CUDA_PATH, '/usr/local/cuda']) {
+    if (home) for (const n of names) list.push(path.join(home, 'lib64', n), path.join(home, 'lib', n));
+  }
+  for (const site of pythonSitePackages()) {
+    for (const n of names) {
+      const file = path.join(site, 'nvidia', 'cublas', 'lib', n);
+      if (existsSync(file)) list.push(file);
+    }
+  }
+  return [...new Set(list)];
+}
+
+/** cuBLAS as found at run time (for doctor/info; GEMM on GPUs is not built yet). */
+export interface CublasProbe {
+  loaded: boolean;
+  path: string | null;
+  /** "major.minor.patch" from cublasGetProperty. */
+  version: string | null;
+  /** libcublasLt beside it, when it loads. */
+  ltPath: string | null;
+  /** Every place tried that failed, with why. */
+  attempts: string[];
+}
+
+/** Look for cuBLAS; never throws (null when this addon has no probe). @internal */
+export function probeCublas(env: NodeJS.ProcessEnv = process.env): CublasProbe | null {
+  const b = loadBinding() as NativeBinding & { cublasProbe?: (candidates: string[]) => CublasProbe };
+  return typeof b.cublasProbe === 'function' ? b.cublasProbe(cublasCandidates(env)) : null;
+}
+
 interface GpuBinding extends NativeBinding {
   cudaLoad: NonNullable<NativeBinding['cudaLoad']>;
   ncclLoad: NonNullable<NativeBinding['ncclLoad']>;

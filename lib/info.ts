@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { addonCandidates, loadBinding, packageRoot, type NativeBuildInfo } from './binding.js';
 import { blasInfo, type BlasInfo } from './gemm.js';
-import { probeGpu } from './device.js';
+import { probeCublas, probeGpu } from './device.js';
 import {
   coreInfo,
   formatBytes,
@@ -82,7 +82,17 @@ export interface NcclSection {
   error: string | null;
 }
 
-/** A later section (cuBLAS): null until that part of ringtree reports it. */
+/** cuBLAS and cuBLASLt as found (GEMM on GPUs is not built yet: this only reports). */
+export interface CublasSection {
+  loaded: boolean;
+  path: string | null;
+  version: string | null;
+  ltPath: string | null;
+  /** Why it was not found, with the fix; null when found. */
+  error: string | null;
+}
+
+/** A later section: null until that part of ringtree reports it. */
 export type FutureSection = Record<string, unknown> | null;
 
 /** What {@link info} returns. Every key is always present. */
@@ -119,8 +129,8 @@ export interface RingtreeInfo {
   driver: DriverSection | null;
   /** NCCL found at run time, or null without the addon or without a driver. */
   nccl: NcclSection | null;
-  /** cuBLAS/cuBLASLt found at run time (reserved: null for now). */
-  cublas: FutureSection;
+  /** cuBLAS/cuBLASLt found at run time, or null without the addon. */
+  cublas: CublasSection | null;
   /** Problems worth fixing, each with its fix. Empty on a healthy host. */
   warnings: string[];
 }
@@ -238,7 +248,7 @@ export async function info(env: NodeJS.ProcessEnv = process.env): Promise<Ringtr
     rendezvous: await rendezvousSection(env),
     blas: addon.loaded ? blasInfo() : null,
     ...gpuSections(addon.loaded),
-    cublas: null,
+    cublas: addon.loaded ? cublasSection() : null,
   };
   return { ...partial, warnings: collectWarnings(partial) };
 }
@@ -246,6 +256,20 @@ export async function info(env: NodeJS.ProcessEnv = process.env): Promise<Ringtr
 const OK = '✓';
 const BAD = '✗';
 const NOTE = '·';
+
+function cublasSection(): CublasSection | null {
+  try {
+    const p = probeCublas();
+    if (!p) return null;
+    return {
+      loaded: p.loaded, path: p.path, version: p.version, ltPath: p.ltPath,
+      error: p.loaded ? null
+        : `cuBLAS (libcublas.so.13/.12) was not found (tried ${p.attempts.length} places): install the nvidia-cublas-cu12 wheel or the CUDA toolkit's libraries, or set RINGTREE_CUBLAS_PATH`,
+    };
+  } catch (e) {
+    return { loaded: false, path: null, version: null, ltPath: null, error: (e as Error).message };
+  }
+}
 
 function gpuSections(addonLoaded: boolean): { gpu: GpuSection | null; driver: DriverSection | null; nccl: NcclSection | null } {
   if (!addonLoaded) return { gpu: null, driver: null, nccl: null };
@@ -337,7 +361,10 @@ export function formatInfoReport(i: RingtreeInfo): string {
         : `${NOTE} no usable CUDA driver: GPU collectives are unavailable, the CPU engine works (${firstLine(i.driver.error)})`,
     ...(i.gpu ? i.gpu.devices.map((d) => `${OK} GPU ${d.index}: ${d.name}, sm_${d.computeCapability.replace('.', '')}, ${formatBytes(d.totalMemory)}`) : []),
     ...(i.nccl ? [i.nccl.loaded && !i.nccl.error ? `${OK} NCCL ${i.nccl.version ?? ''} ${i.nccl.path ?? ''}` : `${BAD} NCCL not usable: ${firstLine(i.nccl.error)}`] : []),
-    `${NOTE} cuBLAS: not used by this version (GPU GEMM is not built yet)`,
+    i.cublas === null ? `${NOTE} cuBLAS: not checked (no addon)`
+      : i.cublas.loaded
+        ? `${OK} cuBLAS ${i.cublas.version ?? ''} ${i.cublas.path ?? ''}${i.cublas.ltPath ? `, cuBLASLt ${i.cublas.ltPath}` : ', no cuBLASLt beside it'} (reported only: GPU GEMM is not built yet)`
+        : `${NOTE} cuBLAS not found (only needed for GPU GEMM, not built yet)`,
   ]);
 
   if (i.warnings.length === 0) {

@@ -433,4 +433,26 @@ describe.skipIf(!expectGpu)('on a real GPU (RINGTREE_EXPECT_GPU=1: real driver a
     const aborted = launch(2, { ...env, CUDA_CASE: 'abort' }, 2, false);
     expect(aborted[0]!.error).toMatchObject({ name: 'AbortedError' });
   }, 300_000);
+
+  it('doctor --json finds cuBLAS and cuBLASLt (RINGTREE_CUBLAS_PATH as a folder) and reads the version', () => {
+    const libDir = mkdtempSync(path.join(os.tmpdir(), 'ringtree-cublas-'));
+    try {
+      execFileSync('cc', ['-shared', '-fPIC', '-o', path.join(libDir, 'libcublas.so.12'), path.join(root, 'test/doubles/fake_cublas.c')]);
+      execFileSync('cc', ['-shared', '-fPIC', '-o', path.join(libDir, 'libcublasLt.so.12'), path.join(root, 'test/doubles/fake_cublas.c')]);
+    } catch {
+      if (process.env.RINGTREE_EXPECT_GPU === '1') throw new Error('cannot compile the cuBLAS double (no cc)');
+      return;
+    }
+    const out = execFileSync(process.execPath, [path.join(root, 'dist', 'cli.js'), 'doctor', '--json'], {
+      cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, RINGTREE_CUBLAS_PATH: libDir },
+    });
+    const report = JSON.parse(out) as { cublas: Record<string, unknown> };
+    expect(report.cublas).toEqual({
+      loaded: true, path: path.join(libDir, 'libcublas.so.12'), version: '12.4.5', ltPath: path.join(libDir, 'libcublasLt.so.12'), error: null,
+    });
+    const human = execFileSync(process.execPath, [path.join(root, 'dist', 'cli.js'), 'doctor'], {
+      cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, RINGTREE_CUBLAS_PATH: libDir },
+    });
+    expect(human).toMatch(/cuBLAS 12\.4\.5/);
+  });
 });

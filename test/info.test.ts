@@ -30,7 +30,10 @@ describe('ringtree doctor --json', () => {
     expect(report.platform).toBe(process.platform);
     expect(report.arch).toBe(process.arch);
     expect(isStringOrNull(report.glibc)).toBe(true);
-    expect(report.cublas).toBeNull(); // blas: see test/gemm.test.ts; GPU sections with the fake driver: test/cuda.test.ts
+    // blas: see test/gemm.test.ts; GPU sections with the fake driver and cuBLAS: test/cuda.test.ts
+    const cublas = report.cublas as Record<string, unknown>;
+    expect(cublas).toMatchObject({ loaded: false, path: null, version: null, ltPath: null });
+    expect(cublas.error).toMatch(/RINGTREE_CUBLAS_PATH/);
     // This machine has no CUDA driver: the driver section says so, with the fix; no GPUs, no NCCL probed.
     const driver = report.driver as Record<string, unknown>;
     expect(driver).toMatchObject({ loaded: false, path: null, cudaVersion: null });

@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerBuildInfo(env, exports);
   registerReduceHooks(env, exports);
   registerCommunicator(env, exports);
+  registerCublasProbe(env, exports);
   registerGemm(env, exports);
   registerCuda(env, exports);
   return exports;

@@ -15,4 +15,7 @@ void registerGemm(Napi::Env env, Napi::Object exports);  // gemm(), gemmSync(), 
 // cudaLoad/ncclLoad/cudaInfo, DeviceBuffer, deviceCopy/deviceFill, NcclComm (AddonCuda.cc).
 void registerCuda(Napi::Env env, Napi::Object exports);
 
+// cublasProbe(): finds cuBLAS/cuBLASLt at run time and reads the version (doctor).
+void registerCublasProbe(Napi::Env env, Napi::Object exports);
+
 }  // namespace ringtree::addon
