@@ -433,7 +433,9 @@ describe.skipIf(!expectGpu)('on a real GPU (RINGTREE_EXPECT_GPU=1: real driver a
     const aborted = launch(2, { ...env, CUDA_CASE: 'abort' }, 2, false);
     expect(aborted[0]!.error).toMatchObject({ name: 'AbortedError' });
   }, 300_000);
+});
 
+describe('cuBLAS in doctor (through a fake libcublas)', () => {
   it('doctor --json finds cuBLAS and cuBLASLt (RINGTREE_CUBLAS_PATH as a folder) and reads the version', () => {
     const libDir = mkdtempSync(path.join(os.tmpdir(), 'ringtree-cublas-'));
     try {
