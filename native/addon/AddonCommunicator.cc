@@ -11,28 +11,12 @@
 #include <vector>
 
 #include "addon/registry.h"
+#include "addon/StatusJs.h"
 #include "cpu/Engine.h"
 
 namespace ringtree::addon {
 
 namespace {
-
-Napi::Object failureObject(Napi::Env env, const Status& s) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("code", Napi::Number::New(env, int(s.code())));
-  o.Set("message", Napi::String::New(env, s.message()));
-  if (!s.remedy().empty()) o.Set("remedy", Napi::String::New(env, s.remedy()));
-  if (s.peer() >= 0) o.Set("peer", Napi::Number::New(env, s.peer()));
-  return o;
-}
-
-void throwStatus(Napi::Env env, const Status& s) {
-  Napi::Error e = Napi::Error::New(env, s.message());
-  e.Set("nativeCode", Napi::Number::New(env, int(s.code())));
-  if (!s.remedy().empty()) e.Set("remedy", Napi::String::New(env, s.remedy()));
-  if (s.peer() >= 0) e.Set("peer", Napi::Number::New(env, s.peer()));
-  e.ThrowAsJavaScriptException();
-}
 
 bool viewData(Napi::Value v, void** data, size_t* bytes) {
   if (v.IsTypedArray()) {

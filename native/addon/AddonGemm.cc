@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "addon/registry.h"
+#include "addon/StatusJs.h"
 #include "cpu/gemm/BlasLibrary.h"
 #include "cpu/gemm/GemmRunner.h"
 #include "cpu/gemm/GemmWorker.h"
@@ -20,14 +21,6 @@
 namespace ringtree::addon {
 
 namespace {
-
-Napi::Object failureObject(Napi::Env env, const Status& s) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("code", Napi::Number::New(env, int(s.code())));
-  o.Set("message", Napi::String::New(env, s.message()));
-  if (!s.remedy().empty()) o.Set("remedy", Napi::String::New(env, s.remedy()));
-  return o;
-}
 
 bool viewData(Napi::Value v, void** data, size_t* bytes) {
   if (!v.IsTypedArray()) return false;
