@@ -88,6 +88,10 @@ export class NcclBackend {
   // Rejects when abort() runs before the NCCL communicator exists (it may be
   // waiting in the store for a peer that took another code path).
   private rejectMaking: ((e: unknown) => void) | null = null;
+  // The first device op that waited for the communicator to be made (named in errors from making it).
+  private makingFor: { name: string; seq: number; timeoutMs: number } | null = null;
+  // Set by abort(): what the user can do about it (carried into the pending ops' errors).
+  private abortRemedy: string | undefined;
   private readonly abortedBeforeMade = new Promise<never>((_, reject) => { this.rejectMaking = reject; });
 
   constructor(private readonly parts: NcclBackendParts) {}
@@ -232,6 +236,7 @@ export class NcclBackend {
     const p = (async () => {
       await before;
       await Promise.allSettled(priors);
+      this.makingFor ??= { name: op.name, seq, timeoutMs: op.timeoutMs };
       const comm = await this.ensure();
       const calls: NativeNcclCall[] = op.calls.map((c) => ({
         kind: c.kind, root: c.root, count: c.count, dtype: NCCL_DTYPES[c.dtype], op: NCCL_OPS[this.ncclOp(c.op)],
@@ -241,7 +246,8 @@ export class NcclBackend {
       return new Promise<number>((resolve, reject) => {
         const done = (f: NativeFailureRecord | null, ms = 0) => {
           if (!f) return resolve(ms);
-          reject(onError(errorFromNative(f, { op: op.name, rank: this.parts.rank, seq, timeoutMs: f.code === 4 ? op.timeoutMs : undefined })));
+          const remedy = f.remedy ?? this.abortRemedy;
+          reject(onError(errorFromNative({ ...f, remedy }, { op: op.name, rank: this.parts.rank, seq, timeoutMs: op.timeoutMs })));
         };
         if (op.iterations) comm.submitTimed(op.name, calls, op.iterations, op.timeoutMs, done);
         else comm.submit(op.name, calls, op.timeoutMs, done);
@@ -274,9 +280,14 @@ export class NcclBackend {
     return this.tail.then(() => undefined);
   }
 
-  abort(code: number, message: string, peer?: number): void {
+  abort(code: number, message: string, peer?: number, remedy?: string): void {
+    this.abortRemedy ??= remedy;
     if (this.comm) this.comm.abort(code, message, peer);
-    else this.rejectMaking?.(errorFromNative({ code, message, peer }, { op: 'nccl', rank: this.parts.rank }));
+    else {
+      const f = this.makingFor;
+      this.rejectMaking?.(errorFromNative({ code, message, peer, remedy },
+        f ? { op: `${f.name} (making the NCCL communicator)`, rank: this.parts.rank, seq: f.seq, timeoutMs: f.timeoutMs } : { op: 'nccl', rank: this.parts.rank }));
+    }
   }
 
   destroy(): void {
@@ -322,7 +333,7 @@ export class NcclBackend {
       if (me && s.inOp && s.collSeq > me.collSeq && Date.now() - this.pendingSince > 1000) {
         const msg = `rank ${s.rank} is in host (CPU) collective #${s.collSeq} while rank ${this.parts.rank} waits in device (NCCL) operation #${this.seq}: ` +
           'every rank must call the same collective with the same kind of array';
-        this.abort(3, msg, s.rank);
+        this.abort(3, msg, s.rank, MIXED_KINDS_REMEDY);
         this.parts.abortAll(msg);
         return;
       }
@@ -331,3 +342,6 @@ export class NcclBackend {
 }
 
 export { CollectiveMismatchError };
+
+const MIXED_KINDS_REMEDY = 'Give every rank the same kind of array for each collective: device arrays (NCCL) on all ranks, or host TypedArrays ' +
+  '(CPU engine) on all ranks. Host and device collectives each run in call order per backend, so the n-th device op of every rank must match.';

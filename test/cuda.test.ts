@@ -127,6 +127,17 @@ describe('GPU backend through the test doubles', () => {
     expect(rows[1]!.error.message).toMatch(/rank 1 is in host/);
   });
 
+  it('names a host-array rank across hosts too (TCP between the ranks): the error names the device op, its deadline and the remedy', () => {
+    if (!haveCc) return;
+    const rows = launch(2, { CUDA_CASE: 'mismatch', CASE_TIMEOUT_MS: '20000', RINGTREE_TRANSPORT: 'tcp' });
+    expect(rows[0]!.error.name).toBe('CollectiveMismatchError');
+    expect(rows[0]!.error.peer).toBe(1);
+    expect(rows[0]!.error.message).toMatch(/\[op allReduce \(making the NCCL communicator\), rank 0, seq 1, deadline 20000 ms\]/);
+    expect(rows[0]!.error.remedy).toMatch(/^Give every rank the same kind of array/);
+    expect(rows[1]!.error.name).toBe('AbortedError');
+    expect(rows[1]!.error.message).toMatch(/rank 1 is in host/);
+  });
+
   it('device send/recv/sendRecv/group run as NCCL groups (2 ranks); mixed kinds, tags, dtype, overlap and bad ranks are rejected before anything moves', () => {
     if (!haveCc) return;
     const rows = launch(2, { CUDA_CASE: 'p2p' });

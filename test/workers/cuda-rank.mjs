@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { init, DeviceArray } from '../../dist/index.js';
 
-const err = (e) => ({ name: e?.name, message: String(e?.message).split('\n')[0], peer: e?.peer });
+const err = (e) => ({ name: e?.name, message: String(e?.message).split('\n')[0], peer: e?.peer, remedy: e?.remedy });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // fake_cuda writes its live allocation count here (read back in 'disposePending').
 const statsFile = path.join(os.tmpdir(), `ringtree-fake-cuda-${process.pid}.stats`);
