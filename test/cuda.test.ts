@@ -170,6 +170,19 @@ describe('GPU backend through the test doubles', () => {
     expect(r.after.name).toBe('PeerLostError');
   });
 
+  it('4 ranks: one SIGKILLed during a device collective; every survivor rejects with PeerLostError naming it, its op and deadline', () => {
+    if (!haveCc) return;
+    const rows = launch(4, { CUDA_CASE: 'peerLoss', FAKE_NCCL_HANG: '1:2' }, 3);
+    expect(rows.map((r) => r.rank)).toEqual([0, 2, 3]);
+    for (const r of rows) {
+      expect(r.error, JSON.stringify(r)).toMatchObject({ name: 'PeerLostError', peer: 1 });
+      expect(r.error.message).toMatch(/\[op allReduce, rank \d, seq 2, deadline 20000 ms\]/);
+      expect(r.error.remedy).toMatch(/lost rank's own output/);
+      expect(r.ms).toBeLessThan(10_000);
+      expect(r.after.name).toBe('PeerLostError');
+    }
+  });
+
   it('abort() on one rank during a pending device collective rejects it with AbortedError on every rank', () => {
     if (!haveCc) return;
     const rows = launch(2, { CUDA_CASE: 'abort', FAKE_NCCL_HANG: '1:2' });
