@@ -389,7 +389,7 @@ describe('ringtree bench (real ranks)', () => {
     expect(ratiosOut).toHaveLength(2);
   });
 
-  it('usage errors exit 2 naming the flag; --backend nccl exits 1 with BackendUnavailableError', async () => {
+  it('usage errors exit 2 naming the flag; --backend nccl without a CUDA driver exits 1 with BackendUnavailableError', async () => {
     const bad = await runCli(['bench', '-e', 'huge']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('-e/--maxbytes');

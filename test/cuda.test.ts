@@ -459,6 +459,36 @@ describe.skipIf(!expectGpu)('on a real GPU (RINGTREE_EXPECT_GPU=1: real driver a
   }, 300_000);
 });
 
+describe('ringtree bench --backend nccl (through the doubles)', () => {
+  const bench = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, [path.join(root, 'dist', 'cli.js'), 'bench', ...args],
+    { encoding: 'utf8', timeout: 120_000, env: { ...process.env, RINGTREE_CUDA_DRIVER_PATH: fakeCuda, RINGTREE_NCCL_PATH: fakeNccl, ...env } });
+  const tables = (out: string) => [...out.matchAll(/^# (\w+), algorithm (\w+)/gm)].map((m) => `${m[1]}/${m[2]}`);
+
+  it('runs every collective on device arrays, checks the results (#wrong 0), and gives allreduce one table per NCCL algorithm', () => {
+    if (!haveCc) return;
+    const r = bench(['all', '--backend', 'nccl', '--nproc', '3', '-b', '4', '-e', '4K', '-f', '32', '-d', 'bfloat16', '-o', 'max', '-n', '2', '-w', '1', '--reps', '2',
+      '--algo', 'ring,tree,auto'], { FAKE_NCCL_VERSION: '22703' });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/on 3 ranks \(nccl\), bfloat16 max/);
+    expect(tables(r.stdout)).toEqual(['allreduce/ring', 'allreduce/tree', 'allreduce/auto', 'reducescatter/auto', 'allgather/auto', 'broadcast/auto', 'reduce/auto', 'sendrecv/p2p']);
+    expect(r.stdout).toMatch(/reducescatter: 'ring' skipped: NCCL's algorithm option restricts allReduce only/);
+    expect(r.stdout).toContain('# All tables: Out of bounds values : 0 OK');
+  });
+
+  it('a wrong device result is counted and exits 1; NCCL older than 2.24 drops tree with a note; -z 2 and --vs mpi are usage errors', () => {
+    if (!haveCc) return;
+    const wrong = bench(['allgather', '--backend', 'nccl', '--nproc', '2', '-b', '8', '-e', '8', '-n', '1', '-w', '0', '--reps', '1'], { RINGTREE_BENCH_FAULT_INJECT: 'wrong' });
+    expect(wrong.status, wrong.stdout + wrong.stderr).toBe(1);
+    expect(wrong.stdout).toContain('Out of bounds values : 1 FAILED');
+    const old = bench(['--backend', 'nccl', '--nproc', '2', '-b', '8', '-e', '8', '-n', '1', '-w', '0', '--reps', '1'], { FAKE_NCCL_VERSION: '21903' });
+    expect(old.status, old.stdout + old.stderr).toBe(0);
+    expect(old.stdout).toContain("# 'tree' skipped: NCCL 2.19.3 is older than 2.24");
+    expect(tables(old.stdout)).toEqual(['allreduce/ring']);
+    expect(bench(['--backend', 'nccl', '-z', '2']).status).toBe(2);
+    expect(bench(['--backend', 'nccl', '--vs', 'mpi']).status).toBe(2);
+  });
+});
+
 describe('cuBLAS in doctor (through a fake libcublas)', () => {
   it('doctor --json finds cuBLAS and cuBLASLt (RINGTREE_CUBLAS_PATH as a folder) and reads the version', () => {
     const libDir = mkdtempSync(path.join(os.tmpdir(), 'ringtree-cublas-'));

@@ -13,7 +13,8 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { packageRoot } from '../binding.js';
-import { BackendUnavailableError } from '../errors.js';
+import { requireNccl } from '../device.js';
+import { BackendUnavailableError, type RingtreeError } from '../errors.js';
 import { launch } from '../launch.js';
 import { BENCH_HELP, BenchUsageError, parseBenchArgs, sweepSizes, type BenchCollective, type BenchOptions } from './options.js';
 import type { RankPlan, RankResult } from './rank.js';
@@ -134,12 +135,34 @@ export async function runBench(argv: string[]): Promise<number> {
     process.stdout.write(BENCH_HELP);
     return 0;
   }
+  let ncclNote: string | undefined;
   if (options.backend === 'nccl') {
-    const e = new BackendUnavailableError('the nccl backend is not available in this build of ringtree yet: `ringtree bench --backend nccl` needs the GPU backend', {
-      op: 'bench', remedy: 'Run `ringtree bench --backend cpu` (the default) for the CPU engine; `ringtree doctor` reports what this host has.',
-    });
-    process.stderr.write(`ringtree bench: ${e.name} (${e.code}): ${e.message}\n`);
-    return 1;
+    if (options.blocking === 2) {
+      process.stderr.write(`ringtree bench: -z/--blocking 2 (synchronous calls) has no form on device arrays; use -z 0 or 1 with --backend nccl\nRun 'ringtree bench --help' for usage.\n`);
+      return 2;
+    }
+    if (options.vs) {
+      process.stderr.write(`ringtree bench: --vs mpi compares the CPU engine with Open MPI; it has no meaning with --backend nccl\nRun 'ringtree bench --help' for usage.\n`);
+      return 2;
+    }
+    // Fail here, once, naming what is missing, rather than in every rank.
+    let gpus = 0;
+    try {
+      const info = requireNccl('bench').cudaInfo();
+      gpus = info.devices.length;
+      // Per-collective NCCL_ALGO (allreduce:tree) needs NCCL 2.24; before it 'tree' is refused.
+      if ((info.nccl.versionCode ?? 0) < 22400 && options.algorithms.includes('tree')) {
+        options.algorithms = options.algorithms.filter((a) => a !== 'tree');
+        if (options.algorithms.length === 0) options.algorithms = ['auto'];
+        ncclNote = `# 'tree' skipped: NCCL ${info.nccl.version} is older than 2.24, which added per-collective NCCL_ALGO`;
+      }
+      if (gpus === 0) throw new BackendUnavailableError('the CUDA driver reports no GPU', { op: 'bench', remedy: 'Check nvidia-smi and CUDA_VISIBLE_DEVICES.' });
+    } catch (err) {
+      const e = err as RingtreeError;
+      process.stderr.write(`ringtree bench: ${e.name}: ${e.message}\n`);
+      return 1;
+    }
+    if (!options.nprocGiven) options.nproc = gpus;
   }
   if (options.blocking === 2 && options.collectives.includes('sendrecv')) {
     process.stderr.write(`ringtree bench: -z/--blocking 2 (synchronous calls) has no sendrecv form; use -z 0 or 1\nRun 'ringtree bench --help' for usage.\n`);
@@ -153,7 +176,7 @@ export async function runBench(argv: string[]): Promise<number> {
       collectives: options.collectives, sizes: sweepSizes(options.minBytes, options.maxBytes, options.stepFactor),
       dtype: options.dtype, op: options.op, root: options.root, algorithms: options.algorithms, iters: options.iters,
       warmupIters: options.warmupIters, reps: options.reps, check: options.check, blocking: options.blocking,
-      targetRepMs: TARGET_REP_MS, resultFile: path.join(work, 'result.json'),
+      targetRepMs: TARGET_REP_MS, resultFile: path.join(work, 'result.json'), backend: options.backend,
     };
     const planFile = path.join(work, 'plan.json');
     writeFileSync(planFile, JSON.stringify(plan));
@@ -187,7 +210,12 @@ export async function runBench(argv: string[]): Promise<number> {
     const result: RankResult = { ranks: results[0]!.ranks, rows: results.flatMap((r) => r.rows), skipped: results[0]!.skipped };
     const n = result.ranks;
     const out: string[] = [`# ringtree bench: ${options.collectives.join(', ')} on ${describeRun(options, n)}${rounds > 1 ? `; tables from round 1 of ${rounds}` : ''}`];
-    for (const s of result.skipped) out.push(`# ${s.collective}: '${s.algorithm}' skipped: the CPU engine runs ${COMM_NAMES[s.collective]} with ${s.supported.join(', ')} only`);
+    if (ncclNote) out.push(ncclNote);
+    for (const s of result.skipped) {
+      out.push(options.backend === 'nccl'
+        ? `# ${s.collective}: '${s.algorithm}' skipped: NCCL's algorithm option restricts allReduce only; ${COMM_NAMES[s.collective]} runs with ${s.supported.join(', ')}`
+        : `# ${s.collective}: '${s.algorithm}' skipped: the CPU engine runs ${COMM_NAMES[s.collective]} with ${s.supported.join(', ')} only`);
+    }
     const crossovers: Record<string, CrossoverResult> = {};
     for (const [collective, byAlgorithm] of groupRows(results[0]!.rows)) {
       for (const [algorithm, rows] of byAlgorithm) {

@@ -34,7 +34,9 @@ export interface BenchOptions {
   collectives: BenchCollective[];
   /** Local ranks. Default 2. */
   nproc: number;
-  /** `'cpu'` (the shared-memory/TCP engine) or `'nccl'` (not available yet). Default `'cpu'`. */
+  /** True when `--nproc` was given (with `--backend nccl` the default is one rank per GPU). */
+  nprocGiven?: boolean;
+  /** `'cpu'` (the shared-memory/TCP engine on host arrays) or `'nccl'` (NCCL on device arrays). Default `'cpu'`. */
   backend: 'cpu' | 'nccl';
   /** Smallest size in bytes (`-b`, K/M/G suffixes). Default 8. */
   minBytes: number;
@@ -108,8 +110,12 @@ collective: allreduce (default), reducescatter, allgather, broadcast, reduce,
             sendrecv, all, or a comma-separated list (allreduce,allgather)
 
 Options:
-  --nproc N                 local ranks (default 2)
-  --backend cpu|nccl        engine (default cpu; nccl is not available yet)
+  --nproc N                 local ranks (default 2; with --backend nccl, one
+                            per GPU)
+  --backend cpu|nccl        cpu: ringtree's engine on host arrays (default);
+                            nccl: NCCL on device arrays (--algo ring|tree|auto
+                            sets NCCL's allreduce algorithm; other collectives
+                            run NCCL's choice)
   -b, --minbytes SIZE       smallest size, K/M/G suffixes (default 8)
   -e, --maxbytes SIZE       largest size (default 64M)
   -f, --stepfactor F        size multiplier between rows (default 2)
@@ -233,7 +239,10 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     const names = positionals[0]!.split(',').map((w) => oneOf('collective', w.trim(), [...BENCH_COLLECTIVES, 'all'] as const));
     options.collectives = names.includes('all') ? [...BENCH_COLLECTIVES] : [...new Set(names as BenchCollective[])];
   }
-  if (values.nproc !== undefined) options.nproc = parseInteger(flagName('nproc'), values.nproc, 1, 256);
+  if (values.nproc !== undefined) {
+    options.nproc = parseInteger(flagName('nproc'), values.nproc, 1, 256);
+    options.nprocGiven = true;
+  }
   if (values.backend !== undefined) options.backend = oneOf(flagName('backend'), values.backend, ['cpu', 'nccl'] as const);
   if (values.minbytes !== undefined) options.minBytes = parseSize(flagName('minbytes'), values.minbytes);
   if (values.maxbytes !== undefined) options.maxBytes = parseSize(flagName('maxbytes'), values.maxbytes);

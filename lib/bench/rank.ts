@@ -17,6 +17,7 @@ import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { init } from '../init.js';
 import { CPU_ALGORITHMS, type Communicator, type HostArray, type CollectiveName } from '../comm.js';
+import { DeviceArray } from '../device.js';
 import { autoAlgorithm } from '../algorithmSelection.js';
 import { dtypeSize, fromBfloat16Bits, fromFloat16Bits, toBfloat16Bits, toFloat16Bits, type DType, type ReduceOpName } from '../dtype.js';
 import type { BenchAlgorithm, BenchCollective, BlockingMode } from './options.js';
@@ -42,6 +43,8 @@ export interface RankPlan {
   targetRepMs: number;
   /** Where rank 0 writes {@link RankResult}. */
   resultFile: string;
+  /** `'cpu'` (host arrays, the CPU engine; default) or `'nccl'` (device arrays, NCCL). */
+  backend?: 'cpu' | 'nccl';
 }
 
 /** What rank 0 writes. */
@@ -57,10 +60,21 @@ const COMM_KIND: Record<BenchCollective, CollectiveName | null> = {
   broadcast: 'broadcast', reduce: 'reduce', sendrecv: null,
 };
 
-/** The algorithms a collective runs with: those the engine supports among the requested, `p2p` for sendrecv. */
-export function algorithmsFor(collective: BenchCollective, requested: readonly BenchAlgorithm[]): { run: RowAlgorithm[]; skipped: BenchAlgorithm[] } {
+/** NCCL's algorithm option (`NCCL_ALGO=allreduce:<algo>`) restricts allReduce only; the others run NCCL's own choice ('auto'). */
+export const NCCL_BENCH_ALGORITHMS: Record<CollectiveName, readonly BenchAlgorithm[]> = {
+  allReduce: ['ring', 'tree', 'auto'], reduceScatter: ['auto'], allGather: ['auto'], broadcast: ['auto'], reduce: ['auto'], barrier: [],
+};
+
+/** The algorithms a collective runs with: those the backend supports among the requested (NCCL: at least 'auto'), `p2p` for sendrecv. */
+export function algorithmsFor(collective: BenchCollective, requested: readonly BenchAlgorithm[], backend: 'cpu' | 'nccl' = 'cpu'): { run: RowAlgorithm[]; skipped: BenchAlgorithm[] } {
   const kind = COMM_KIND[collective];
   if (kind === null) return { run: ['p2p'], skipped: [] };
+  if (backend === 'nccl') {
+    const supported = NCCL_BENCH_ALGORITHMS[kind];
+    const run = requested.filter((a) => supported.includes(a));
+    if (run.length === 0) run.push('auto');
+    return { run, skipped: requested.filter((a) => !run.includes(a)) };
+  }
   const supported = CPU_ALGORITHMS[kind] as readonly string[];
   const run = requested.filter((a) => a === 'auto' || supported.includes(a));
   return { run, skipped: requested.filter((a) => !run.includes(a)) };
@@ -128,11 +142,52 @@ interface Placement {
   /** Run one op synchronously. */
   run(): void;
   /** Fill inputs with the check pattern and outputs with zeros. */
-  prepare(): void;
+  prepare(): void | Promise<void>;
   /** Count wrong elements on this rank after one op. */
-  countWrong(): number;
+  countWrong(): number | Promise<number>;
   /** Spoil one checked output element (the fault-injection test hook). */
   corrupt(): void;
+}
+
+/**
+ * Device buffers of one size for the NCCL backend: the collective runs on
+ * views of `send`/`recv` (DeviceArrays); checks stage through host mirrors.
+ */
+class DeviceBuffers {
+  readonly send: DeviceArray;
+  readonly recv: DeviceArray;
+  readonly hostSend: HostArray;
+  readonly hostRecv: HostArray;
+
+  constructor(dtype: DType, elements: number) {
+    this.send = DeviceArray.alloc(dtype, elements);
+    this.recv = DeviceArray.alloc(dtype, elements);
+    this.hostSend = allocate(dtype, elements);
+    this.hostRecv = allocate(dtype, elements);
+  }
+
+  /** Host mirror of a device view of `send` or `recv`. */
+  mirror(d: DeviceArray): HostArray {
+    const host = d.buffer === this.send.buffer ? this.hostSend : this.hostRecv;
+    const first = (d.byteOffset - (d.buffer === this.send.buffer ? this.send : this.recv).byteOffset) / dtypeSize(d.dtype);
+    return host.subarray(first, first + d.length) as HostArray;
+  }
+
+  /** Write the host mirror of `d` to the device. */
+  upload(d: DeviceArray): Promise<void> {
+    return d.copyFrom(this.mirror(d));
+  }
+
+  /** Read `d` into its host mirror. */
+  download(d: DeviceArray): Promise<HostArray> {
+    const m = this.mirror(d);
+    return d.copyTo(m).then(() => m);
+  }
+
+  dispose(): void {
+    this.send.dispose();
+    this.recv.dispose();
+  }
 }
 
 class CollectiveBench {
@@ -250,6 +305,131 @@ class CollectiveBench {
   }
 }
 
+/**
+ * One collective on device arrays (the NCCL backend): the same placements,
+ * inputs and checks as {@link CollectiveBench}, through DeviceArray views,
+ * with inputs uploaded and outputs read back around each checked op.
+ */
+class DeviceCollectiveBench {
+  private readonly bufs: DeviceBuffers;
+  private readonly codec: Codec;
+
+  constructor(private readonly plan: RankPlan, readonly collective: BenchCollective, size: number) {
+    const ts = dtypeSize(plan.dtype);
+    const maxElements = Math.floor(plan.sizes[plan.sizes.length - 1]! / ts) + size;
+    this.bufs = new DeviceBuffers(plan.dtype, maxElements);
+    this.codec = codec(plan.dtype);
+  }
+
+  /** Zero both device buffers once (so no timed op reads uninitialised memory). */
+  async clear(): Promise<void> {
+    await this.bufs.send.fill(0);
+    await this.bufs.recv.fill(0);
+  }
+
+  placement(comm: Communicator, count: number, inPlace: boolean): Placement {
+    const { plan, bufs, codec: c } = this;
+    const n = comm.size, r = comm.rank, op = plan.op;
+    const integer = INTEGER_TYPES.has(plan.dtype);
+    const tol = tolerance(plan.dtype, op);
+    const expectCast = allocate(plan.dtype, 1);
+    const expect = (v: number): number => { c.set(expectCast, 0, v); return c.get(expectCast, 0); };
+    const wrongIn = async (d: DeviceArray, want: (j: number) => number): Promise<number> => {
+      const a = await bufs.download(d);
+      let wrong = 0;
+      for (let j = 0; j < d.length; j++) {
+        const got = c.get(a, j), exp = expect(want(j));
+        if (tol === 0 ? got !== exp : !(Math.abs(got - exp) <= tol * Math.max(1, Math.abs(exp)))) wrong++;
+      }
+      return wrong;
+    };
+    const fillInput = (d: DeviceArray, rank: number): Promise<void> => {
+      const a = bufs.mirror(d);
+      for (let j = 0; j < d.length; j++) c.set(a, j, inputValue(op, rank, j));
+      return bufs.upload(d);
+    };
+    const zero = (d: DeviceArray): Promise<void> => d.fill(0);
+    const spoil = (d: DeviceArray): void => { const a = bufs.mirror(d); if (d.length > 0) c.set(a, 0, c.get(a, 0) + 1000); };
+    const { send, recv } = bufs;
+    const sendV = (len: number): DeviceArray => send.view(0, len);
+    const recvV = (len: number): DeviceArray => recv.view(0, len);
+    const noSync = (): void => { throw new Error('device arrays have no synchronous form'); };
+    // countWrong reads outputs into the host mirror; corrupt spoils the mirror, so it runs between the two.
+    let spoilNext = false;
+    const counted = (d: DeviceArray, want: (j: number) => number) => async (): Promise<number> => {
+      if (!spoilNext) return wrongIn(d, want);
+      spoilNext = false;
+      const a = await bufs.download(d);
+      if (d.length > 0) spoil(d);
+      let wrong = 0;
+      for (let j = 0; j < d.length; j++) if (c.get(a, j) !== expect(want(j))) wrong++;
+      return wrong;
+    };
+    const corrupt = (): void => { spoilNext = true; };
+    switch (this.collective) {
+      case 'allreduce': {
+        const x = inPlace ? recvV(count) : sendV(count), out = recvV(count);
+        const o = { op, ...(inPlace ? {} : { out }) };
+        return {
+          issue: () => comm.allReduce(x, o), run: noSync,
+          prepare: async () => { if (!inPlace) await zero(out); await fillInput(x, r); },
+          countWrong: counted(out, (j) => expectedValue(op, n, j, integer)), corrupt,
+        };
+      }
+      case 'reducescatter': {
+        const x = inPlace ? recvV(n * count) : sendV(n * count);
+        const y = inPlace ? x.view(r * count, count) : recvV(count);
+        return {
+          issue: () => comm.reduceScatter(x, y, { op }), run: noSync,
+          prepare: async () => { if (!inPlace) await zero(y); await fillInput(x, r); },
+          countWrong: counted(y, (j) => expectedValue(op, n, r * count + j, integer)), corrupt,
+        };
+      }
+      case 'allgather': {
+        const y = recvV(n * count);
+        const x = inPlace ? y.view(r * count, count) : sendV(count);
+        return {
+          issue: () => comm.allGather(x, y), run: noSync,
+          prepare: async () => { await zero(y); await fillInput(x, r); },
+          countWrong: counted(y, (j) => inputValue(op, Math.floor(j / count), j % count)), corrupt,
+        };
+      }
+      case 'broadcast': {
+        const x = inPlace ? recvV(count) : sendV(count), out = recvV(count);
+        const o = { root: plan.root, ...(inPlace ? {} : { out }) };
+        return {
+          issue: () => comm.broadcast(x, o), run: noSync,
+          prepare: async () => { await zero(out); if (r === plan.root) await fillInput(x, r); },
+          countWrong: counted(out, (j) => inputValue(op, plan.root, j)), corrupt,
+        };
+      }
+      case 'reduce': {
+        const x = inPlace ? recvV(count) : sendV(count), out = recvV(count);
+        const o = { op, root: plan.root, ...(inPlace ? {} : { out }) };
+        const check = counted(out, (j) => expectedValue(op, n, j, integer));
+        return {
+          issue: () => comm.reduce(x, o), run: noSync,
+          prepare: async () => { if (!inPlace) await zero(out); await fillInput(x, r); },
+          countWrong: () => (r === plan.root ? check() : 0), corrupt,
+        };
+      }
+      case 'sendrecv': {
+        const x = sendV(count), y = recvV(count);
+        const to = (r + 1) % n, from = (r - 1 + n) % n;
+        return {
+          issue: () => comm.sendRecv({ send: x, to }, { recv: y, from }), run: noSync,
+          prepare: async () => { await zero(y); await fillInput(x, r); },
+          countWrong: counted(y, (j) => inputValue(op, from, j)), corrupt,
+        };
+      }
+    }
+  }
+
+  dispose(): void {
+    this.bufs.dispose();
+  }
+}
+
 /** Issue `iters` ops the way `blocking` says; resolves when all finished. */
 async function runOps(p: Placement, iters: number, blocking: BlockingMode): Promise<void> {
   if (blocking === 2) {
@@ -277,111 +457,134 @@ export async function runPlan(comm: Communicator, plan: RankPlan): Promise<RankR
   const skipped: RankResult['skipped'] = [];
   const ts = dtypeSize(plan.dtype);
   const total = plan.collectives.length * plan.sizes.length;
+  const nccl = plan.backend === 'nccl';
+  // NCCL: one communicator per algorithm, split off before the parent's NCCL
+  // side exists, so each child makes its own NCCL communicator with its
+  // ncclAlgorithm (fixed per communicator).
+  const ncclComms = new Map<RowAlgorithm, Communicator>();
+  if (nccl) {
+    const wanted = new Set(plan.collectives.flatMap((c) => algorithmsFor(c, plan.algorithms, 'nccl').run));
+    for (const a of ['ring', 'tree', 'auto', 'p2p'] as const) {
+      if (!wanted.has(a)) continue;
+      const child = await comm.split(0, comm.rank, { ncclAlgorithm: a === 'p2p' ? 'auto' : a });
+      ncclComms.set(a, child!);
+    }
+  }
   let done = 0;
-  for (const collective of plan.collectives) {
-    const { run: algorithms, skipped: skip } = algorithmsFor(collective, plan.algorithms);
-    for (const a of skip) skipped.push({ collective, algorithm: a, supported: [...CPU_ALGORITHMS[COMM_KIND[collective]!]] });
-    const bench = new CollectiveBench(comm, plan, collective);
-    const placements = collective === 'sendrecv' ? [false] : [false, true];
-    const factor = busBwFactor(collective, n);
-    for (const bytes of plan.sizes) {
-      const { size, count } = rowGeometry(collective, bytes, n, ts);
-      const forms = algorithms.map((a) => placements.map((ip) => bench.placement(count, ip, a)));
-      // Warm-up with every algorithm and placement that will be timed; its
-      // duration sizes the repetitions (rank 0 decides, all ranks follow).
-      let slowestUs = 0;
-      for (const f of forms) {
-        for (const p of f) {
-          await comm.barrier();
-          const t0 = nowUs();
-          const w = Math.max(plan.warmupIters, plan.iters === 0 ? 1 : 0);
-          await runOps(p, w, plan.blocking);
-          if (w > 0) slowestUs = Math.max(slowestUs, (nowUs() - t0) / w);
-        }
+  try {
+    for (const collective of plan.collectives) {
+      const { run: algorithms, skipped: skip } = algorithmsFor(collective, plan.algorithms, plan.backend);
+      for (const a of skip) {
+        skipped.push({ collective, algorithm: a, supported: [...(nccl ? NCCL_BENCH_ALGORITHMS : CPU_ALGORITHMS)[COMM_KIND[collective]!]] });
       }
-      let iters = plan.iters;
-      if (iters === 0) {
-        const decided = new Float64Array([Math.min(1000, Math.max(1, Math.round((plan.targetRepMs * 1000) / Math.max(slowestUs, 0.1))))]);
-        await comm.broadcast(decided, { root: 0 });
-        iters = decided[0]!;
-      }
-      // samples[a][p][rep], us per op on this rank.
-      // CPU time of this process (JS thread + engine threads) over wall time,
-      // summed over repetitions: shows whether waiting ranks spin or sleep.
-      const cpuBusy = forms.map((f) => f.map(() => ({ cpuUs: 0, wallUs: 0 })));
-      const samples = forms.map((f) => f.map(() => new Float64Array(plan.reps)));
-      for (let rep = 0; rep < plan.reps; rep++) {
-        for (let k = 0; k < forms.length; k++) {
-          const a = (k + rep) % forms.length;
-          for (let p = 0; p < forms[a]!.length; p++) {
+      const bench = nccl ? null : new CollectiveBench(comm, plan, collective);
+      const deviceBench = nccl ? new DeviceCollectiveBench(plan, collective, n) : null;
+      if (deviceBench) await deviceBench.clear();
+      const placements = collective === 'sendrecv' ? [false] : [false, true];
+      const factor = busBwFactor(collective, n);
+      for (const bytes of plan.sizes) {
+        const { size, count } = rowGeometry(collective, bytes, n, ts);
+        const forms = algorithms.map((a) => placements.map((ip) => (deviceBench ? deviceBench.placement(ncclComms.get(a)!, count, ip) : bench!.placement(count, ip, a))));
+        // Warm-up with every algorithm and placement that will be timed; its
+        // duration sizes the repetitions (rank 0 decides, all ranks follow).
+        let slowestUs = 0;
+        for (const f of forms) {
+          for (const p of f) {
             await comm.barrier();
-            const cpu0 = process.cpuUsage();
             const t0 = nowUs();
-            await runOps(forms[a]![p]!, iters, plan.blocking);
-            const wall = nowUs() - t0;
-            const cpu = process.cpuUsage(cpu0);
-            samples[a]![p]![rep] = wall / iters;
-            cpuBusy[a]![p]!.cpuUs += cpu.user + cpu.system;
-            cpuBusy[a]![p]!.wallUs += wall;
+            const w = Math.max(plan.warmupIters, plan.iters === 0 ? 1 : 0);
+            await runOps(p, w, plan.blocking);
+            if (w > 0) slowestUs = Math.max(slowestUs, (nowUs() - t0) / w);
           }
         }
-      }
-      // Per (algorithm, placement): reps times, #wrong, CPU busy fraction.
-      const stride = plan.reps + 2;
-      const flat = new Float64Array(forms.length * placements.length * stride);
-      samples.forEach((byP, a) => byP.forEach((s, p) => {
-        flat.set(s, (a * placements.length + p) * stride);
-        const b = cpuBusy[a]![p]!;
-        flat[(a * placements.length + p) * stride + plan.reps + 1] = b.wallUs > 0 ? b.cpuUs / b.wallUs : 0;
-      }));
-      if (plan.check > 0) {
-        for (let c = 0; c < plan.check; c++) {
-          for (let a = 0; a < forms.length; a++) {
-            for (let p = 0; p < placements.length; p++) {
-              const form = forms[a]![p]!;
-              form.prepare();
+        let iters = plan.iters;
+        if (iters === 0) {
+          const decided = new Float64Array([Math.min(1000, Math.max(1, Math.round((plan.targetRepMs * 1000) / Math.max(slowestUs, 0.1))))]);
+          await comm.broadcast(decided, { root: 0 });
+          iters = decided[0]!;
+        }
+        // samples[a][p][rep], us per op on this rank.
+        // CPU time of this process (JS thread + engine threads) over wall time,
+        // summed over repetitions: shows whether waiting ranks spin or sleep.
+        const cpuBusy = forms.map((f) => f.map(() => ({ cpuUs: 0, wallUs: 0 })));
+        const samples = forms.map((f) => f.map(() => new Float64Array(plan.reps)));
+        for (let rep = 0; rep < plan.reps; rep++) {
+          for (let k = 0; k < forms.length; k++) {
+            const a = (k + rep) % forms.length;
+            for (let p = 0; p < forms[a]!.length; p++) {
               await comm.barrier();
-              if (plan.blocking === 2) form.run(); else await form.issue();
-              // Test hook: proves a wrong result reaches #wrong and the exit code.
-              if (faultInjected && comm.rank === 0 && c === 0 && a === 0 && p === 0) form.corrupt();
-              flat[(a * placements.length + p) * stride + plan.reps]! += form.countWrong();
+              const cpu0 = process.cpuUsage();
+              const t0 = nowUs();
+              await runOps(forms[a]![p]!, iters, plan.blocking);
+              const wall = nowUs() - t0;
+              const cpu = process.cpuUsage(cpu0);
+              samples[a]![p]![rep] = wall / iters;
+              cpuBusy[a]![p]!.cpuUs += cpu.user + cpu.system;
+              cpuBusy[a]![p]!.wallUs += wall;
             }
           }
         }
-      }
-      // What 'auto' actually ran, from the engine's own counters (one op each).
-      const resolved = new Map<number, string>();
-      const kind = COMM_KIND[collective];
-      for (let a = 0; a < algorithms.length; a++) {
-        if (algorithms[a] !== 'auto' || kind === null) continue;
-        await comm.barrier();
-        comm.resetStats();
-        await forms[a]![0]!.issue();
-        const ran = comm.stats()[kind]?.algorithms;
-        resolved.set(a, ran ? (ran.tree > 0 ? (ran.ring > 0 ? 'ring+tree' : 'tree') : 'ring') : autoAlgorithm(kind, size, n, CPU_ALGORITHMS[kind]));
-      }
-      // Times: mean over ranks; wrong: sum over ranks.
-      await comm.allReduce(flat, { op: 'sum' });
-      if (comm.rank === 0) {
-        algorithms.forEach((algorithm, a) => {
-          const m = placements.map((_, p) => {
-            const off = (a * placements.length + p) * stride;
-            const times = Array.from(flat.subarray(off, off + plan.reps), (t) => t / n);
-            return { ...measurement(times, size, factor, plan.check > 0 ? flat[off + plan.reps]! : null), cpuBusy: flat[off + plan.reps + 1]! / n };
+        // Per (algorithm, placement): reps times, #wrong, CPU busy fraction.
+        const stride = plan.reps + 2;
+        const flat = new Float64Array(forms.length * placements.length * stride);
+        samples.forEach((byP, a) => byP.forEach((s, p) => {
+          flat.set(s, (a * placements.length + p) * stride);
+          const b = cpuBusy[a]![p]!;
+          flat[(a * placements.length + p) * stride + plan.reps + 1] = b.wallUs > 0 ? b.cpuUs / b.wallUs : 0;
+        }));
+        if (plan.check > 0) {
+          for (let c = 0; c < plan.check; c++) {
+            for (let a = 0; a < forms.length; a++) {
+              for (let p = 0; p < placements.length; p++) {
+                const form = forms[a]![p]!;
+                await form.prepare();
+                await comm.barrier();
+                if (plan.blocking === 2) form.run(); else await form.issue();
+                // Test hook: proves a wrong result reaches #wrong and the exit code.
+                if (faultInjected && comm.rank === 0 && c === 0 && a === 0 && p === 0) form.corrupt();
+                flat[(a * placements.length + p) * stride + plan.reps]! += await form.countWrong();
+              }
+            }
+          }
+        }
+        // What 'auto' actually ran, from the engine's own counters (one op each).
+        const resolved = new Map<number, string>();
+        const kind = COMM_KIND[collective];
+        for (let a = 0; a < algorithms.length; a++) {
+          if (algorithms[a] !== 'auto' || kind === null) continue;
+          if (nccl) { resolved.set(a, 'NCCL chooses'); continue; }
+          await comm.barrier();
+          comm.resetStats();
+          await forms[a]![0]!.issue();
+          const ran = comm.stats()[kind]?.algorithms;
+          resolved.set(a, ran ? (ran.tree > 0 ? (ran.ring > 0 ? 'ring+tree' : 'tree') : 'ring') : autoAlgorithm(kind, size, n, CPU_ALGORITHMS[kind]));
+        }
+        // Times: mean over ranks; wrong: sum over ranks.
+        await comm.allReduce(flat, { op: 'sum' });
+        if (comm.rank === 0) {
+          algorithms.forEach((algorithm, a) => {
+            const m = placements.map((_, p) => {
+              const off = (a * placements.length + p) * stride;
+              const times = Array.from(flat.subarray(off, off + plan.reps), (t) => t / n);
+              return { ...measurement(times, size, factor, plan.check > 0 ? flat[off + plan.reps]! : null), cpuBusy: flat[off + plan.reps + 1]! / n };
+            });
+            rows.push({
+              collective, algorithm,
+              ...(resolved.has(a) ? { resolved: resolved.get(a)! } : {}),
+              size, count, type: NCCL_TYPE_NAMES[plan.dtype],
+              redop: collective === 'allgather' || collective === 'broadcast' || collective === 'sendrecv' ? 'none' : plan.op,
+              root: collective === 'broadcast' || collective === 'reduce' ? plan.root : -1,
+              iters, outOfPlace: m[0]!, inPlace: m[1] ?? null,
+            });
           });
-          rows.push({
-            collective, algorithm,
-            ...(resolved.has(a) ? { resolved: resolved.get(a)! } : {}),
-            size, count, type: NCCL_TYPE_NAMES[plan.dtype],
-            redop: collective === 'allgather' || collective === 'broadcast' || collective === 'sendrecv' ? 'none' : plan.op,
-            root: collective === 'broadcast' || collective === 'reduce' ? plan.root : -1,
-            iters, outOfPlace: m[0]!, inPlace: m[1] ?? null,
-          });
-        });
-        done++;
-        process.stdout.write(`@progress ${done} ${total} ${collective} ${size}\n`);
+          done++;
+          process.stdout.write(`@progress ${done} ${total} ${collective} ${size}\n`);
+        }
       }
+      deviceBench?.dispose();
     }
+  } finally {
+    for (const c of ncclComms.values()) await c.destroy();
   }
   return comm.rank === 0 ? { ranks: n, rows, skipped } : null;
 }
