@@ -1,14 +1,17 @@
 #!/usr/bin/env node
 // GEMM (CPU): sgemm/dgemm through ringtree against OpenBLAS called directly
 // from a small C program (bench/peers/gemm_openblas.c, compiled here with
-// `cc` when present), in the same run, with the same OPENBLAS_NUM_THREADS.
+// `cc` when present) and against numpy's matmul (bench/peers/gemm_numpy.py,
+// when python3 has numpy; numpy brings its own OpenBLAS build), in the same
+// run, with the same OPENBLAS_NUM_THREADS.
 // Square row-major C = A @ B (alpha 1, beta 0); times are medians of --reps
 // timed repetitions of back-to-back calls (this machine is shared and noisy).
 //
-//   npx tsc -p tsconfig.json && node bench/gemm.mjs [--sizes 64,256,1024,2048] [--reps 5]
+//   npx tsc -p tsconfig.json && node bench/gemm.mjs [--sizes 64,256,1024,2048,4096] [--reps 5]
 //       [--threads N] [--fallback] [--json out.json]
 //
-// ratio = ringtree GFLOP/s / OpenBLAS-direct GFLOP/s (target >= 0.95 at n >= 1024).
+// ratio = ringtree GFLOP/s / OpenBLAS-direct GFLOP/s (target >= 0.95 at n >= 1024);
+// np = ringtree GFLOP/s / numpy GFLOP/s (information: another OpenBLAS build).
 // Overhead per call at n = 64 = ringtree time per call - direct time per call,
 // for the async gemm() (thread hop + Promise) and for gemmSync().
 import { spawnSync } from 'node:child_process';
@@ -20,7 +23,7 @@ import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({
   options: {
-    sizes: { type: 'string', default: '64,256,1024,2048' },
+    sizes: { type: 'string', default: '64,256,1024,2048,4096' },
     reps: { type: 'string', default: '5' },
     threads: { type: 'string' },
     fallback: { type: 'boolean', default: false },
@@ -64,6 +67,17 @@ function runPeer(peer, type, n, iters) {
   return { us: Number(us), threads: Number(threads) };
 }
 
+let numpyBlas = null;
+/** numpy's matmul, timed in its own process: us per call, or null without python3/numpy. */
+function runNumpy(type, n, iters) {
+  const run = spawnSync('python3', [path.join(here, 'peers', 'gemm_numpy.py'), type === 'float32' ? 's' : 'd', String(n), String(iters)],
+    { encoding: 'utf8', env: process.env, timeout: 600_000 });
+  if (run.error || run.status !== 0) return null;
+  const [, , us, threads, name] = run.stdout.trim().split(/\s+/);
+  numpyBlas = `${name} (${threads} threads)`;
+  return Number(us);
+}
+
 function makeArrays(type, n) {
   const Ctor = type === 'float32' ? Float32Array : Float64Array;
   let s = 12345;
@@ -89,7 +103,7 @@ async function timeRingtreeOnce(arrays, n, iters, sync) {
 async function measure(type, n, iters, withPeer, sync = false) {
   const arrays = makeArrays(type, n);
   await timeRingtreeOnce(arrays, n, iters, sync); // warm-up
-  const ours = [], direct = [];
+  const ours = [], direct = [], numpy = [];
   let threads = null;
   for (let r = 0; r < reps; r++) {
     if (withPeer) {
@@ -99,9 +113,13 @@ async function measure(type, n, iters, withPeer, sync = false) {
         threads = d.threads;
       }
     }
+    if (withPeer && haveNumpy) {
+      const us = runNumpy(type, n, iters);
+      if (us !== null) numpy.push(us);
+    }
     ours.push(await timeRingtreeOnce(arrays, n, iters, sync));
   }
-  return { us: median(ours), directUs: direct.length ? median(direct) : null, threads };
+  return { us: median(ours), directUs: direct.length ? median(direct) : null, numpyUs: numpy.length ? median(numpy) : null, threads };
 }
 
 /** Calls per timed repetition so one repetition takes about --target-ms. */
@@ -116,9 +134,11 @@ async function itersFor(type, n) {
 const gflops = (n, us) => (2 * n ** 3) / (us * 1e3);
 const blas = blasInfo();
 const peer = blas.vendor === 'openblas' ? compilePeer() : null;
+const haveNumpy = peer !== null && runNumpy('float32', 8, 1) !== null;
 console.log(`# ringtree GEMM (CPU): ${blas.vendor} ${blas.library}, ${blas.threads} thread(s)${blas.config ? ` [${blas.config}]` : ''}`);
-console.log(`# square row-major C = A @ B, median of ${reps}; peer: OpenBLAS direct from C${peer ? '' : ' (not available)'}; ${os.cpus().length} CPUs, Node ${process.version}`);
-console.log('#  type      n  iters   ringtree(us)  GFLOP/s    direct(us)  GFLOP/s   ratio');
+console.log(`# square row-major C = A @ B, median of ${reps}; peers: OpenBLAS direct from C${peer ? '' : ' (not available)'}, ` +
+  `numpy ${haveNumpy ? `${numpyBlas}` : '(not available)'}; ${os.cpus().length} CPUs, Node ${process.version}`);
+console.log('#  type      n  iters   ringtree(us)  GFLOP/s    direct(us)  GFLOP/s   ratio     numpy(us)  GFLOP/s      np');
 const rows = [];
 for (const type of ['float32', 'float64']) {
   for (const n of sizes) {
@@ -126,12 +146,15 @@ for (const type of ['float32', 'float64']) {
     const measured = await measure(type, n, iters, peer !== null);
     const us = measured.us;
     const row = { type, n, iters, ringtreeUs: us, ringtreeGflops: gflops(n, us), directUs: measured.directUs,
-      directGflops: measured.directUs === null ? null : gflops(n, measured.directUs), directThreads: measured.threads };
+      directGflops: measured.directUs === null ? null : gflops(n, measured.directUs), directThreads: measured.threads,
+      numpyUs: measured.numpyUs, numpyGflops: measured.numpyUs === null ? null : gflops(n, measured.numpyUs) };
     row.ratio = row.directGflops === null ? null : row.ringtreeGflops / row.directGflops;
+    row.numpyRatio = row.numpyGflops === null ? null : row.ringtreeGflops / row.numpyGflops;
     if (n === 64) row.syncUs = (await measure(type, n, iters, false, true)).us;
     rows.push(row);
     const f = (x, w, d = 1) => (x === null ? '-' : x.toFixed(d)).padStart(w);
-    console.log(`  ${type.padEnd(8)}${String(n).padStart(5)}${String(iters).padStart(7)}${f(us, 15)}${f(row.ringtreeGflops, 9)}${f(row.directUs, 14)}${f(row.directGflops, 9)}${f(row.ratio, 8, 3)}`);
+    console.log(`  ${type.padEnd(8)}${String(n).padStart(5)}${String(iters).padStart(7)}${f(us, 15)}${f(row.ringtreeGflops, 9)}${f(row.directUs, 14)}${f(row.directGflops, 9)}${f(row.ratio, 8, 3)}` +
+      `${f(row.numpyUs, 14)}${f(row.numpyGflops, 9)}${f(row.numpyRatio, 8, 3)}`);
   }
 }
 for (const row of rows.filter((r) => r.n === 64 && r.directUs !== null)) {
@@ -152,5 +175,5 @@ if (values.fallback) {
   }
   setGemmFallbackForTest(false);
 }
-if (values.json) writeFileSync(values.json, JSON.stringify({ blas, reps, rows, fallback: fallbackRows }, null, 2));
+if (values.json) writeFileSync(values.json, JSON.stringify({ blas, numpyBlas, reps, rows, fallback: fallbackRows }, null, 2));
 if (peer && existsSync(peer)) spawnSync('rm', ['-rf', path.dirname(peer)]);
