@@ -84,6 +84,10 @@ export class NcclBackend {
   private pending = 0;
   private watch: NodeJS.Timeout | null = null;
   private pendingSince = 0;
+  // When a device op last settled: a backend that keeps completing ops is not stuck behind a mixed-up peer.
+  private lastProgress = 0;
+  // Consecutive watch ticks that saw a peer in a host collective this rank never called.
+  private mixedTicks = 0;
   private destroyed = false;
   // Rejects when abort() runs before the NCCL communicator exists (it may be
   // waiting in the store for a peer that took another code path).
@@ -159,6 +163,7 @@ export class NcclBackend {
       await this.ensure();
     } finally {
       this.pending--;
+      this.lastProgress = Date.now();
       if (this.pending === 0) this.stopWatch();
     }
   }
@@ -208,6 +213,7 @@ export class NcclBackend {
     })();
     const settled = p.then(() => undefined, () => undefined).finally(() => {
       this.pending--;
+      this.lastProgress = Date.now();
       if (this.pending === 0) this.stopWatch();
     });
     this.tail = settled;
@@ -256,6 +262,7 @@ export class NcclBackend {
     const settled = p.then(() => undefined, () => undefined).finally(() => {
       for (const r of releases) r();
       this.pending--;
+      this.lastProgress = Date.now();
       if (this.pending === 0) this.stopWatch();
     });
     this.tail = settled;
@@ -322,6 +329,7 @@ export class NcclBackend {
     }
     const states = cpu.peerStates();
     const me = states.find((s) => s.rank === this.parts.rank);
+    let mixed: typeof states[number] | undefined;
     for (const s of states) {
       if (s.rank === this.parts.rank) continue;
       if (!s.alive) {
@@ -330,13 +338,19 @@ export class NcclBackend {
       }
       // A peer inside a host collective this rank never called, while this
       // rank waits in a device op: the two backends were mixed up.
-      if (me && s.inOp && s.collSeq > me.collSeq && Date.now() - this.pendingSince > 1000) {
-        const msg = `rank ${s.rank} is in host (CPU) collective #${s.collSeq} while rank ${this.parts.rank} waits in device (NCCL) operation #${this.seq}: ` +
-          'every rank must call the same collective with the same kind of array';
-        this.abort(3, msg, s.rank, MIXED_KINDS_REMEDY);
-        this.parts.abortAll(msg);
-        return;
-      }
+      // Only while this rank's device work made no progress for a second, seen
+      // on two ticks in a row: a peer that finished its side of our pending
+      // collective and moved on to a host one is legitimate (our completion
+      // is about to be seen), and a queue of long device ops keeps settling.
+      const stalledMs = Date.now() - Math.max(this.pendingSince, this.lastProgress);
+      if (me && s.inOp && s.collSeq > me.collSeq && stalledMs > 1000) mixed ??= s;
+    }
+    this.mixedTicks = mixed ? this.mixedTicks + 1 : 0;
+    if (mixed && this.mixedTicks >= 2) {
+      const msg = `rank ${mixed.rank} is in host (CPU) collective #${mixed.collSeq} while rank ${this.parts.rank} waits in device (NCCL) operation #${this.seq}: ` +
+        'every rank must call the same collective with the same kind of array';
+      this.abort(3, msg, mixed.rank, MIXED_KINDS_REMEDY);
+      this.parts.abortAll(msg);
     }
   }
 }
