@@ -145,3 +145,31 @@ describe('kernels through the CUDA double', () => {
     expect(r.after).toEqual([5, 5]);
   });
 });
+
+describe('scripts/gpu-kernels-check.mjs', () => {
+  it('--dry-run explains and checks the addon; without a driver it exits 2 naming libcuda; through the doubles every step passes', () => {
+    const script = path.join(root, 'scripts', 'gpu-kernels-check.mjs');
+    const dry = spawnSync(process.execPath, [script, '--dry-run'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    expect(dry.status, dry.stdout + dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/dry run/);
+    expect(dry.stdout).toMatch(/addon: ok - kernels embedded|addon: FAILED - no kernels/);
+    const out = path.join(dir, 'gpu-out');
+    const none = spawnSync(process.execPath, [script, '--out', out], {
+      cwd: root, encoding: 'utf8', timeout: 60_000, env: { ...process.env, RINGTREE_CUDA_DRIVER_PATH: path.join(dir, 'absent.so') },
+    });
+    if (!findNvcc()) return;
+    expect(none.status, none.stdout).toBe(2);
+    expect(none.stdout).toMatch(/no usable CUDA driver \(libcuda\.so\.1\)/);
+    if (!haveCc) return;
+    const fakeNccl = path.join(dir, 'libfakenccl.so');
+    execFileSync('cc', ['-shared', '-fPIC', '-O1', '-o', fakeNccl, path.join(root, 'test/doubles/fake_nccl.c'), '-ldl', '-lrt']);
+    const fake = spawnSync(process.execPath, [script, '--out', out, '--sizes', '0,1,7,1023'], {
+      cwd: root, encoding: 'utf8', timeout: 120_000, env: { ...process.env, RINGTREE_CUDA_DRIVER_PATH: fakeCuda, RINGTREE_NCCL_PATH: fakeNccl },
+    });
+    expect(fake.status, fake.stdout + fake.stderr).toBe(0);
+    expect(fake.stdout).toMatch(/kernels: ok - \d+ checks/);
+    expect(fake.stdout).toMatch(/ddp: ok - 6 runs of 8 steps bit-identical/);
+    const json = JSON.parse(readFileSync(path.join(out, 'gpu-kernels.json'), 'utf8'));
+    expect(json.ddp).toHaveLength(6);
+  }, 180_000);
+});
