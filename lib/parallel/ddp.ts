@@ -222,12 +222,18 @@ export class DistributedDataParallel<T extends DdpArray = Float32Array> {
    * Collective: every rank must call it with the same shapes in the same order.
    *
    * @param comm the communicator to reduce over (any size, 1 included).
-   * @param params parameters in registration order (the order the model defines them).
-   * @param grads their gradients, `grads[i].length === params[i].length`.
-   * @param options bucket caps (MiB), compression, gradient views, algorithm, deadline.
+   * @param params parameters in registration order (the order the model defines them):
+   *   host Float32Arrays, or float32 DeviceArrays all on one device (buckets then live
+   *   on that device and are reduced through NCCL). Never a mix.
+   * @param grads their gradients, the same kind, `grads[i].length === params[i].length`.
+   * @param options bucket caps (MiB), compression, gradient views, algorithm (host arrays;
+   *   NCCL's is fixed per communicator), deadline.
    * @returns a Promise of the wrapper; it rejects with {@link InvalidArgumentError} for
-   *   mismatched or non-Float32Array arrays or bad options, and with the communicator's
-   *   error classes (PeerLostError, TimeoutError, ...) if the broadcast fails.
+   *   mismatched lengths, mixed host/device arrays, non-float32 arrays, arrays on different
+   *   devices or bad options (the message names the argument); with
+   *   {@link BackendUnavailableError} for compression on device arrays when the addon has no
+   *   CUDA kernels (built without nvcc) or no GPU/NCCL; and with the communicator's error
+   *   classes (PeerLostError, TimeoutError, ...) if the broadcast fails.
    */
   static async create<T extends DdpArray = Float32Array>(comm: Communicator, params: T[], grads: T[], options: DdpOptions = {}): Promise<DistributedDataParallel<T>> {
     const op = 'DistributedDataParallel.create';
