@@ -422,8 +422,8 @@ export class DeviceArray {
    * never scaled; subnormals are kept). Supported: float32 to bfloat16,
    * float16 or float32, and bfloat16/float16 to float32. Runs one of
    * ringtree's embedded CUDA kernels on the device stream, ordered after
-   * pending work on both arrays. `src === this` (in place) works for float32
-   * to float32 only.
+   * pending work on both arrays. In place (`src` the same range as this
+   * array) works for float32 to float32 only; any other overlap is rejected.
    *
    * @param scale a finite float32 factor (default 1).
    * @returns a Promise that rejects with {@link InvalidArgumentError} for an
@@ -444,8 +444,9 @@ export class DeviceArray {
       return Promise.reject(new InvalidArgumentError(`\`scale\` must be a finite float32 number, got ${String(scale)}`, { op }));
     }
     const same = src.buffer === this.buffer;
-    if (same && kind !== 'float32>float32' && src.byteOffset < this.byteOffset + this.byteLength && this.byteOffset < src.byteOffset + src.byteLength) {
-      return Promise.reject(new InvalidArgumentError('`src` overlaps this array (only a float32 to float32 scale may run in place)', { op }));
+    const exactlyInPlace = same && kind === 'float32>float32' && src.byteOffset === this.byteOffset;
+    if (same && !exactlyInPlace && src.byteOffset < this.byteOffset + this.byteLength && this.byteOffset < src.byteOffset + src.byteLength) {
+      return Promise.reject(new InvalidArgumentError('`src` overlaps this array (only a float32 to float32 scale of exactly the same range may run in place)', { op }));
     }
     const before = src.tail;
     return this.enqueue(op, (b, done) => {

@@ -115,6 +115,7 @@ describe('kernels through the CUDA double', () => {
       for (const [k, fn] of Object.entries({
         pair: () => i.convertFrom(f), length: () => h.convertFrom(f.view(0, 3)), scale: () => h.convertFrom(f, { scale: Infinity }),
         big: () => h.convertFrom(f, { scale: 1e39 }), notDevice: () => h.convertFrom(new Float32Array(4)),
+        overlap: () => f.view(0, 3).convertFrom(f.view(1, 3)),
       })) { try { await fn(); r[k] = 'resolved'; } catch (e) { r[k] = [e.name, e.message]; } }
       console.log(JSON.stringify(r));`,
     { RINGTREE_CUDA_DRIVER_PATH: fakeCuda });
@@ -124,6 +125,7 @@ describe('kernels through the CUDA double', () => {
     expect(r.scale[1]).toMatch(/`scale` must be a finite float32/);
     expect(r.big[1]).toMatch(/`scale` must be a finite float32/);
     expect(r.notDevice[1]).toMatch(/`src` must be a DeviceArray/);
+    expect(r.overlap[1]).toMatch(/`src` overlaps this array/);
   });
 
   it('without kernels (RINGTREE_DISABLE_KERNELS=1, the path of a build without nvcc) 8-byte fills and conversions reject with BackendUnavailableError; other device ops keep working', () => {
