@@ -15,7 +15,23 @@
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
-        "native"
+        "native",
+        "<(SHARED_INTERMEDIATE_DIR)/ringtree"
+      ],
+      # nvcc compiles native/cuda/kernels/*.cu into kernelImages.h (embedded
+      # fatbins; empty, with the reason, where there is no nvcc) before the
+      # sources compile. CMakeLists.txt runs the same script.
+      "actions": [
+        {
+          "action_name": "kernel_images",
+          "inputs": [
+            "<(module_root_dir)/scripts/build-kernels.sh",
+            "<!@(node -p \"require('fs').readdirSync('native/cuda/kernels').filter(f => f.endsWith('.cu')).map(f => 'native/cuda/kernels/' + f).join(' ')\")"
+          ],
+          "outputs": ["<(SHARED_INTERMEDIATE_DIR)/ringtree/kernelImages.h"],
+          "action": ["bash", "<(module_root_dir)/scripts/build-kernels.sh", "<(SHARED_INTERMEDIATE_DIR)/ringtree/kernelImages.h"],
+          "message": "nvcc: native/cuda/kernels/*.cu -> kernelImages.h"
+        }
       ],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "RINGTREE_BUILD_SYSTEM=\"node-gyp\""],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=c++17"],

@@ -30,6 +30,20 @@ export interface NativeBuildInfo {
   simdActive: string;
   /** Node-API version the addon targets. */
   napiVersion: number;
+  /**
+   * The CUDA kernels nvcc compiled into this binary (scripts/build-kernels.sh).
+   * Absent in addons built before kernels existed.
+   */
+  kernels?: {
+    /** True when nvcc was found at build time and the images are embedded. */
+    embedded: boolean;
+    /** e.g. `'sm_80 sm_90 compute_90'` (SASS for those GPUs, PTX the driver JITs on newer ones); '' when not embedded. */
+    architectures: string;
+    /** nvcc release that compiled them, e.g. `'13.0'`; '' when not embedded. */
+    nvcc: string;
+    /** Why they are missing (nvcc not found, or its error); '' when embedded. */
+    reason: string;
+  };
 }
 
 /** Options the native communicator is constructed with (validated in lib/comm.ts). */
@@ -135,6 +149,9 @@ export interface NativeDeviceBuffer {
   release(): void;
 }
 
+/** The element-wise conversions `deviceConvert` runs (`source>destination` dtypes). */
+export type NativeConvertKind = 'float32>bfloat16' | 'float32>float16' | 'bfloat16>float32' | 'float16>float32' | 'float32>float32';
+
 /** What `cudaInfo()` returns. */
 export interface NativeCudaInfo {
   driver: { loaded: boolean; path: string | null; version: number; viaGetProcAddress: boolean; memoryPools: boolean; kernels: boolean; attempts: string[] };
@@ -181,8 +198,12 @@ export interface NativeBinding {
   deviceCopy?(kind: 'htod' | 'dtoh' | 'dtod', dst: NativeDeviceBuffer | ArrayBufferView, dstOffset: number,
     src: NativeDeviceBuffer | ArrayBufferView, srcOffset: number, bytes: number, timeoutMs: number,
     callback: (failure: NativeFailureRecord | null) => void): void;
-  deviceFill?(dst: NativeDeviceBuffer, byteOffset: number, count: number, elementBytes: number, bits: number,
+  /** 1/2/4-byte elements: `bits` a number (cuMemsetD8/16/32); 8-byte elements: a bigint (the embedded fill kernel). */
+  deviceFill?(dst: NativeDeviceBuffer, byteOffset: number, count: number, elementBytes: number, bits: number | bigint,
     timeoutMs: number, callback: (failure: NativeFailureRecord | null) => void): void;
+  /** dst[i] = convert(src[i] * scale) with an embedded kernel; throws BackendUnavailable (code 6) when the addon has none. */
+  deviceConvert?(kind: NativeConvertKind, dst: NativeDeviceBuffer, dstOffset: number, src: NativeDeviceBuffer, srcOffset: number,
+    count: number, scale: number, timeoutMs: number, callback: (failure: NativeFailureRecord | null) => void): void;
   ncclUniqueId?(): Uint8Array;
   /** `parent` given: made by ncclCommSplit(parent, splitColor, splitKey) (collective over the parent's ranks; -1: none). */
   NcclComm?: new (options: { device: number; rank: number; size: number; uniqueId: Uint8Array; algorithm?: string; initTimeoutMs: number;

@@ -14,7 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { loadBinding } from './binding.js';
-import type { NativeBinding, NativeCudaInfo, NativeDeviceBuffer, NativeFailureRecord } from './binding.js';
+import type { NativeBinding, NativeConvertKind, NativeCudaInfo, NativeDeviceBuffer, NativeFailureRecord } from './binding.js';
 import { DTYPE_CODES, dtypeSize, isDType, toBfloat16Bits, toFloat16Bits } from './dtype.js';
 import type { DType } from './dtype.js';
 import { BackendUnavailableError, InvalidArgumentError, errorFromNative } from './errors.js';
@@ -124,6 +124,7 @@ interface GpuBinding extends NativeBinding {
   DeviceBuffer: NonNullable<NativeBinding['DeviceBuffer']>;
   deviceCopy: NonNullable<NativeBinding['deviceCopy']>;
   deviceFill: NonNullable<NativeBinding['deviceFill']>;
+  deviceConvert?: NativeBinding['deviceConvert'];
   ncclUniqueId: NonNullable<NativeBinding['ncclUniqueId']>;
   NcclComm: NonNullable<NativeBinding['NcclComm']>;
 }
@@ -206,6 +207,20 @@ function hostDType(a: ArrayBufferView): DType | undefined {
   if (a instanceof Int32Array) return 'int32';
   if (a instanceof BigInt64Array) return 'int64';
   return undefined;
+}
+
+/** Conversions {@link DeviceArray.convertFrom} runs (`source>destination`). */
+const CONVERT_KINDS: readonly NativeConvertKind[] = ['float32>bfloat16', 'float32>float16', 'bfloat16>float32', 'float16>float32', 'float32>float32'];
+
+/** Run a native call that may throw a Status (e.g. no kernels) and rethrow it as the typed error. */
+function callNative(op: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (e) {
+    const err = e as Error & { nativeCode?: number; remedy?: string; peer?: number };
+    if (typeof err.nativeCode === 'number') throw errorFromNative({ code: err.nativeCode, message: err.message, remedy: err.remedy, peer: err.peer }, { op });
+    throw e;
+  }
 }
 
 function settleInto(resolve: () => void, reject: (e: unknown) => void, op: string) {
@@ -371,7 +386,13 @@ export class DeviceArray {
     }, [before], [src]);
   }
 
-  /** Set every element to `value` (a number; a bigint for int64). */
+  /**
+   * Set every element to `value` (a number; a bigint for int64). 1-, 2- and
+   * 4-byte elements use the driver's memsets; 8-byte ones (float64, int64)
+   * run ringtree's embedded fill kernel on the same stream.
+   * @throws {BackendUnavailableError} (rejection) for float64/int64 when the
+   *   addon was built without nvcc (no kernels), naming the fix.
+   */
   fill(value: number | bigint): Promise<void> {
     return this.enqueue('fill', (b, done) => {
       const size = dtypeSize(this.dtype);
@@ -387,16 +408,53 @@ export class DeviceArray {
         case 'int32': dv.setInt32(0, Number(value), true); break;
         case 'int64': dv.setBigInt64(0, BigInt(value), true); break;
       }
-      if (size <= 4) {
-        const bits = size === 1 ? dv.getUint8(0) : size === 2 ? dv.getUint16(0, true) : dv.getUint32(0, true);
-        b.deviceFill(this.buffer, this.byteOffset, this.length, size, bits, DEVICE_OP_TIMEOUT_MS, done);
-      } else {
-        // 8-byte elements: the driver has no 64-bit memset, so copy a host pattern.
-        const pattern = new Uint8Array(this.byteLength);
-        for (let i = 0; i < this.length; i++) pattern.set(bytes, i * size);
-        b.deviceCopy('htod', this.buffer, this.byteOffset, pattern, 0, this.byteLength, DEVICE_OP_TIMEOUT_MS, done);
-      }
+      const bits = size === 1 ? dv.getUint8(0) : size === 2 ? dv.getUint16(0, true) : size === 4 ? dv.getUint32(0, true) : dv.getBigUint64(0, true);
+      callNative('DeviceArray.fill', () => b.deviceFill(this.buffer, this.byteOffset, this.length, size, bits, DEVICE_OP_TIMEOUT_MS, done));
     });
+  }
+
+  /**
+   * Write `src` (same length, same device), converted to this array's dtype
+   * and multiplied by `scale`, into this array: `this[i] = round(src[i] * scale)`,
+   * with the product in float32 and round to nearest-even, bit for bit what
+   * {@link float32ToBfloat16} / {@link float32ToFloat16} / {@link bfloat16ToFloat32} /
+   * {@link float16ToFloat32} give on the host (NaNs keep their payload and are
+   * never scaled; subnormals are kept). Supported: float32 to bfloat16,
+   * float16 or float32, and bfloat16/float16 to float32. Runs one of
+   * ringtree's embedded CUDA kernels on the device stream, ordered after
+   * pending work on both arrays. In place (`src` the same range as this
+   * array) works for float32 to float32 only; any other overlap is rejected.
+   *
+   * @param scale a finite float32 factor (default 1).
+   * @returns a Promise that rejects with {@link InvalidArgumentError} for an
+   *   unsupported pair, a length or device mismatch or a bad scale, and with
+   *   {@link BackendUnavailableError} when the addon was built without nvcc.
+   */
+  convertFrom(src: DeviceArray, options: { scale?: number } = {}): Promise<void> {
+    const op = 'DeviceArray.convertFrom';
+    const scale = options.scale ?? 1;
+    const kind = `${src?.dtype}>${this.dtype}` as NativeConvertKind;
+    if (!(src instanceof DeviceArray)) return Promise.reject(new InvalidArgumentError(`\`src\` must be a DeviceArray, got ${String(src)}`, { op }));
+    if (!CONVERT_KINDS.includes(kind)) {
+      return Promise.reject(new InvalidArgumentError(`cannot convert ${src.dtype} to ${this.dtype}; supported: ${CONVERT_KINDS.map((k) => k.replace('>', ' to ')).join(', ')}`, { op }));
+    }
+    if (src.length !== this.length) return Promise.reject(new InvalidArgumentError(`\`src\` has ${src.length} elements but this array has ${this.length}`, { op }));
+    if (src.device !== this.device) return Promise.reject(new InvalidArgumentError(`\`src\` is on device ${src.device} but this array is on device ${this.device}`, { op }));
+    if (typeof scale !== 'number' || !Number.isFinite(scale) || !Number.isFinite(Math.fround(scale))) {
+      return Promise.reject(new InvalidArgumentError(`\`scale\` must be a finite float32 number, got ${String(scale)}`, { op }));
+    }
+    const same = src.buffer === this.buffer;
+    const exactlyInPlace = same && kind === 'float32>float32' && src.byteOffset === this.byteOffset;
+    if (same && !exactlyInPlace && src.byteOffset < this.byteOffset + this.byteLength && this.byteOffset < src.byteOffset + src.byteLength) {
+      return Promise.reject(new InvalidArgumentError('`src` overlaps this array (only a float32 to float32 scale of exactly the same range may run in place)', { op }));
+    }
+    const before = src.tail;
+    return this.enqueue(op, (b, done) => {
+      if (typeof b.deviceConvert !== 'function') {
+        throw new BackendUnavailableError('this build of the ringtree addon has no device conversions', { op, remedy: 'Rebuild ringtree (`npm rebuild ringtree`).' });
+      }
+      callNative(op, () => b.deviceConvert!(kind, this.buffer, this.byteOffset, src.buffer, src.byteOffset, this.length, scale, DEVICE_OP_TIMEOUT_MS, done));
+    }, same ? [] : [before], same ? [] : [src]);
   }
 
   /**

@@ -316,6 +316,12 @@ export function formatInfoReport(i: RingtreeInfo): string {
     if (i.build) {
       rows.push(`${OK} built with ${i.build.compiler} via ${i.build.buildSystem}, Node-API ${i.build.napiVersion}`);
       rows.push(`${OK} SIMD: compiled [${i.build.simdCompiled.join(', ')}], CPU offers [${i.build.simdCpu.join(', ')}], active ${i.build.simdActive}`);
+      const k = i.build.kernels;
+      if (k) {
+        rows.push(k.embedded
+          ? `${OK} CUDA kernels embedded (${k.architectures}, nvcc ${k.nvcc})`
+          : `${BAD} no CUDA kernels (built without nvcc: ${k.reason}); compressed DDP and 8-byte fills on device arrays are unavailable, everything else works. Fix: rebuild with nvcc (npm rebuild ringtree)`);
+      }
     }
     section('Native addon', rows);
   } else {

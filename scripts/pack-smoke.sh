@@ -29,7 +29,7 @@ echo "pack-smoke: $(basename "$tgz"): $(du -h "$tgz" | cut -f1), $(tar tzf "$tgz
 # What must and must not ship.
 listing=$(tar tzf "$tgz")
 required=(package/package.json package/dist/index.js package/dist/index.d.ts package/dist/binding.js
-  package/binding.gyp package/CMakeLists.txt package/native/sources.json package/native/compat/glibcFloor.wrap)
+  package/binding.gyp package/CMakeLists.txt package/native/sources.json package/native/compat/glibcFloor.wrap package/scripts/build-kernels.sh)
 [[ $expect_prebuild == 1 ]] && required+=("package/prebuilds/linux-$(node -p process.arch)/ringtree.glibc.node")
 for f in "${required[@]}"; do
   grep -qx "$f" <<<"$listing" || { echo "pack-smoke: FAIL: $f missing from the tarball" >&2; exit 1; }

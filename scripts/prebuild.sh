@@ -21,6 +21,10 @@ export JOBS=${JOBS:-max}
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/ringtree-prebuild.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 cp -R "$root/native" "$root/binding.gyp" "$root/package.json" "$scratch/"
+# binding.gyp's action compiles the CUDA kernels with this script; the prebuilt
+# binary must carry them, so a missing or failing nvcc fails the prebuild.
+mkdir -p "$scratch/scripts" && cp "$root/scripts/build-kernels.sh" "$scratch/scripts/"
+export RINGTREE_REQUIRE_KERNELS=${RINGTREE_REQUIRE_KERNELS:-1}
 ln -s "$root/node_modules" "$scratch/node_modules"
 
 "$root/node_modules/.bin/prebuildify" --napi --strip --tag-libc --cwd "$scratch" --out "$root" "$@"

@@ -19,20 +19,30 @@
  * }
  * ```
  *
- * Only host Float32Arrays are accepted today; device arrays will be accepted
- * by the same calls once the CUDA backend exists (the bucket logic does not
- * depend on where the bytes live).
+ * Parameters and gradients are host Float32Arrays (buckets reduced on the CPU
+ * engine) or float32 {@link DeviceArray}s on one GPU (buckets are device
+ * arrays reduced through NCCL; gradients packed and unpacked with
+ * device-to-device copies; the bf16/fp16 compression runs ringtree's embedded
+ * CUDA cast kernels). Never a mix. The bucket logic, launch order, errors,
+ * `noSync` and `join` are the same for both.
  *
  * @module
  */
 import type { Communicator, Algorithm } from '../comm.js';
-import { InvalidArgumentError, RingtreeError } from '../errors.js';
+import { BackendUnavailableError, InvalidArgumentError, RingtreeError } from '../errors.js';
 import { bfloat16ToFloat32, float16ToFloat32, float32ToBfloat16, float32ToFloat16 } from '../dtype.js';
+import { DeviceArray } from '../device.js';
 
 /** PyTorch's `bucket_cap_mb` default: 25 MiB per bucket. */
 export const DEFAULT_BUCKET_CAP_MB = 25;
 /** PyTorch's `dist._DEFAULT_FIRST_BUCKET_BYTES`: the first bucket holds 1 MiB. */
 export const DEFAULT_FIRST_BUCKET_CAP_MB = 1;
+
+/**
+ * The arrays DDP works over: host Float32Arrays, or float32 DeviceArrays all
+ * on one device.
+ */
+export type DdpArray = Float32Array | DeviceArray;
 
 /** How buckets travel: as float32, or rounded to bfloat16/float16 (half the bytes) and widened back. */
 export type GradientCompression = 'none' | 'bf16' | 'fp16';
@@ -107,8 +117,10 @@ export interface JoinOptions {
 interface Bucket extends BucketInfo {
   /** Offset of each of its gradients in `flat` (same order as paramIndices). */
   offsets: number[];
-  flat: Float32Array;
-  wire: Uint16Array | null;
+  /** Float32 bucket memory: host, or a DeviceArray on the parameters' device. */
+  flat: Float32Array | DeviceArray;
+  /** The 16-bit wire copy when compressed (a bfloat16/float16 DeviceArray on device). */
+  wire: Uint16Array | DeviceArray | null;
   pending: number;
 }
 
@@ -132,20 +144,24 @@ function strip(message: string): string {
 }
 
 /**
- * Data-parallel gradient synchronisation over the caller's Float32Arrays.
- * Make it with {@link DistributedDataParallel.create}; every rank must create
- * it with the same parameter shapes in the same order.
+ * Data-parallel gradient synchronisation over the caller's Float32Arrays or
+ * float32 DeviceArrays. Make it with {@link DistributedDataParallel.create};
+ * every rank must create it with the same parameter shapes in the same order
+ * (and the same kind of array).
  */
-export class DistributedDataParallel {
+export class DistributedDataParallel<T extends DdpArray = Float32Array> {
   /** The communicator the buckets are reduced over. */
   readonly comm: Communicator;
   /** The parameters, in registration order (the caller's arrays). */
-  readonly params: readonly Float32Array[];
+  readonly params: readonly T[];
   /**
    * The gradients DDP reads and writes, in registration order: the caller's
-   * arrays, or views into bucket memory with `gradsAsBucketViews`.
+   * arrays, or views into bucket memory with `gradsAsBucketViews` (DeviceArray
+   * views on device).
    */
-  readonly grads: readonly Float32Array[];
+  readonly grads: readonly T[];
+  /** True when the arrays are DeviceArrays (buckets on the GPU, reduced through NCCL). */
+  readonly onDevice: boolean;
   /** Bucket layout, in launch order. */
   readonly buckets: readonly BucketInfo[];
   /** Which bucket each gradient is in (by registration index). */
@@ -160,25 +176,35 @@ export class DistributedDataParallel {
   private syncing = false;
   private joinState: JoinState | null = null;
   private lastTimings: BucketTiming[] = [];
+  // Joined ranks' zero buckets on device (made on first use).
+  private shadow: { zeros: DeviceArray; scratch: DeviceArray } | null = null;
 
-  private constructor(comm: Communicator, params: Float32Array[], grads: Float32Array[], options: Required<Pick<DdpOptions,
+  private constructor(comm: Communicator, params: T[], grads: T[], options: Required<Pick<DdpOptions,
     'bucketCapMb' | 'firstBucketCapMb' | 'compression' | 'gradsAsBucketViews' | 'algorithm'>> & { timeoutMs?: number }) {
     this.comm = comm;
     this.params = Object.freeze(params.slice());
+    this.onDevice = params[0] instanceof DeviceArray;
     this.compression = options.compression;
     this.asViews = options.gradsAsBucketViews;
     this.algorithm = options.algorithm;
     this.timeoutMs = options.timeoutMs;
-    this.internal = assignBuckets(grads.map((g) => g.length), options.firstBucketCapMb * MIB, options.bucketCapMb * MIB, this.compression);
+    const device = this.onDevice ? (params[0] as DeviceArray).device : null;
+    this.internal = assignBuckets(grads.map((g) => g.length), options.firstBucketCapMb * MIB, options.bucketCapMb * MIB, this.compression, device);
     const bucketOf = new Array<number>(grads.length);
     const finalGrads = grads.slice();
     for (const b of this.internal) {
       b.paramIndices.forEach((p, j) => {
         bucketOf[p] = b.index;
         if (this.asViews) {
-          const view = b.flat.subarray(b.offsets[j]!, b.offsets[j]! + grads[p]!.length);
-          view.set(grads[p]!);
-          finalGrads[p] = view;
+          const off = b.offsets[j]!;
+          if (b.flat instanceof DeviceArray) {
+            // Seeded from the caller's array in create() (a device-to-device copy).
+            finalGrads[p] = b.flat.view(off, grads[p]!.length) as T;
+          } else {
+            const view = b.flat.subarray(off, off + grads[p]!.length);
+            view.set(grads[p] as Float32Array);
+            finalGrads[p] = view as T;
+          }
         }
       });
     }
@@ -196,28 +222,29 @@ export class DistributedDataParallel {
    * Collective: every rank must call it with the same shapes in the same order.
    *
    * @param comm the communicator to reduce over (any size, 1 included).
-   * @param params parameters in registration order (the order the model defines them).
-   * @param grads their gradients, `grads[i].length === params[i].length`.
-   * @param options bucket caps (MiB), compression, gradient views, algorithm, deadline.
+   * @param params parameters in registration order (the order the model defines them):
+   *   host Float32Arrays, or float32 DeviceArrays all on one device (buckets then live
+   *   on that device and are reduced through NCCL). Never a mix.
+   * @param grads their gradients, the same kind, `grads[i].length === params[i].length`.
+   * @param options bucket caps (MiB), compression, gradient views, algorithm (host arrays;
+   *   NCCL's is fixed per communicator), deadline.
    * @returns a Promise of the wrapper; it rejects with {@link InvalidArgumentError} for
-   *   mismatched or non-Float32Array arrays or bad options, and with the communicator's
-   *   error classes (PeerLostError, TimeoutError, ...) if the broadcast fails.
+   *   mismatched lengths, mixed host/device arrays, non-float32 arrays, arrays on different
+   *   devices or bad options (the message names the argument); with
+   *   {@link BackendUnavailableError} for compression on device arrays when the addon has no
+   *   CUDA kernels (built without nvcc) or no GPU/NCCL; and with the communicator's error
+   *   classes (PeerLostError, TimeoutError, ...) if the broadcast fails.
    */
-  static async create(comm: Communicator, params: Float32Array[], grads: Float32Array[], options: DdpOptions = {}): Promise<DistributedDataParallel> {
+  static async create<T extends DdpArray = Float32Array>(comm: Communicator, params: T[], grads: T[], options: DdpOptions = {}): Promise<DistributedDataParallel<T>> {
     const op = 'DistributedDataParallel.create';
     if (!Array.isArray(params) || !Array.isArray(grads)) {
-      throw new InvalidArgumentError('`params` and `grads` must be arrays of Float32Array', { op });
+      throw new InvalidArgumentError('`params` and `grads` must be arrays of Float32Array or of DeviceArray', { op });
     }
     if (params.length !== grads.length) {
       throw new InvalidArgumentError(`\`params\` has ${params.length} arrays but \`grads\` has ${grads.length}`, { op });
     }
     if (params.length === 0) throw new InvalidArgumentError('`params` is empty: nothing to train', { op });
-    params.forEach((p, i) => {
-      if (!(p instanceof Float32Array)) throw new InvalidArgumentError(`expected a Float32Array for \`params[${i}]\`, got ${(p as unknown as object)?.constructor?.name ?? typeof p}`, { op });
-      const g = grads[i];
-      if (!(g instanceof Float32Array)) throw new InvalidArgumentError(`expected a Float32Array for \`grads[${i}]\`, got ${(g as unknown as object)?.constructor?.name ?? typeof g}`, { op });
-      if (g.length !== p.length) throw new InvalidArgumentError(`\`grads[${i}]\` has ${g.length} elements but \`params[${i}]\` has ${p.length}`, { op });
-    });
+    checkArrays(params, grads, op);
     const cap = (value: number | undefined, fallback: number, name: string): number => {
       if (value === undefined) return fallback;
       if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
@@ -229,7 +256,7 @@ export class DistributedDataParallel {
     if (compression !== 'none' && compression !== 'bf16' && compression !== 'fp16') {
       throw new InvalidArgumentError(`\`compression\` must be 'none', 'bf16' or 'fp16', got ${String(compression)}`, { op });
     }
-    const ddp = new DistributedDataParallel(comm, params, grads, {
+    const ddp = new DistributedDataParallel<T>(comm, params, grads, {
       bucketCapMb: cap(options.bucketCapMb, DEFAULT_BUCKET_CAP_MB, 'bucketCapMb'),
       firstBucketCapMb: cap(options.firstBucketCapMb, DEFAULT_FIRST_BUCKET_CAP_MB, 'firstBucketCapMb'),
       compression,
@@ -237,11 +264,32 @@ export class DistributedDataParallel {
       algorithm: options.algorithm ?? 'ring',
       timeoutMs: options.timeoutMs,
     });
-    if ((options.broadcastParams ?? true) && comm.size > 1) {
-      // Submitted together: the engine runs them in order, one Promise round trip each in flight.
-      await Promise.all(params.map((p) => comm.broadcast(p, { root: 0, timeoutMs: options.timeoutMs })));
+    try {
+      if (ddp.onDevice) await ddp.prepareDevice(grads as DeviceArray[]);
+      if ((options.broadcastParams ?? true) && comm.size > 1) {
+        // Submitted together: the engine (CPU or NCCL) runs them in order, one Promise round trip each in flight.
+        await Promise.all(params.map((p) => comm.broadcast(p, { root: 0, timeoutMs: options.timeoutMs })));
+      }
+    } catch (e) {
+      ddp.dispose();
+      throw e;
     }
     return ddp;
+  }
+
+  /**
+   * Free the bucket memory now (device buckets; host buckets are left to the
+   * garbage collector). The gradient views of `gradsAsBucketViews` die with
+   * it. Pending work keeps the memory until it completed. Idempotent.
+   */
+  dispose(): void {
+    for (const b of this.internal) {
+      if (b.flat instanceof DeviceArray) b.flat.dispose();
+      if (b.wire instanceof DeviceArray) b.wire.dispose();
+    }
+    this.shadow?.zeros.dispose();
+    this.shadow?.scratch.dispose();
+    this.shadow = null;
   }
 
   /**
@@ -304,7 +352,8 @@ export class DistributedDataParallel {
       if (failedAt >= 0) throw this.bucketError(failedAt - 1, (settled[failedAt] as PromiseRejectedResult).reason);
       let divisor = this.comm.size;
       if (this.joinState && !this.joinState.divideByInitialWorldSize) divisor = step.presence![0]!;
-      for (const b of this.internal) this.finishBucket(b, divisor);
+      if (this.onDevice) await Promise.all(this.internal.map((b) => this.finishDeviceBucket(b, divisor)));
+      else for (const b of this.internal) this.finishBucket(b, divisor);
       this.lastTimings = step.timings;
     } finally {
       this.step = this.freshStep();
@@ -422,44 +471,144 @@ export class DistributedDataParallel {
   }
 
   private launch(b: Bucket, step: StepState): void {
+    if (this.onDevice) {
+      this.launchDevice(b, step);
+      return;
+    }
+    const flat = b.flat as Float32Array;
     if (!this.asViews) {
-      b.paramIndices.forEach((p, j) => b.flat.set(this.grads[p]!, b.offsets[j]!));
+      b.paramIndices.forEach((p, j) => flat.set(this.grads[p] as Float32Array, b.offsets[j]!));
     }
     const timing: BucketTiming = { index: b.index, wireBytes: b.wireBytes, launchedAt: performance.now(), settledAt: NaN };
     step.timings.push(timing);
     let promise: Promise<void>;
-    if (b.wire) {
+    if (b.wire instanceof Uint16Array) {
       // PyTorch's compress hooks divide before the sum so 16-bit partial sums stay in range.
-      const inv = 1 / this.comm.size;
-      const flat = b.flat;
+      // A float32 factor and product, as the device cast kernel computes it.
+      const inv = Math.fround(1 / this.comm.size);
       for (let i = 0; i < flat.length; i++) flat[i] = flat[i]! * inv;
       if (this.compression === 'bf16') float32ToBfloat16(flat, b.wire);
       else float32ToFloat16(flat, b.wire);
       promise = this.comm.allReduce(b.wire, { op: 'sum', dtype: this.compression === 'bf16' ? 'bfloat16' : 'float16', algorithm: this.algorithm, timeoutMs: this.timeoutMs });
     } else {
-      promise = this.comm.allReduce(b.flat, { op: 'sum', algorithm: this.algorithm, timeoutMs: this.timeoutMs });
+      promise = this.comm.allReduce(flat, { op: 'sum', algorithm: this.algorithm, timeoutMs: this.timeoutMs });
     }
     const tracked = promise.finally(() => { timing.settledAt = performance.now(); });
     tracked.catch(() => { /* reported by synchronize() */ });
     step.launches.push(tracked);
   }
 
+  /**
+   * The device launch: pack (device-to-device copies into the bucket), cast
+   * to the wire dtype with the 1/size factor fused (compression), then the
+   * NCCL allreduce. All submitted now; each DeviceArray's ordering tail makes
+   * the copy stream and the NCCL stream run them in this order.
+   */
+  private launchDevice(b: Bucket, step: StepState): void {
+    const flat = b.flat as DeviceArray;
+    const parts: Array<Promise<void>> = [];
+    if (!this.asViews) {
+      b.paramIndices.forEach((p, j) => parts.push(flat.view(b.offsets[j]!, this.grads[p]!.length).copyFromDevice(this.grads[p] as DeviceArray)));
+    }
+    const timing: BucketTiming = { index: b.index, wireBytes: b.wireBytes, launchedAt: performance.now(), settledAt: NaN };
+    step.timings.push(timing);
+    if (b.wire instanceof DeviceArray) {
+      parts.push(b.wire.convertFrom(flat, { scale: 1 / this.comm.size }));
+      parts.push(this.comm.allReduce(b.wire, { op: 'sum', timeoutMs: this.timeoutMs }));
+    } else {
+      parts.push(this.comm.allReduce(flat, { op: this.deviceOp(), timeoutMs: this.timeoutMs }));
+    }
+    // The first failure in submission order (a failed pack before the allreduce it fed).
+    const tracked = Promise.allSettled(parts).then((results) => {
+      timing.settledAt = performance.now();
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+    });
+    tracked.catch(() => { /* reported by synchronize() */ });
+    step.launches.push(tracked);
+  }
+
+  /**
+   * The NCCL reduction of uncompressed device buckets: 'avg' (NCCL divides,
+   * no kernel needed) unless join() divides by the ranks still active, which
+   * is only known at synchronize(); then 'sum' and a scaled copy back.
+   * The same on every rank: join options are collective.
+   */
+  private deviceOp(): 'avg' | 'sum' {
+    return this.joinState && !this.joinState.divideByInitialWorldSize ? 'sum' : 'avg';
+  }
+
+  /** Device finish: widen/scale with the cast kernels, copy back to the caller's gradients (device-to-device). */
+  private async finishDeviceBucket(b: Bucket, divisor: number): Promise<void> {
+    const flat = b.flat as DeviceArray;
+    let scale: number;
+    const work: Array<Promise<void>> = [];
+    if (b.wire instanceof DeviceArray) {
+      // The sum was of pre-divided values; the widening cast applies what is left.
+      work.push(flat.convertFrom(b.wire, { scale: this.comm.size / divisor }));
+      scale = 1;
+    } else {
+      scale = this.deviceOp() === 'avg' ? 1 : 1 / divisor;
+    }
+    if (this.asViews) {
+      if (scale !== 1) work.push(flat.convertFrom(flat, { scale }));
+    } else {
+      b.paramIndices.forEach((p, j) => {
+        const g = this.grads[p] as DeviceArray;
+        const src = flat.view(b.offsets[j]!, g.length);
+        work.push(scale === 1 ? g.copyFromDevice(src) : g.convertFrom(src, { scale }));
+      });
+    }
+    const results = await Promise.allSettled(work);
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  }
+
+  /**
+   * Device set-up in create(): seed the gradient views, and with compression
+   * check now that the cast kernels exist (a 0-element cast loads the module),
+   * so a build without nvcc fails here with BackendUnavailableError rather
+   * than at the first synchronize().
+   */
+  private async prepareDevice(grads: DeviceArray[]): Promise<void> {
+    const work: Array<Promise<void>> = [];
+    if (this.asViews) {
+      this.grads.forEach((g, p) => work.push((g as DeviceArray).copyFromDevice(grads[p]!)));
+    }
+    const b = this.internal[0]!;
+    if (b.wire instanceof DeviceArray) {
+      work.push((b.wire.view(0, 0)).convertFrom((b.flat as DeviceArray).view(0, 0)));
+      work.push((b.flat as DeviceArray).view(0, 0).convertFrom(b.wire.view(0, 0)));
+    }
+    const results = await Promise.allSettled(work);
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) {
+      const e = (failed as PromiseRejectedResult).reason;
+      if (e instanceof BackendUnavailableError) {
+        throw new BackendUnavailableError(`DistributedDataParallel: compression '${this.compression}' on device arrays needs ringtree's CUDA cast kernels: ${e.message.split('\nRemedy:')[0]}`,
+          { op: 'DistributedDataParallel.create', rank: this.comm.rank, remedy: e.remedy, cause: e });
+      }
+      throw e;
+    }
+  }
+
   /** Widen and scale a reduced bucket, and copy it back to the caller's gradients. */
   private finishBucket(b: Bucket, divisor: number): void {
+    const flat = b.flat as Float32Array;
     let scale = 1 / divisor;
-    if (b.wire) {
-      if (this.compression === 'bf16') bfloat16ToFloat32(b.wire, b.flat);
-      else float16ToFloat32(b.wire, b.flat);
+    if (b.wire instanceof Uint16Array) {
+      if (this.compression === 'bf16') bfloat16ToFloat32(b.wire, flat);
+      else float16ToFloat32(b.wire, flat);
       scale = this.comm.size / divisor; // the sum was of pre-divided values
     }
     if (this.asViews) {
-      if (scale !== 1) for (let i = 0; i < b.flat.length; i++) b.flat[i] = b.flat[i]! * scale;
+      if (scale !== 1) for (let i = 0; i < flat.length; i++) flat[i] = flat[i]! * scale;
       return;
     }
     b.paramIndices.forEach((p, j) => {
-      const g = this.grads[p]!;
+      const g = this.grads[p] as Float32Array;
       const off = b.offsets[j]!;
-      for (let i = 0; i < g.length; i++) g[i] = b.flat[off + i]! * scale;
+      for (let i = 0; i < g.length; i++) g[i] = flat[off + i]! * scale;
     });
   }
 
@@ -474,6 +623,27 @@ export class DistributedDataParallel {
     });
   }
 
+  /**
+   * A joined rank's part of one synchronised step on device: zero buckets of
+   * the active ranks' wire dtype, reduced in bucket order with their op.
+   */
+  private async shadowDeviceStep(): Promise<void> {
+    if (!this.shadow) {
+      const largest = Math.max(...this.internal.map((b) => b.elements));
+      const dtype = this.compression === 'bf16' ? 'bfloat16' as const : this.compression === 'fp16' ? 'float16' as const : 'float32' as const;
+      const device = (this.params[0] as DeviceArray).device;
+      const zeros = DeviceArray.alloc(dtype, largest, { device });
+      const scratch = DeviceArray.alloc(dtype, largest, { device });
+      this.shadow = { zeros, scratch };
+      await zeros.fill(0);
+    }
+    const { zeros, scratch } = this.shadow;
+    const op = this.compression === 'none' ? this.deviceOp() : 'sum';
+    await Promise.all(this.internal.map((b) => this.comm.allReduce(zeros.view(0, b.elements), {
+      out: scratch.view(0, b.elements), op, timeoutMs: this.timeoutMs,
+    })));
+  }
+
   /** Answer active ranks' steps with zeros until every rank has joined. Returns whether this rank joined last. */
   private async shadowUntilAllJoined(): Promise<boolean> {
     if (this.comm.size === 1) return true;
@@ -486,6 +656,10 @@ export class DistributedDataParallel {
       if (presence[0] === 0) return rounds === 0;
       rounds++;
       if (presence[1] === 0) continue;
+      if (this.onDevice) {
+        await this.shadowDeviceStep();
+        continue;
+      }
       if (!zeros) {
         const largest = Math.max(...this.internal.map((b) => b.elements));
         zeros = this.compression === 'none' ? new Float32Array(largest) : new Uint16Array(largest);
@@ -499,6 +673,33 @@ export class DistributedDataParallel {
   }
 }
 
+/** The kinds, dtypes and devices create() accepts; the message names the argument. */
+function checkArrays(params: unknown[], grads: unknown[], op: string): void {
+  const name = (v: unknown) => (v instanceof DeviceArray ? `a ${v.dtype} DeviceArray` : `a ${(v as object)?.constructor?.name ?? typeof v}`);
+  const first = params[0];
+  const onDevice = first instanceof DeviceArray;
+  const check = (v: unknown, arg: string) => {
+    if (onDevice) {
+      if (!(v instanceof DeviceArray)) {
+        throw new InvalidArgumentError(`expected a DeviceArray for \`${arg}\` (\`params[0]\` is one), got ${name(v)}: give DeviceArrays for all or host Float32Arrays for all`, { op });
+      }
+      if (v.dtype !== 'float32') throw new InvalidArgumentError(`\`${arg}\` is ${name(v)}; DistributedDataParallel takes float32 (bf16/fp16 travel on the wire with \`compression\`)`, { op });
+      if (v.device !== first.device) throw new InvalidArgumentError(`\`${arg}\` is on device ${v.device} but \`params[0]\` is on device ${first.device}: all arrays must be on one device`, { op });
+      v.checkLive(op);
+    } else if (!(v instanceof Float32Array)) {
+      const hint = v instanceof DeviceArray ? ': give DeviceArrays for all or host Float32Arrays for all' : '';
+      throw new InvalidArgumentError(`expected a Float32Array for \`${arg}\`, got ${name(v)}${hint}`, { op });
+    }
+  };
+  params.forEach((p, i) => {
+    check(p, `params[${i}]`);
+    const g = grads[i];
+    check(g, `grads[${i}]`);
+    const gl = (g as DdpArray).length, pl = (p as DdpArray).length;
+    if (gl !== pl) throw new InvalidArgumentError(`\`grads[${i}]\` has ${gl} elements but \`params[${i}]\` has ${pl}`, { op });
+  });
+}
+
 /**
  * PyTorch's bucket assignment: walk the gradients from the last registered to
  * the first, close a bucket as soon as it holds at least its cap (the first
@@ -507,7 +708,7 @@ export class DistributedDataParallel {
  * reducer reaches after its first-iteration rebuild when gradients become
  * ready in reverse registration order; ringtree does not rebuild.
  */
-function assignBuckets(lengths: number[], firstCapBytes: number, capBytes: number, compression: GradientCompression): Bucket[] {
+function assignBuckets(lengths: number[], firstCapBytes: number, capBytes: number, compression: GradientCompression, device: number | null): Bucket[] {
   const groups: number[][] = [];
   let current: number[] = [];
   let bytes = 0;
@@ -531,8 +732,10 @@ function assignBuckets(lengths: number[], firstCapBytes: number, capBytes: numbe
     return {
       index, paramIndices: Object.freeze(paramIndices), offsets, elements,
       wireBytes: elements * (compression === 'none' ? 4 : 2),
-      flat: new Float32Array(elements),
-      wire: compression === 'none' ? null : new Uint16Array(elements),
+      flat: device === null ? new Float32Array(elements) : DeviceArray.alloc('float32', elements, { device }),
+      wire: compression === 'none' ? null
+        : device === null ? new Uint16Array(elements)
+          : DeviceArray.alloc(compression === 'bf16' ? 'bfloat16' : 'float16', elements, { device }),
       pending: paramIndices.length,
     };
   });

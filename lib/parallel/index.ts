@@ -7,6 +7,7 @@ export {
   DistributedDataParallel,
   DEFAULT_BUCKET_CAP_MB,
   DEFAULT_FIRST_BUCKET_CAP_MB,
+  type DdpArray,
   type DdpOptions,
   type GradientCompression,
   type BucketInfo,

@@ -16,6 +16,7 @@
 #include "addon/StatusJs.h"
 #include "cuda/CudaDriver.h"
 #include "cuda/DeviceAllocation.h"
+#include "cuda/KernelModule.h"
 #include "cuda/NcclCommunicator.h"
 #include "cuda/NcclLibrary.h"
 #include "cuda/StreamWorker.h"
@@ -420,7 +421,9 @@ Napi::Value DeviceCopy(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// deviceFill(dst, byteOffset, count, elementBytes (1|2|4), bits, timeoutMs, callback)
+// deviceFill(dst, byteOffset, count, elementBytes (1|2|4|8), bits, timeoutMs, callback):
+// bits a number for 1-4 byte elements (cuMemsetD8/16/32), a bigint for 8-byte
+// ones (the embedded ringtree_fill_u64 kernel; the driver has no 64-bit memset).
 Napi::Value DeviceFill(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Status s = requireDriver();
@@ -430,14 +433,32 @@ Napi::Value DeviceFill(const Napi::CallbackInfo& info) {
   }
   size_t count = size_t(info[2].ToNumber().Int64Value());
   int elementBytes = info[3].ToNumber().Int32Value();
-  uint32_t bits = info[4].ToNumber().Uint32Value();
-  if (elementBytes != 1 && elementBytes != 2 && elementBytes != 4) {
-    throwStatus(env, Status(StatusCode::InvalidArgument, "fill element size must be 1, 2 or 4 bytes"));
+  if (elementBytes != 1 && elementBytes != 2 && elementBytes != 4 && elementBytes != 8) {
+    throwStatus(env, Status(StatusCode::InvalidArgument, "fill element size must be 1, 2, 4 or 8 bytes"));
     return env.Undefined();
+  }
+  uint64_t bits = 0;
+  if (elementBytes == 8) {
+    if (!info[4].IsBigInt()) {
+      throwStatus(env, Status(StatusCode::InvalidArgument, "an 8-byte fill takes its bit pattern as a bigint"));
+      return env.Undefined();
+    }
+    bool lossless = true;
+    bits = info[4].As<Napi::BigInt>().Uint64Value(&lossless);
+  } else {
+    bits = info[4].ToNumber().Uint32Value();
   }
   std::shared_ptr<DeviceAllocation> a;
   CUdeviceptr dptr = 0;
   if (!deviceRange(env, info[0], info[1], count * size_t(elementBytes), &a, &dptr)) return env.Undefined();
+  const int device = a->device();
+  if (elementBytes == 8) {
+    s = KernelModule::instance().prepare(device, "ringtree_fill_u64");
+    if (!s.isOk()) {
+      throwStatus(env, s);
+      return env.Undefined();
+    }
+  }
   GpuState* st = stateOf(env);
   uint64_t id = st->completions->add(env, info[6].As<Napi::Function>(), {info[0]});
   GpuOp op;
@@ -448,14 +469,85 @@ Napi::Value DeviceFill(const Napi::CallbackInfo& info) {
     a.reset();
     rel();
   };
-  op.issue = [dptr, count, elementBytes, bits](CUstream stream) -> Status {
+  op.issue = [dptr, count, elementBytes, bits, device](CUstream stream) -> Status {
     CudaDriver& cu = CudaDriver::instance();
     if (count == 0) return Status::ok();
     if (elementBytes == 1) return cu.check(cu.cuMemsetD8Async(dptr, (unsigned char)bits, count, stream), "cuMemsetD8Async");
     if (elementBytes == 2) return cu.check(cu.cuMemsetD16Async(dptr, (unsigned short)bits, count, stream), "cuMemsetD16Async");
-    return cu.check(cu.cuMemsetD32Async(dptr, bits, count, stream), "cuMemsetD32Async");
+    if (elementBytes == 4) return cu.check(cu.cuMemsetD32Async(dptr, unsigned(bits), count, stream), "cuMemsetD32Async");
+    return KernelModule::instance().launchFill64(device, stream, dptr, count, bits);
   };
-  deviceWorker(env, a->device())->post(std::move(op));
+  deviceWorker(env, device)->post(std::move(op));
+  return env.Undefined();
+}
+
+// The element-wise kernels deviceConvert runs: (kind, kernel, input and output element bytes).
+struct ConvertKind {
+  const char* kind;
+  const char* kernel;
+  size_t inBytes;
+  size_t outBytes;
+};
+constexpr ConvertKind kConvertKinds[] = {
+    {"float32>bfloat16", "ringtree_cast_f32_bf16", 4, 2}, {"float32>float16", "ringtree_cast_f32_f16", 4, 2},
+    {"bfloat16>float32", "ringtree_cast_bf16_f32", 2, 4}, {"float16>float32", "ringtree_cast_f16_f32", 2, 4},
+    {"float32>float32", "ringtree_scale_f32", 4, 4},
+};
+
+// deviceConvert(kind, dst, dstOffset, src, srcOffset, count, scale, timeoutMs, callback):
+// dst[i] = convert(src[i] * scale) with an embedded kernel on the device stream.
+Napi::Value DeviceConvert(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Status s = requireDriver();
+  if (!s.isOk()) {
+    throwStatus(env, s);
+    return env.Undefined();
+  }
+  const std::string kind = info[0].ToString().Utf8Value();
+  const ConvertKind* k = nullptr;
+  for (const ConvertKind& c : kConvertKinds) {
+    if (kind == c.kind) k = &c;
+  }
+  if (!k) {
+    throwStatus(env, Status(StatusCode::InvalidArgument, "unknown conversion " + kind));
+    return env.Undefined();
+  }
+  if (!info[8].IsFunction()) {
+    Napi::TypeError::New(env, "callback required").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const size_t count = size_t(info[5].ToNumber().Int64Value());
+  const float scale = info[6].ToNumber().FloatValue();
+  std::shared_ptr<DeviceAllocation> a, b;
+  CUdeviceptr dptr = 0, sptr = 0;
+  if (!deviceRange(env, info[1], info[2], count * k->outBytes, &a, &dptr)) return env.Undefined();
+  if (!deviceRange(env, info[3], info[4], count * k->inBytes, &b, &sptr)) return env.Undefined();
+  if (a->device() != b->device()) {
+    throwStatus(env, Status(StatusCode::InvalidArgument, "source and destination are on different devices"));
+    return env.Undefined();
+  }
+  const int device = a->device();
+  s = KernelModule::instance().prepare(device, k->kernel);
+  if (!s.isOk()) {
+    throwStatus(env, s);
+    return env.Undefined();
+  }
+  GpuState* st = stateOf(env);
+  uint64_t id = st->completions->add(env, info[8].As<Napi::Function>(), {info[1], info[3]});
+  GpuOp op;
+  op.name = std::string("convert (") + kind + ")";
+  op.timeoutMs = info[7].ToNumber().Int64Value();
+  op.settle = st->completions->settler(id);
+  op.release = [rel = st->completions->releaser(id), a, b]() mutable {
+    a.reset();
+    b.reset();
+    rel();
+  };
+  const char* kernel = k->kernel;
+  op.issue = [device, kernel, sptr, dptr, count, scale](CUstream stream) -> Status {
+    return KernelModule::instance().launchMap(device, stream, kernel, sptr, dptr, count, scale);
+  };
+  deviceWorker(env, device)->post(std::move(op));
   return env.Undefined();
 }
 
@@ -689,6 +781,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaInfo", Napi::Function::New(env, CudaInfo, "cudaInfo"));
   exports.Set("deviceCopy", Napi::Function::New(env, DeviceCopy, "deviceCopy"));
   exports.Set("deviceFill", Napi::Function::New(env, DeviceFill, "deviceFill"));
+  exports.Set("deviceConvert", Napi::Function::New(env, DeviceConvert, "deviceConvert"));
   exports.Set("ncclUniqueId", Napi::Function::New(env, NcclUniqueIdFn, "ncclUniqueId"));
 }
 

@@ -7,6 +7,7 @@
 
 #include "addon/registry.h"
 #include "core/reduce.h"
+#include "cuda/KernelModule.h"
 
 #ifndef RINGTREE_BUILD_SYSTEM
 #define RINGTREE_BUILD_SYSTEM "unknown"
@@ -51,6 +52,13 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   result.Set("simdActive", simdLevelName(activeSimdLevel()));
   result.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
   result.Set("affinityCpus", Napi::Number::New(env, affinityCpuCount()));
+  // The CUDA kernels nvcc compiled into this binary (scripts/build-kernels.sh).
+  Napi::Object kernels = Napi::Object::New(env);
+  kernels.Set("embedded", cuda::KernelModule::embedded());
+  kernels.Set("architectures", cuda::KernelModule::architectures());
+  kernels.Set("nvcc", cuda::KernelModule::nvccVersion());
+  kernels.Set("reason", cuda::KernelModule::missingReason());
+  result.Set("kernels", kernels);
   return result;
 }
 

@@ -85,14 +85,22 @@ static float half2f(uint16_t h) {
   else f = s | ((e + 112) << 23) | (m << 13);
   float out; memcpy(&out, &f, 4); return out;
 }
+/* Round to nearest-even with subnormals, as the CPU engine (and a GPU) does. */
 static uint16_t f2half(float x) {
-  uint32_t f; memcpy(&f, &x, 4);
-  uint32_t s = (f >> 16) & 0x8000; int e = (int)((f >> 23) & 255) - 112; uint32_t m = f & 0x7fffff;
-  if (e <= 0) return (uint16_t)s;
-  if (e >= 31) return (uint16_t)(s | 0x7c00 | (((f >> 23) & 255) == 255 && m ? 0x200 : 0));
-  uint32_t r = (uint32_t)(s | (uint32_t)(e << 10) | (m >> 13));
-  if ((m & 0x1fff) > 0x1000 || ((m & 0x1fff) == 0x1000 && (r & 1))) r++;
-  return (uint16_t)r;
+  uint32_t u; memcpy(&u, &x, 4);
+  uint32_t sign = (u >> 16) & 0x8000u, magnitude = u & 0x7fffffffu;
+  if (magnitude > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((magnitude >> 13) & 0x3ffu));
+  if (magnitude >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);
+  if (magnitude >= 0x38800000u) {
+    uint32_t rebased = magnitude - 0x38000000u;
+    return (uint16_t)(sign | ((rebased + 0xfffu + ((rebased >> 13) & 1u)) >> 13));
+  }
+  uint32_t shift = 126u - (magnitude >> 23);
+  if (shift > 24u) return (uint16_t)sign;
+  uint32_t mantissa = (magnitude & 0x7fffffu) | 0x800000u, units = mantissa >> shift;
+  uint32_t rest = mantissa & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+  if (rest > half || (rest == half && (units & 1u))) units += 1u;
+  return (uint16_t)(sign | units);
 }
 static float bf2f(uint16_t b) { uint32_t f = (uint32_t)b << 16; float o; memcpy(&o, &f, 4); return o; }
 static uint16_t f2bf(float x) {

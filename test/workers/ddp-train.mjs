@@ -3,10 +3,14 @@
 //   node ddp-train.mjs '<json config>'
 //
 // config: { mode: 'equiv' | 'kill' | 'join' | 'lstsq', compression, views, accumulate, bucketCapMb,
-//           firstBucketCapMb, markOrder: 'backward' | 'registration', steps, killAt, divideByInitialWorldSize }
+//           firstBucketCapMb, markOrder: 'backward' | 'registration', steps, killAt, divideByInitialWorldSize,
+//           device }
 // In 'equiv' and 'join', rank 0 also trains one process on the whole global batch (the reference).
+// device: true gives DDP float32 DeviceArrays (through the CUDA/NCCL doubles in CI): the reference
+// layers still compute on the host, each gradient is copied to its device array when it is final,
+// and the averaged gradients come back to the host for the SGD step (parameters go back after it).
 import {
-  init, DistributedDataParallel, DistributedSampler, Sequential, Linear, ReLU, GELU, MSELoss, SGD, seededRandom,
+  init, DistributedDataParallel, DistributedSampler, DeviceArray, Sequential, Linear, ReLU, GELU, MSELoss, SGD, seededRandom,
 } from '../../dist/index.js';
 
 const cfg = JSON.parse(process.argv[2] ?? '{}');
@@ -66,9 +70,29 @@ function reference(steps, scaleOf = () => 1, activeRows = () => [0, GLOBAL]) {
   return m.params;
 }
 
+/** Device mirrors of the model's arrays when cfg.device: { params, grads } (DeviceArrays), else null. */
+let mirror = null;
+
+/** Gradient i is final on the host: hand it to DDP (through its device array when on device). */
+function ready(ddp, m, i) {
+  if (mirror) {
+    // Not awaited: DDP's pack copy is ordered after it by the array's tail.
+    ddp.grads[i].copyFrom(m.grads[i]).catch(() => { /* surfaces from synchronize() */ });
+  }
+  ddp.markReady(i);
+}
+
+async function afterSync(ddp, m) {
+  if (mirror) await Promise.all(ddp.grads.map((g, i) => g.copyTo(m.grads[i])));
+}
+
+async function afterStep(m) {
+  if (mirror) await Promise.all(mirror.params.map((p, i) => p.copyFrom(m.params[i])));
+}
+
 async function trainStep(ddp, m, opt, loss, x, y, accumulate) {
   const markOrder = cfg.markOrder ?? 'backward';
-  const onReady = markOrder === 'backward' ? (i) => ddp.markReady(i) : undefined;
+  const onReady = markOrder === 'backward' ? (i) => ready(ddp, m, i) : undefined;
   opt.zeroGrad();
   // With accumulation, the local batch is split in `accumulate` micro-batches; all but the last run under noSync.
   const micro = PER_RANK / accumulate;
@@ -82,17 +106,31 @@ async function trainStep(ddp, m, opt, loss, x, y, accumulate) {
     if (k < accumulate - 1) await ddp.noSync(run);
     else await run();
   }
-  if (markOrder === 'registration') for (let i = 0; i < m.params.length; i++) ddp.markReady(i);
+  if (markOrder === 'registration') for (let i = 0; i < m.params.length; i++) ready(ddp, m, i);
   await ddp.synchronize();
+  await afterSync(ddp, m);
   opt.step();
+  await afterStep(m);
 }
 
 async function setup() {
   // Ranks start from different weights: create() must broadcast rank 0's.
   const m = model(rank === 0 ? 7 : 100 + rank);
-  const ddp = await DistributedDataParallel.create(comm, m.params, m.grads, {
+  const options = {
     compression: cfg.compression, gradsAsBucketViews: cfg.views, bucketCapMb: cfg.bucketCapMb, firstBucketCapMb: cfg.firstBucketCapMb,
-  });
+  };
+  if (cfg.device) {
+    mirror = {
+      params: await Promise.all(m.params.map((p) => DeviceArray.fromHost(p))),
+      grads: await Promise.all(m.grads.map((g) => DeviceArray.fromHost(g))),
+    };
+    const ddp = await DistributedDataParallel.create(comm, mirror.params, mirror.grads, options);
+    // create() broadcast rank 0's parameters on the device: bring them to the host model.
+    await Promise.all(mirror.params.map((p, i) => p.copyTo(m.params[i])));
+    out.onDevice = ddp.onDevice;
+    return { m, ddp, opt: new SGD(m.params, m.grads, { lr: LR }), loss: new MSELoss() };
+  }
+  const ddp = await DistributedDataParallel.create(comm, m.params, m.grads, options);
   if (cfg.views) m.useGrads(ddp.grads);
   const opt = new SGD(m.params, ddp.grads, { lr: LR });
   return { m, ddp, opt, loss: new MSELoss() };
@@ -143,6 +181,8 @@ const scenarios = {
       return mine;
     }, { divideByInitialWorldSize: divideByInitial });
     out.steps = result;
+    // join() broadcast the final parameters (on the device when there).
+    if (mirror) await Promise.all(mirror.params.map((p, i) => p.copyTo(m.params[i])));
     out.digest = digest(m.params);
     if (rank === 0) {
       const active = (t) => Math.min(size, steps - t); // ranks 0..active-1 still have data at step t
