@@ -99,7 +99,7 @@ export function cublasCandidates(env: NodeJS.ProcessEnv = process.env): string[]
   return [...new Set(list)];
 }
 
-/** cuBLAS as found at run time (for doctor/info; GEMM on GPUs is not built yet). */
+/** cuBLAS as found at run time (for doctor/info; device GEMM loads it itself, see {@link requireCublas}). */
 export interface CublasProbe {
   loaded: boolean;
   path: string | null;
@@ -161,6 +161,26 @@ export function requireNccl(op = 'nccl'): GpuBinding {
   if (ncclFailure === undefined) ncclFailure = b.ncclLoad(ncclCandidates());
   if (ncclFailure) throw errorFromNative(ncclFailure, { op });
   return b;
+}
+
+let cublasFailure: NativeFailureRecord | null | undefined;
+
+/**
+ * Load the CUDA driver and cuBLASLt (once per process, on the first device
+ * GEMM): libcublas from {@link cublasCandidates} (`RINGTREE_CUBLAS_PATH`, the
+ * loader's search, `CUDA_HOME`, pip's `nvidia/cublas/lib`), libcublasLt
+ * beside it.
+ * @throws {BackendUnavailableError} naming every place tried and the fix.
+ * @internal
+ */
+export function requireCublas(op = 'gemm'): GpuBinding & Required<Pick<NativeBinding, 'cublasLoad' | 'deviceGemm' | 'deviceGemmTimed'>> {
+  const b = requireDriver(op);
+  if (typeof b.cublasLoad !== 'function' || typeof b.deviceGemm !== 'function' || typeof b.deviceGemmTimed !== 'function') {
+    throw new BackendUnavailableError('this build of the ringtree addon has no device GEMM', { op, remedy: 'Rebuild ringtree (`npm rebuild ringtree`).' });
+  }
+  if (cublasFailure === undefined) cublasFailure = b.cublasLoad(cublasCandidates());
+  if (cublasFailure) throw errorFromNative(cublasFailure, { op });
+  return b as GpuBinding & Required<Pick<NativeBinding, 'cublasLoad' | 'deviceGemm' | 'deviceGemmTimed'>>;
 }
 
 /** Try to load both and report; never throws. @internal */
