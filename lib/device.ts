@@ -90,10 +90,13 @@ export function cublasCandidates(env: NodeJS.ProcessEnv = process.env): string[]
   for (const home of [env.CUDA_HOME, env.CUDA_PATH, '/usr/local/cuda']) {
     if (home) for (const n of names) list.push(path.join(home, 'lib64', n), path.join(home, 'lib', n));
   }
+  // pip wheels: nvidia-cublas-cu12 installs nvidia/cublas/lib, the CUDA 13 wheels nvidia/cu13/lib.
   for (const site of pythonSitePackages()) {
-    for (const n of names) {
-      const file = path.join(site, 'nvidia', 'cublas', 'lib', n);
-      if (existsSync(file)) list.push(file);
+    for (const sub of ['cublas', 'cu13', 'cu12']) {
+      for (const n of names) {
+        const file = path.join(site, 'nvidia', sub, 'lib', n);
+        if (existsSync(file)) list.push(file);
+      }
     }
   }
   return [...new Set(list)];

@@ -8,9 +8,10 @@
 // Steps, in order (each one's outcome is printed; exit status 1 if any failed,
 // 2 when there is no usable CUDA driver, which is named):
 //   1. addon        load dist/ and the native addon
-//   2. abi          compile test/abi/abiCheck.cc against cuda.h and cublasLt.h (the pip
-//                   wheel's nvidia/cublas/include, found through python3, or
-//                   RINGTREE_CUBLAS_INCLUDE, or CUDA_HOME/include) and run it: our cuBLASLt
+//   2. abi          compile test/abi/abiCheck.cc against cuda.h and cublasLt.h
+//                   (RINGTREE_CUBLAS_INCLUDE, else the pip wheel's nvidia/cublas/include or
+//                   nvidia/cu13/include found through python3, else beside the library
+//                   folders .device/env.sh found, else CUDA_HOME/include) and run it: our cuBLASLt
 //                   enum values, attribute numbers, struct layouts and signatures
 //   3. probe        load the CUDA driver and cuBLAS/cuBLASLt through ringtree's own
 //                   candidate list (RINGTREE_CUBLAS_PATH, system, CUDA_HOME, pip wheels)
@@ -120,9 +121,10 @@ try {
 function cublasInclude() {
   const has = (d) => d && existsSync(path.join(d, 'cublasLt.h'));
   if (process.env.RINGTREE_CUBLAS_INCLUDE) return process.env.RINGTREE_CUBLAS_INCLUDE;
-  const py = run('python3', ['-c', 'import nvidia.cublas as m, os; print(os.path.join(list(m.__path__)[0], "include"))'], { timeout: 20_000 });
-  const fromPy = py.status === 0 ? py.stdout.trim() : '';
-  if (has(fromPy)) return fromPy;
+  // nvidia-cublas-cu12 wheels: nvidia/cublas/include; the CUDA 13 wheels: nvidia/cu13/include.
+  const py = run('python3', ['-c', 'import nvidia, os; [print(os.path.join(p, s, "include")) for p in nvidia.__path__ for s in ("cublas", "cu13", "cu12")]'], { timeout: 20_000 });
+  const fromPy = py.status === 0 ? py.stdout.trim().split('\n').find(has) : undefined;
+  if (fromPy) return fromPy;
   for (const libDir of (process.env.RINGTREE_DEVICE_LIBDIRS ?? '').split(':').filter(Boolean)) {
     const inc = path.join(libDir, '..', 'include');
     if (has(inc)) return path.resolve(inc);
