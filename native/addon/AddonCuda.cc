@@ -179,7 +179,17 @@ StreamWorker* deviceWorker(Napi::Env env, int device) {
   GpuState* st = stateOf(env);
   auto it = st->deviceWorkers.find(device);
   if (it != st->deviceWorkers.end()) return it->second.get();
-  auto w = std::make_unique<StreamWorker>(device, "device stream", StreamWorker::Hooks{});
+  // The stream's cuBLASLt handle and workspace (made by the first GEMM) go with it.
+  auto stream = std::make_shared<CUstream>(nullptr);
+  StreamWorker::Hooks hooks;
+  hooks.start = [stream](CUstream s) {
+    *stream = s;
+    return Status::ok();
+  };
+  hooks.stop = [device, stream](bool) {
+    if (*stream) releaseDeviceGemm(device, *stream);
+  };
+  auto w = std::make_unique<StreamWorker>(device, "device stream", std::move(hooks));
   StreamWorker* raw = w.get();
   st->deviceWorkers[device] = std::move(w);
   return raw;

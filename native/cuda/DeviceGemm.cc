@@ -90,8 +90,7 @@ struct Plan {
 // One per (device, stream), used only from the thread that owns the stream:
 // the handle, its workspace (bound to every matmul, never shared between
 // streams, so concurrent GEMMs on other streams cannot clobber it) and the
-// plan cache. Lives for the process (the stream's owner never goes away
-// before exit; the driver reclaims the memory then).
+// plan cache. Released by the stream's owner when it stops (releaseDeviceGemm).
 struct LtContext {
   cublasLtHandle_t handle = nullptr;
   CUdeviceptr workspace = 0;
@@ -192,14 +191,20 @@ Status makePlan(LtContext& ctx, const DeviceGemmDesc& d, const GemmDesc& g, uint
   }
   cublasLtMatmulHeuristicResult_t result{};
   int returned = 0;
+  cublasStatus_t h = CUBLAS_STATUS_SUCCESS;
   if (s.isOk()) {
-    cublasStatus_t h = lt.algoGetHeuristic(ctx.handle, plan->desc, plan->layoutA, plan->layoutB, plan->layoutC,
-                                           plan->layoutC, pref, 1, &result, &returned);
-    if (h != CUBLAS_STATUS_SUCCESS && h != CUBLAS_STATUS_NOT_SUPPORTED) s = lt.check(h, "cublasLtMatmulAlgoGetHeuristic");
+    h = lt.algoGetHeuristic(ctx.handle, plan->desc, plan->layoutA, plan->layoutB, plan->layoutC, plan->layoutC, pref, 1,
+                            &result, &returned);
+    // NOT_SUPPORTED and INVALID_VALUE here mean "not this combination" (an
+    // epilogue with this layout, an aux ld): reported below with the shape.
+    if (h != CUBLAS_STATUS_SUCCESS && h != CUBLAS_STATUS_NOT_SUPPORTED && h != CUBLAS_STATUS_INVALID_VALUE) {
+      s = lt.check(h, "cublasLtMatmulAlgoGetHeuristic");
+    }
   }
   lt.preferenceDestroy(pref);
   RT_CHECK(s);
-  if (returned < 1) {
+  if (h != CUBLAS_STATUS_SUCCESS || returned < 1) {
+    const std::string why = h == CUBLAS_STATUS_SUCCESS ? "" : " (cublasLtMatmulAlgoGetHeuristic: " + lt.check(h, "").message().substr(9) + ")";
     return Status(StatusCode::InvalidArgument,
                   std::string("gemm: cuBLASLt has no algorithm for ") + dtypeName(g.dtype) + (d.tf32 ? " (tf32)" : "") +
                       " m x n x k = " + std::to_string(g.m) + " x " + std::to_string(g.n) + " x " + std::to_string(g.k) +
@@ -208,7 +213,7 @@ Status makePlan(LtContext& ctx, const DeviceGemmDesc& d, const GemmDesc& g, uint
                       (g.batch > 1 ? ", batch " + std::to_string(g.batch) : "") + ", epilogue " + epilogueName(epilogue) +
                       (epilogueHasAux(epilogue) ? " (auxLd " + std::to_string(d.auxLd) + ")" : "") +
                       " with a " + std::to_string(ctx.workspaceBytes) + "-byte workspace on this GPU and cuBLASLt " +
-                      std::to_string(CublasLtLibrary::instance().version()),
+                      std::to_string(CublasLtLibrary::instance().version()) + why,
                   "Try another epilogue/transpose combination, aligned leading dimensions (multiples of 16 bytes), or "
                   "run the epilogue separately.");
   }
@@ -218,6 +223,23 @@ Status makePlan(LtContext& ctx, const DeviceGemmDesc& d, const GemmDesc& g, uint
 }
 
 }  // namespace
+
+void releaseDeviceGemm(int device, CUstream stream) {
+  std::unique_ptr<LtContext> ctx;
+  {
+    std::lock_guard<std::mutex> lk(contextsMutex);
+    auto it = contexts().find({device, stream});
+    if (it == contexts().end()) return;
+    ctx = std::move(it->second);
+    contexts().erase(it);
+  }
+  CudaDriver& cu = CudaDriver::instance();
+  CublasLtLibrary& lt = CublasLtLibrary::instance();
+  for (auto& kv : ctx->plans) kv.second.destroy();
+  if (ctx->handle) lt.destroy(ctx->handle);
+  if (ctx->workspace) cu.cuMemFree(ctx->workspace);
+  if (ctx->zeros) cu.cuMemFree(ctx->zeros);
+}
 
 size_t cublasWorkspaceBytes(int computeCapabilityMajor) {
   if (const char* env = std::getenv("RINGTREE_CUBLAS_WORKSPACE_BYTES")) {

@@ -37,6 +37,10 @@ struct DeviceGemmDesc {
 // (device, stream) are made on first use. cuBLASLt is loaded already.
 Status runDeviceGemm(int device, CUstream stream, const DeviceGemmDesc& d);
 
+// Lets go of the handle, workspace and plans of (device, stream), if any: for
+// the stream's owner when it stops (the stream is idle by then).
+void releaseDeviceGemm(int device, CUstream stream);
+
 // The workspace each (device, stream) handle gets: RINGTREE_CUBLAS_WORKSPACE_BYTES
 // when set, else as PyTorch sizes it: 32 MiB on compute capability 9.x
 // (Hopper), 4 MiB otherwise.

@@ -152,7 +152,7 @@ async function runGemm(spec, extra = {}) {
     await gemm(a, b, c, opts);
   } catch (e) {
     for (const x of [ra, rb, rc]) x.dispose();
-    if (e.name === 'InvalidArgumentError' && /no algorithm/.test(e.message)) {
+    if (e.name === 'InvalidArgumentError' && /no algorithm|NOT_SUPPORTED/.test(e.message)) {
       unsupported.push(`${label(s)}: ${e.message.split('\n')[0]}`);
       return null;
     }
