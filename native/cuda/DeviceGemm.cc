@@ -91,6 +91,9 @@ struct Plan {
 // the handle, its workspace (bound to every matmul, never shared between
 // streams, so concurrent GEMMs on other streams cannot clobber it) and the
 // plan cache. Released by the stream's owner when it stops (releaseDeviceGemm).
+// There is no cublasHandle_t and so no cublasSetWorkspace: that call binds a
+// workspace to a cuBLAS handle, while cublasLtMatmul takes it per call, next
+// to the heuristic that was told its size (MAX_WORKSPACE_BYTES).
 struct LtContext {
   cublasLtHandle_t handle = nullptr;
   CUdeviceptr workspace = 0;
