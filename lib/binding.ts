@@ -159,6 +159,30 @@ export interface NativeCudaInfo {
   nccl: { loaded: boolean; path: string | null; version: string | null; versionCode: number; attempts: string[] };
 }
 
+/** A device GEMM as the addon takes it (native/addon/AddonCuda.cc parseDeviceGemm): row-major, element counts. */
+export interface NativeDeviceGemmDescriptor {
+  dtype: number;
+  transA: boolean;
+  transB: boolean;
+  m: number;
+  n: number;
+  k: number;
+  lda: number;
+  ldb: number;
+  ldc: number;
+  batch: number;
+  strideA: number;
+  strideB: number;
+  strideC: number;
+  alpha: number;
+  beta: number;
+  tf32: boolean;
+  /** cublasLtEpilogue_t value (1: none). */
+  epilogue: number;
+  /** Row stride of aux: elements, or bits for the ReLU mask. */
+  auxLd: number;
+}
+
 /** One NCCL call as the addon takes it. */
 export interface NativeNcclCall {
   kind: 'allReduce' | 'reduceScatter' | 'allGather' | 'broadcast' | 'reduce' | 'send' | 'recv';
@@ -205,6 +229,16 @@ export interface NativeBinding {
   deviceConvert?(kind: NativeConvertKind, dst: NativeDeviceBuffer, dstOffset: number, src: NativeDeviceBuffer, srcOffset: number,
     count: number, scale: number, timeoutMs: number, callback: (failure: NativeFailureRecord | null) => void): void;
   ncclUniqueId?(): Uint8Array;
+  /** Load cuBLASLt beside the first libcublas candidate that works (once per process). */
+  cublasLoad?(candidates: string[]): NativeFailureRecord | null;
+  /** One cuBLASLt GEMM on the device's stream (lib/deviceGemm.ts); offsets in bytes; bias/aux null when the epilogue takes none. */
+  deviceGemm?(desc: NativeDeviceGemmDescriptor, a: NativeDeviceBuffer, aOffset: number, b: NativeDeviceBuffer, bOffset: number,
+    c: NativeDeviceBuffer, cOffset: number, bias: NativeDeviceBuffer | null, biasOffset: number, aux: NativeDeviceBuffer | null,
+    auxOffset: number, timeoutMs: number, callback: (failure: NativeFailureRecord | null) => void): void;
+  /** `iterations` GEMMs back to back between two CUDA events (after one untimed warm-up); `ms` is their GPU time. */
+  deviceGemmTimed?(desc: NativeDeviceGemmDescriptor, a: NativeDeviceBuffer, aOffset: number, b: NativeDeviceBuffer, bOffset: number,
+    c: NativeDeviceBuffer, cOffset: number, bias: NativeDeviceBuffer | null, biasOffset: number, aux: NativeDeviceBuffer | null,
+    auxOffset: number, iterations: number, timeoutMs: number, callback: (failure: NativeFailureRecord | null, ms: number) => void): void;
   /** `parent` given: made by ncclCommSplit(parent, splitColor, splitKey) (collective over the parent's ranks; -1: none). */
   NcclComm?: new (options: { device: number; rank: number; size: number; uniqueId: Uint8Array; algorithm?: string; initTimeoutMs: number;
     parent?: NativeNcclComm; splitColor?: number; splitKey?: number }) => NativeNcclComm;

@@ -90,16 +90,19 @@ export function cublasCandidates(env: NodeJS.ProcessEnv = process.env): string[]
   for (const home of [env.CUDA_HOME, env.CUDA_PATH, '/usr/local/cuda']) {
     if (home) for (const n of names) list.push(path.join(home, 'lib64', n), path.join(home, 'lib', n));
   }
+  // pip wheels: nvidia-cublas-cu12 installs nvidia/cublas/lib, the CUDA 13 wheels nvidia/cu13/lib.
   for (const site of pythonSitePackages()) {
-    for (const n of names) {
-      const file = path.join(site, 'nvidia', 'cublas', 'lib', n);
-      if (existsSync(file)) list.push(file);
+    for (const sub of ['cublas', 'cu13', 'cu12']) {
+      for (const n of names) {
+        const file = path.join(site, 'nvidia', sub, 'lib', n);
+        if (existsSync(file)) list.push(file);
+      }
     }
   }
   return [...new Set(list)];
 }
 
-/** cuBLAS as found at run time (for doctor/info; GEMM on GPUs is not built yet). */
+/** cuBLAS as found at run time (for doctor/info; device GEMM loads it itself, see {@link requireCublas}). */
 export interface CublasProbe {
   loaded: boolean;
   path: string | null;
@@ -162,6 +165,26 @@ export function requireNccl(op = 'nccl'): GpuBinding {
   if (ncclFailure === undefined) ncclFailure = b.ncclLoad(ncclCandidates());
   if (ncclFailure) throw errorFromNative(ncclFailure, { op });
   return b;
+}
+
+let cublasFailure: NativeFailureRecord | null | undefined;
+
+/**
+ * Load the CUDA driver and cuBLASLt (once per process, on the first device
+ * GEMM): libcublas from {@link cublasCandidates} (`RINGTREE_CUBLAS_PATH`, the
+ * loader's search, `CUDA_HOME`, pip's `nvidia/cublas/lib`), libcublasLt
+ * beside it.
+ * @throws {BackendUnavailableError} naming every place tried and the fix.
+ * @internal
+ */
+export function requireCublas(op = 'gemm'): GpuBinding & Required<Pick<NativeBinding, 'cublasLoad' | 'deviceGemm' | 'deviceGemmTimed'>> {
+  const b = requireDriver(op);
+  if (typeof b.cublasLoad !== 'function' || typeof b.deviceGemm !== 'function' || typeof b.deviceGemmTimed !== 'function') {
+    throw new BackendUnavailableError('this build of the ringtree addon has no device GEMM', { op, remedy: 'Rebuild ringtree (`npm rebuild ringtree`).' });
+  }
+  if (cublasFailure === undefined) cublasFailure = b.cublasLoad(cublasCandidates());
+  if (cublasFailure) throw errorFromNative(cublasFailure, { op });
+  return b as GpuBinding & Required<Pick<NativeBinding, 'cublasLoad' | 'deviceGemm' | 'deviceGemmTimed'>>;
 }
 
 /** Try to load both and report; never throws. @internal */

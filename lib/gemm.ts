@@ -1,25 +1,50 @@
 /**
- * GEMM on host arrays: `C = alpha * op(A) @ op(B) + beta * C`, row-major as
- * TypeScript users think, through the CPU BLAS found at run time (OpenBLAS,
- * else a system CBLAS) or a portable fallback.
+ * GEMM: `C = alpha * op(A) @ op(B) + beta * C`, row-major as TypeScript users
+ * think, on host arrays (through the CPU BLAS found at run time: OpenBLAS,
+ * else a system CBLAS, else a portable fallback) or on {@link DeviceArray}s
+ * (through cuBLASLt, found at run time, with optional fused epilogues: bias,
+ * ReLU, GELU and their backward forms; see {@link GemmEpilogue}).
  *
- * **Ordering against collectives: there is none.** GEMMs run in submission
- * order on one native GEMM thread per process (never the libuv pool); a
- * communicator's collectives run on its own progress thread. The two run
- * concurrently, so a GEMM and a collective must never be in flight on the
- * same arrays (or overlapping views) at once: `await` the one before
- * handing the arrays to the other.
+ * **Where GEMMs run.** Host GEMMs run in submission order on one native GEMM
+ * thread per process; device GEMMs run on the device's stream, issued by the
+ * native thread that owns it (the same stream and thread as DeviceArray
+ * copies and fills). Neither ever uses the libuv pool.
+ *
+ * **Ordering of device GEMMs.** A device GEMM starts after every operation
+ * already submitted on any of its arrays (a, b, c, bias, aux) or on any
+ * other view of their allocations has settled: copies, fills, other GEMMs
+ * and collectives alike; and every operation submitted on those arrays after
+ * it waits for it. So `await` is not needed between them:
  *
  * ```ts
- * await gemm(a, b, c, { m, n, k, transB: true });   // c = a @ b^T
+ * const p1 = x.copyFrom(host);                      // device stream
+ * const p2 = gemm(x, w, y, { m, n, k });            // waits for the copy into x
+ * const p3 = comm.allReduce(y);                     // NCCL stream, waits for the GEMM
+ * await Promise.all([p1, p2, p3]);
+ * ```
+ *
+ * Device GEMMs on unrelated arrays queue back to back on the stream without
+ * waiting for each other.
+ *
+ * **Host GEMMs and collectives: no ordering.** A host GEMM and a
+ * communicator's collectives run on different threads concurrently, so a
+ * host GEMM and a collective must never be in flight on the same arrays (or
+ * overlapping views) at once: `await` the one before handing the arrays to
+ * the other.
+ *
+ * ```ts
+ * await gemm(a, b, c, { m, n, k, transB: true });   // c = a @ b^T (host arrays)
  * await comm.allReduce(c);                           // only after the GEMM settled
  * ```
  *
  * @module
  */
 import { loadBinding, type NativeBinding, type NativeFailureRecord } from './binding.js';
+import { isDeviceArray, type DeviceArray } from './device.js';
+import { deviceGemm, timedDeviceGemm } from './deviceGemm.js';
 import { DTYPE_CODES, dtypeOf, type DType } from './dtype.js';
-import { InvalidArgumentError, RingtreeError, errorFromNative } from './errors.js';
+import { RingtreeError, errorFromNative } from './errors.js';
+import { GEMM_DTYPES, checkGemmShape, describeValue, gemmFail } from './gemmShape.js';
 
 /** The element types GEMM computes in. 16-bit floats are widened to float32, multiplied, and rounded back. */
 export type GemmDType = 'float32' | 'float64' | 'float16' | 'bfloat16';
@@ -63,7 +88,67 @@ export interface GemmOptions {
   strideC?: number;
   /** Required for Uint16Array (`'float16'` | `'bfloat16'`); otherwise optional and must match the arrays. */
   dtype?: GemmDType;
+  /**
+   * Device float32 only: let cuBLAS round A and B to TF32 (10-bit mantissa)
+   * on tensor cores (`CUBLAS_COMPUTE_32F_FAST_TF32`), several times faster,
+   * about 1e-3 relative error. Default false: plain FP32 (`CUBLAS_COMPUTE_32F`).
+   * No effect on host arrays (the CPU computes in float32).
+   */
+  tf32?: boolean;
+  /**
+   * Device arrays only: a cuBLASLt epilogue fused into the GEMM (see
+   * {@link GemmEpilogue} for what each does, and `bias` / `aux`). Needs
+   * float32, float16 or bfloat16 and `batch` 1. Default: none.
+   */
+  epilogue?: GemmEpilogue;
+  /**
+   * Epilogues with a bias: one value per column of C (per output feature, as
+   * a Linear layer wants), a DeviceArray of c's dtype with at least `n`
+   * elements (the first `n` are used). Read by the forward epilogues; the
+   * `...Bgrad` epilogues write the bias gradient into it instead. Must not
+   * overlap a, b, c or aux.
+   */
+  bias?: DeviceArray;
+  /**
+   * `...Aux` epilogues write, and `dRelu*` / `dGelu*` read, the
+   * pre-activation stored beside C, row-major, `m` rows `auxLd` apart:
+   * - GELU forms: the value before GELU, a DeviceArray of c's dtype with at
+   *   least `(m - 1) * auxLd + n` elements; `auxLd` a multiple of 8, >= n.
+   * - ReLU forms: a bit mask (1 where the pre-activation was > 0), a `'uint8'`
+   *   DeviceArray of at least `m * auxLd / 8` bytes; `auxLd` counts bits, a
+   *   multiple of 128, >= n. The bit layout is cuBLASLt's: hand it from a
+   *   `reluAux` GEMM to a `dRelu` GEMM, do not read it as data.
+   *
+   * Its device address must be 16-byte aligned; it must not overlap a, b, c or bias.
+   */
+  aux?: DeviceArray;
+  /** Row stride of `aux`: elements (GELU) or bits (ReLU mask). Default `n` rounded up to 8 (GELU) or 128 (ReLU). */
+  auxLd?: number;
 }
+
+/**
+ * cuBLASLt epilogues (device arrays). With `t = alpha * op(A) @ op(B) + beta * C`,
+ * row-major `m x n`, and `bias[j]` added to every row's column j:
+ *
+ * | epilogue | C becomes | aux | bias |
+ * |---|---|---|---|
+ * | `'bias'` | t + bias | - | read |
+ * | `'relu'` / `'gelu'` | act(t) | - | - |
+ * | `'biasRelu'` / `'biasGelu'` | act(t + bias) | - | read |
+ * | `'reluAux'` / `'geluAux'` | act(t) | writes t (GELU) / t > 0 mask (ReLU) | - |
+ * | `'biasReluAux'` / `'biasGeluAux'` | act(t + bias) | writes t + bias / its mask | read |
+ * | `'dRelu'` | t * (mask ? 1 : 0) | reads the mask | - |
+ * | `'dGelu'` | t * gelu'(aux) | reads the pre-activation | - |
+ * | `'dReluBgrad'` / `'dGeluBgrad'` | as `dRelu` / `dGelu` | reads | writes bias[j] = sum over rows i of C[i][j] |
+ *
+ * GELU is the tanh approximation `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
+ * The backward forms fit a Linear layer `y = act(x @ W^T + b)`: with `t` the
+ * incoming gradient `dy`, C receives `dz = dy * act'(z)` and bias `db = sum_rows dz`.
+ */
+export type GemmEpilogue =
+  | 'bias' | 'relu' | 'gelu' | 'biasRelu' | 'biasGelu'
+  | 'reluAux' | 'geluAux' | 'biasReluAux' | 'biasGeluAux'
+  | 'dRelu' | 'dGelu' | 'dReluBgrad' | 'dGeluBgrad';
 
 /** The CPU BLAS GEMM runs on. */
 export interface BlasInfo {
@@ -110,29 +195,6 @@ function gemmBinding(): NativeGemmBinding {
   return loadBinding() as NativeBinding & NativeGemmBinding;
 }
 
-const GEMM_DTYPES: readonly GemmDType[] = ['float32', 'float64', 'float16', 'bfloat16'];
-const MAX_INT32 = 2 ** 31 - 1;
-
-function describeValue(v: unknown): string {
-  return typeof v === 'number' ? String(v) : v === null ? 'null' : typeof v === 'string' ? `'${v}'` : typeof v;
-}
-
-/** A non-negative integer option (or its default). */
-function sizeOption(options: GemmOptions, name: keyof GemmOptions, fallback?: number, max = Number.MAX_SAFE_INTEGER): number {
-  const value = options[name];
-  if (value === undefined && fallback !== undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
-    throw new InvalidArgumentError(
-      `\`${name}\` must be an integer in [0, ${max}], got ${describeValue(value)}`, { op: 'gemm' });
-  }
-  return value;
-}
-
-/** Elements one stored matrix spans: the last row starts at (rows - 1) * ld. */
-function span(rows: number, cols: number, ld: number): number {
-  return rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols;
-}
-
 /** A validated call: what the addon gets. */
 interface PreparedGemm {
   desc: NativeGemmDescriptor;
@@ -148,80 +210,43 @@ function overlaps(x: ArrayBufferView, y: ArrayBufferView): boolean {
 }
 
 function prepare(a: GemmArray, b: GemmArray, c: GemmArray, options: GemmOptions): PreparedGemm {
-  const fail = (message: string): never => {
-    throw new InvalidArgumentError(message, { op: 'gemm' });
-  };
-  if (typeof options !== 'object' || options === null) fail('gemm(a, b, c, options): `options` must be an object with m, n and k');
+  if (typeof options !== 'object' || options === null) gemmFail('gemm(a, b, c, options): `options` must be an object with m, n and k');
+  for (const name of ['epilogue', 'bias', 'aux', 'auxLd'] as const) {
+    if (options[name] !== undefined) {
+      gemmFail(`\`${name}\` needs device arrays (cuBLASLt epilogues); a, b and c are host arrays here`);
+    }
+  }
+  if (options.tf32 !== undefined && typeof options.tf32 !== 'boolean') gemmFail(`\`tf32\` must be a boolean, got ${describeValue(options.tf32)}`);
   if (options.dtype !== undefined && !GEMM_DTYPES.includes(options.dtype)) {
-    fail(`\`dtype\` must be one of ${GEMM_DTYPES.join(', ')}, got ${describeValue(options.dtype)}`);
+    gemmFail(`\`dtype\` must be one of ${GEMM_DTYPES.join(', ')}, got ${describeValue(options.dtype)}`);
   }
   const dtypes = { a: dtypeOf(a, options.dtype, 'a'), b: dtypeOf(b, options.dtype, 'b'), c: dtypeOf(c, options.dtype, 'c') };
   for (const [name, dtype] of Object.entries(dtypes) as Array<[string, DType]>) {
     if (!(GEMM_DTYPES as readonly string[]).includes(dtype)) {
-      fail(`\`${name}\` holds ${dtype}; gemm computes in ${GEMM_DTYPES.join(', ')}`);
+      gemmFail(`\`${name}\` holds ${dtype}; gemm computes in ${GEMM_DTYPES.join(', ')}`);
     }
   }
-  if (dtypes.b !== dtypes.a) fail(`\`b\` holds ${dtypes.b} but \`a\` holds ${dtypes.a}: a, b and c must have one dtype`);
-  if (dtypes.c !== dtypes.a) fail(`\`c\` holds ${dtypes.c} but \`a\` holds ${dtypes.a}: a, b and c must have one dtype`);
+  if (dtypes.b !== dtypes.a) gemmFail(`\`b\` holds ${dtypes.b} but \`a\` holds ${dtypes.a}: a, b and c must have one dtype`);
+  if (dtypes.c !== dtypes.a) gemmFail(`\`c\` holds ${dtypes.c} but \`a\` holds ${dtypes.a}: a, b and c must have one dtype`);
   const dtype = dtypes.a as GemmDType;
-
-  for (const flag of ['transA', 'transB'] as const) {
-    if (options[flag] !== undefined && typeof options[flag] !== 'boolean') {
-      fail(`\`${flag}\` must be a boolean, got ${describeValue(options[flag])}`);
-    }
-  }
-  for (const scalar of ['alpha', 'beta'] as const) {
-    if (options[scalar] !== undefined && typeof options[scalar] !== 'number') {
-      fail(`\`${scalar}\` must be a number, got ${describeValue(options[scalar])}`);
-    }
-  }
-  const transA = options.transA ?? false;
-  const transB = options.transB ?? false;
-  const m = sizeOption(options, 'm', undefined, MAX_INT32);
-  const n = sizeOption(options, 'n', undefined, MAX_INT32);
-  const k = sizeOption(options, 'k', undefined, MAX_INT32);
-  // Stored shapes (rows x cols) of A, B and C.
-  const aRows = transA ? k : m, aCols = transA ? m : k;
-  const bRows = transB ? n : k, bCols = transB ? k : n;
-  const lda = sizeOption(options, 'lda', aCols, MAX_INT32);
-  const ldb = sizeOption(options, 'ldb', bCols, MAX_INT32);
-  const ldc = sizeOption(options, 'ldc', n, MAX_INT32);
-  if (lda < aCols) fail(`\`lda\` (${lda}) is smaller than a stored row of A (${aCols} elements: ${transA ? 'm, as transA is set' : 'k'})`);
-  if (ldb < bCols) fail(`\`ldb\` (${ldb}) is smaller than a stored row of B (${bCols} elements: ${transB ? 'k, as transB is set' : 'n'})`);
-  if (ldc < n) fail(`\`ldc\` (${ldc}) is smaller than a row of C (n = ${n} elements)`);
-  const batch = sizeOption(options, 'batch', 1, MAX_INT32);
-  const strideA = sizeOption(options, 'strideA', aRows * lda);
-  const strideB = sizeOption(options, 'strideB', bRows * ldb);
-  const strideC = sizeOption(options, 'strideC', m * ldc);
-  const oneC = span(m, n, ldc);
-  if (batch > 1 && strideC < oneC) {
-    fail(`\`strideC\` (${strideC}) is smaller than one C matrix (${oneC} elements): the batch entries of C would overlap`);
-  }
-  const need = (one: number, stride: number): number => (batch === 0 || one === 0 ? 0 : (batch - 1) * stride + one);
-  const batchNote = batch === 1 ? '' : `, batch = ${batch}`;
-  const needA = need(span(aRows, aCols, lda), strideA);
-  if (a.length < needA) {
-    fail(`\`a\` has ${a.length} elements but ${transA ? 'k x m' : 'm x k'} = ${aRows} x ${aCols} with lda = ${lda}${batchNote}${batch > 1 ? `, strideA = ${strideA}` : ''} needs ${needA}`);
-  }
-  const needB = need(span(bRows, bCols, ldb), strideB);
-  if (b.length < needB) {
-    fail(`\`b\` has ${b.length} elements but ${transB ? 'n x k' : 'k x n'} = ${bRows} x ${bCols} with ldb = ${ldb}${batchNote}${batch > 1 ? `, strideB = ${strideB}` : ''} needs ${needB}`);
-  }
-  const needC = need(oneC, strideC);
-  if (c.length < needC) {
-    fail(`\`c\` has ${c.length} elements but m x n = ${m} x ${n} with ldc = ${ldc}${batchNote}${batch > 1 ? `, strideC = ${strideC}` : ''} needs ${needC}`);
-  }
+  const shape = checkGemmShape(options, { a: a.length, b: b.length, c: c.length });
   // C is written while A and B are read (in blocks, by several threads):
   // any shared byte would make the result depend on the schedule.
-  if (overlaps(c, a)) fail('`c` overlaps `a` (views of one ArrayBuffer sharing bytes): C must not alias an input');
-  if (overlaps(c, b)) fail('`c` overlaps `b` (views of one ArrayBuffer sharing bytes): C must not alias an input');
-  return {
-    desc: {
-      dtype: DTYPE_CODES[dtype], transA, transB, m, n, k, lda, ldb, ldc, batch, strideA, strideB, strideC,
-      alpha: options.alpha ?? 1, beta: options.beta ?? 0,
-    },
-    a, b, c,
-  };
+  if (overlaps(c, a)) gemmFail('`c` overlaps `a` (views of one ArrayBuffer sharing bytes): C must not alias an input');
+  if (overlaps(c, b)) gemmFail('`c` overlaps `b` (views of one ArrayBuffer sharing bytes): C must not alias an input');
+  return { desc: { dtype: DTYPE_CODES[dtype], ...shape }, a, b, c };
+}
+
+/** Host arrays on one side, device arrays on the other: rejected, naming the odd one. */
+function deviceCall(a: unknown, b: unknown, c: unknown): boolean {
+  const kinds = { a: isDeviceArray(a), b: isDeviceArray(b), c: isDeviceArray(c) };
+  const device = Object.entries(kinds).filter(([, d]) => d).map(([n]) => n);
+  if (device.length === 0) return false;
+  if (device.length === 3) return true;
+  const host = Object.entries(kinds).filter(([, d]) => !d).map(([n]) => n);
+  return gemmFail(`${host.map((n) => `\`${n}\``).join(' and ')} ${host.length > 1 ? 'are host arrays' : 'is a host array'} but ` +
+    `${device.map((n) => `\`${n}\``).join(' and ')} ${device.length > 1 ? 'are DeviceArrays' : 'is a DeviceArray'}: ` +
+    'a, b and c must all be host arrays or all DeviceArrays on one GPU (copy with DeviceArray.fromHost / toHost)');
 }
 
 let slowWarningDone = false;
@@ -242,28 +267,43 @@ function warnIfNoBlas(binding: NativeGemmBinding): void {
 }
 
 /**
- * `C = alpha * op(A) @ op(B) + beta * C` (row-major), optionally strided-batched,
- * on the GEMM thread. Resolves once C is written and ringtree will not touch
- * a, b or c again (they stay referenced until then). Do not read or write
- * c, or pass any of the arrays to a collective, before it settles: GEMMs
- * and collectives are not ordered against each other (see the module docs).
+ * `C = alpha * op(A) @ op(B) + beta * C` (row-major), optionally strided-batched.
  *
- * float16/bfloat16 (Uint16Array with `{ dtype }`) are widened to float32,
- * multiplied in float32 and rounded back to nearest-even.
+ * Host arrays: on the GEMM thread through the CPU BLAS; float16/bfloat16
+ * (Uint16Array with `{ dtype }`) are widened to float32, multiplied in
+ * float32 and rounded back to nearest-even. Not ordered against collectives
+ * (see the module docs): do not hand the arrays to one before it settles.
+ *
+ * DeviceArrays (all three on one GPU): through cuBLASLt on the device's
+ * stream, ordered after earlier operations on the same arrays and before
+ * later ones (see the module docs). float32 computes in plain FP32 unless
+ * `tf32: true`; float16 and bfloat16 accumulate in float32; float64 in
+ * float64. With `beta` 0, C is never read. `epilogue` fuses bias/ReLU/GELU
+ * (see {@link GemmEpilogue}). cuBLAS/cuBLASLt load on the first device GEMM.
+ *
+ * Resolves once C (and aux/bias where an epilogue writes them) is written
+ * and ringtree will not touch the arrays again (they stay referenced until
+ * then).
  *
  * @param a A, `m x k` (`k x m` with transA), rows `lda` apart.
  * @param b B, `k x n` (`n x k` with transB), rows `ldb` apart.
  * @param c C, `m x n`, rows `ldc` apart; must not share bytes with a or b.
- * @param options sizes, transposes, scalars, leading dimensions, batch, dtype.
+ * @param options sizes, transposes, scalars, leading dimensions, batch, dtype;
+ *   for device arrays also tf32, epilogue, bias, aux, auxLd.
  * @returns a Promise that rejects (never throws) with {@link InvalidArgumentError}
  *   naming the bad argument (sizes, leading dimensions, strides, array lengths,
- *   mixed dtypes, C overlapping A or B), or `BackendUnavailableError` without the addon.
+ *   mixed dtypes, host and device arrays mixed, arrays on different GPUs, C
+ *   overlapping A or B, epilogue/bias/aux misuse, or a combination cuBLASLt
+ *   has no algorithm for), `BackendUnavailableError` without the addon, the
+ *   CUDA driver or cuBLAS (naming the fix), `InternalError` when cuBLAS
+ *   fails, `TimeoutError` when the GPU does not finish within 300 s.
  */
-export function gemm(a: GemmArray, b: GemmArray, c: GemmArray, options: GemmOptions): Promise<void> {
+export function gemm(a: GemmArray | DeviceArray, b: GemmArray | DeviceArray, c: GemmArray | DeviceArray, options: GemmOptions): Promise<void> {
   let prepared: PreparedGemm;
   let binding: NativeGemmBinding;
   try {
-    prepared = prepare(a, b, c, options);
+    if (deviceCall(a, b, c)) return deviceGemm(a as DeviceArray, b as DeviceArray, c as DeviceArray, options);
+    prepared = prepare(a as GemmArray, b as GemmArray, c as GemmArray, options);
     binding = gemmBinding();
     warnIfNoBlas(binding);
   } catch (err) {
@@ -282,14 +322,34 @@ export function gemm(a: GemmArray, b: GemmArray, c: GemmArray, options: GemmOpti
 }
 
 /**
+ * Benchmark hook: `iterations` device GEMMs issued back to back by the native
+ * stream thread between two CUDA events (after one untimed warm-up call that
+ * makes the handle, workspace and plan); resolves with their GPU time in
+ * milliseconds (cuEventElapsedTime). Same arguments and checks as
+ * {@link gemm} on DeviceArrays; ordered like it.
+ * @internal
+ */
+export function gemmTimed(a: DeviceArray, b: DeviceArray, c: DeviceArray, options: GemmOptions, iterations: number): Promise<number> {
+  try {
+    if (!deviceCall(a, b, c)) gemmFail('gemmTimed takes DeviceArrays');
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return timedDeviceGemm(a, b, c, options, iterations);
+}
+
+/**
  * {@link gemm} on the calling thread: blocks the event loop for the whole
  * multiplication, so use it for small problems (where the ~30 us of an
  * asynchronous round trip would dominate) or in worker threads. Not ordered
  * against pending asynchronous GEMMs either: do not share arrays with one in flight.
  *
- * @throws {InvalidArgumentError} for bad arguments (as {@link gemm} rejects).
+ * @throws {InvalidArgumentError} for bad arguments (as {@link gemm} rejects), and for DeviceArrays.
  */
 export function gemmSync(a: GemmArray, b: GemmArray, c: GemmArray, options: GemmOptions): void {
+  if (isDeviceArray(a) || isDeviceArray(b) || isDeviceArray(c)) {
+    gemmFail('gemmSync takes host arrays; use `await gemm(...)` for DeviceArrays', 'gemmSync');
+  }
   const prepared = prepare(a, b, c, options);
   const binding = gemmBinding();
   warnIfNoBlas(binding);

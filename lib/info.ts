@@ -82,7 +82,7 @@ export interface NcclSection {
   error: string | null;
 }
 
-/** cuBLAS and cuBLASLt as found (GEMM on GPUs is not built yet: this only reports). */
+/** cuBLAS and cuBLASLt as found (what device-array GEMM loads on first use). */
 export interface CublasSection {
   loaded: boolean;
   path: string | null;
@@ -369,8 +369,8 @@ export function formatInfoReport(i: RingtreeInfo): string {
     ...(i.nccl ? [i.nccl.loaded && !i.nccl.error ? `${OK} NCCL ${i.nccl.version ?? ''} ${i.nccl.path ?? ''}` : `${BAD} NCCL not usable: ${firstLine(i.nccl.error)}`] : []),
     i.cublas === null ? `${NOTE} cuBLAS: not checked (no addon)`
       : i.cublas.loaded
-        ? `${OK} cuBLAS ${i.cublas.version ?? ''} ${i.cublas.path ?? ''}${i.cublas.ltPath ? `, cuBLASLt ${i.cublas.ltPath}` : ', no cuBLASLt beside it'} (reported only: GPU GEMM is not built yet)`
-        : `${NOTE} cuBLAS not found (only needed for GPU GEMM, not built yet)`,
+        ? `${OK} cuBLAS ${i.cublas.version ?? ''} ${i.cublas.path ?? ''}${i.cublas.ltPath ? `, cuBLASLt ${i.cublas.ltPath}` : ', no cuBLASLt beside it'}`
+        : `${NOTE} cuBLAS not found (only needed for GEMM on DeviceArrays)`,
   ]);
 
   if (i.warnings.length === 0) {

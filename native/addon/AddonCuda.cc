@@ -1,6 +1,7 @@
-// Node-API face of the GPU backend: loading (cudaLoad/ncclLoad/cudaInfo),
-// DeviceBuffer (device memory handles), stream-ordered copies and fills, and
-// the NCCL communicator. Completions come back through one thread-safe
+// Node-API face of the GPU backend: loading (cudaLoad/ncclLoad/cublasLoad/
+// cudaInfo), DeviceBuffer (device memory handles), stream-ordered copies,
+// fills and cuBLASLt GEMMs (one stream and thread per device), and the NCCL
+// communicator. Completions come back through one thread-safe
 // function; every JS object an op touches stays referenced until the GPU is
 // done with it (the "release" notification), which may be after it settled.
 #include <napi.h>
@@ -14,7 +15,9 @@
 
 #include "addon/registry.h"
 #include "addon/StatusJs.h"
+#include "cuda/CublasLtLibrary.h"
 #include "cuda/CudaDriver.h"
+#include "cuda/DeviceGemm.h"
 #include "cuda/DeviceAllocation.h"
 #include "cuda/KernelModule.h"
 #include "cuda/NcclCommunicator.h"
@@ -177,7 +180,17 @@ StreamWorker* deviceWorker(Napi::Env env, int device) {
   GpuState* st = stateOf(env);
   auto it = st->deviceWorkers.find(device);
   if (it != st->deviceWorkers.end()) return it->second.get();
-  auto w = std::make_unique<StreamWorker>(device, "device stream", StreamWorker::Hooks{});
+  // The stream's cuBLASLt handle and workspace (made by the first GEMM) go with it.
+  auto stream = std::make_shared<CUstream>(nullptr);
+  StreamWorker::Hooks hooks;
+  hooks.start = [stream](CUstream s) {
+    *stream = s;
+    return Status::ok();
+  };
+  hooks.stop = [device, stream](bool) {
+    if (*stream) releaseDeviceGemm(device, *stream);
+  };
+  auto w = std::make_unique<StreamWorker>(device, "device stream", std::move(hooks));
   StreamWorker* raw = w.get();
   st->deviceWorkers[device] = std::move(w);
   return raw;
@@ -551,6 +564,192 @@ Napi::Value DeviceConvert(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value CublasLoad(const Napi::CallbackInfo& info) {
+  return failureOrNull(info.Env(), CublasLtLibrary::instance().load(stringList(info[0])));
+}
+
+int64_t intField(Napi::Object o, const char* key, int64_t fallback) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().Int64Value() : fallback;
+}
+
+// Shared by deviceGemm and deviceGemmTimed: (desc, a, aOffset, b, bOffset, c,
+// cOffset, bias|null, biasOffset, aux|null, auxOffset) from info[0..10]. Sizes
+// are checked again here against the allocations (lib/gemm.ts names the
+// argument; this only keeps a bad call from touching memory it does not own).
+bool parseDeviceGemm(const Napi::CallbackInfo& info, DeviceGemmDesc* d, int* device,
+                     std::vector<std::shared_ptr<DeviceAllocation>>* keep) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) {
+    Napi::TypeError::New(env, "deviceGemm: descriptor must be an object").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Object o = info[0].As<Napi::Object>();
+  GemmDesc& g = d->shape;
+  int dtype = int(intField(o, "dtype", -1));
+  if (dtype < 0 || dtype >= kDTypeCount || !gemmDtypeSupported(DType(dtype))) {
+    throwStatus(env, Status(StatusCode::InvalidArgument, "deviceGemm: unsupported dtype code"));
+    return false;
+  }
+  g.dtype = DType(dtype);
+  g.transA = o.Get("transA").ToBoolean();
+  g.transB = o.Get("transB").ToBoolean();
+  g.m = intField(o, "m", -1);
+  g.n = intField(o, "n", -1);
+  g.k = intField(o, "k", -1);
+  g.lda = intField(o, "lda", -1);
+  g.ldb = intField(o, "ldb", -1);
+  g.ldc = intField(o, "ldc", -1);
+  g.batch = intField(o, "batch", 1);
+  g.strideA = intField(o, "strideA", 0);
+  g.strideB = intField(o, "strideB", 0);
+  g.strideC = intField(o, "strideC", 0);
+  g.alpha = o.Get("alpha").IsNumber() ? o.Get("alpha").As<Napi::Number>().DoubleValue() : 1.0;
+  g.beta = o.Get("beta").IsNumber() ? o.Get("beta").As<Napi::Number>().DoubleValue() : 0.0;
+  d->tf32 = o.Get("tf32").ToBoolean();
+  d->epilogue = uint32_t(intField(o, "epilogue", CUBLASLT_EPILOGUE_DEFAULT));
+  d->auxLd = intField(o, "auxLd", 0);
+  // The bounds each range must satisfy: whatever remains of the allocation past its offset.
+  auto range = [&](int at, CUdeviceptr* ptr, size_t* bytes) -> bool {
+    std::shared_ptr<DeviceAllocation> alloc;
+    if (!deviceRange(env, info[at], info[at + 1], 0, &alloc, ptr)) return false;
+    *bytes = alloc->bytes() - size_t(*ptr - alloc->pointer());
+    if (keep->empty()) *device = alloc->device();
+    if (alloc->device() != *device) {
+      throwStatus(env, Status(StatusCode::InvalidArgument, "deviceGemm: every array must be on one device"));
+      return false;
+    }
+    keep->push_back(alloc);
+    return true;
+  };
+  if (!range(5, &d->c, &g.cBytes) || !range(1, &d->a, &g.aBytes) || !range(3, &d->b, &g.bBytes)) return false;
+  size_t biasBytes = 0, auxBytes = 0;
+  const bool wantsBias = (d->epilogue & (4u | 16u)) != 0, wantsAux = (d->epilogue & 128u) != 0;
+  if (wantsBias && !range(7, &d->bias, &biasBytes)) return false;
+  if (wantsAux && !range(9, &d->aux, &auxBytes)) return false;
+  g.a = reinterpret_cast<const void*>(uintptr_t(d->a) | 1);  // validateGemm only checks them for null
+  g.b = reinterpret_cast<const void*>(uintptr_t(d->b) | 1);
+  g.c = reinterpret_cast<void*>(uintptr_t(d->c) | 1);
+  Status s = validateGemm(g);
+  if (s.isOk() && wantsBias && biasBytes < size_t(g.n) * dtypeSize(g.dtype)) s = Status(StatusCode::InvalidArgument, "gemm: `bias` is shorter than n");
+  if (s.isOk() && wantsAux) {
+    const bool mask = (d->epilogue & 8u) != 0 || d->epilogue == CUBLASLT_EPILOGUE_RELU_AUX || d->epilogue == CUBLASLT_EPILOGUE_RELU_AUX_BIAS;
+    const uint64_t rowsBytes = g.m == 0 || g.n == 0 ? 0
+                               : mask ? (uint64_t(g.m - 1) * uint64_t(d->auxLd) + uint64_t(g.n) + 7) / 8
+                                      : (uint64_t(g.m - 1) * uint64_t(d->auxLd) + uint64_t(g.n)) * dtypeSize(g.dtype);
+    if (d->auxLd < g.n || rowsBytes > auxBytes) s = Status(StatusCode::InvalidArgument, "gemm: `aux` is too small for m, n and auxLd");
+  }
+  if (!s.isOk()) {
+    throwStatus(env, s);
+    return false;
+  }
+  return true;
+}
+
+// deviceGemm(desc, a, aOff, b, bOff, c, cOff, bias, biasOff, aux, auxOff, timeoutMs, callback(failure)):
+// one GEMM on the device's stream worker (its own thread, never the libuv pool), ordered after the
+// copies and fills already posted there; settles when its completion event fired.
+Napi::Value DeviceGemmFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Status s = requireDriver();
+  if (s.isOk() && !CublasLtLibrary::instance().loaded()) {
+    s = Status(StatusCode::BackendUnavailable, "cuBLASLt is not loaded (call cublasLoad first)");
+  }
+  if (!s.isOk()) {
+    throwStatus(env, s);
+    return env.Undefined();
+  }
+  if (!info[12].IsFunction()) {
+    Napi::TypeError::New(env, "deviceGemm: callback required").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  DeviceGemmDesc d;
+  int device = 0;
+  std::vector<std::shared_ptr<DeviceAllocation>> keep;
+  if (!parseDeviceGemm(info, &d, &device, &keep)) return env.Undefined();
+  GpuState* st = stateOf(env);
+  uint64_t id = st->completions->add(env, info[12].As<Napi::Function>(), {info[1], info[3], info[5], info[7], info[9]});
+  GpuOp op;
+  op.name = "gemm";
+  op.timeoutMs = info[11].ToNumber().Int64Value();
+  op.issueFailureIsLocal = true;  // runDeviceGemm queues the matmul last: a failure left nothing on the stream
+  op.settle = st->completions->settler(id);
+  op.release = [rel = st->completions->releaser(id), keep]() mutable {
+    keep.clear();
+    rel();
+  };
+  op.issue = [d, device](CUstream stream) -> Status { return runDeviceGemm(device, stream, d); };
+  deviceWorker(env, device)->post(std::move(op));
+  return env.Undefined();
+}
+
+// deviceGemmTimed(...same 11..., iterations, timeoutMs, callback(failure, ms)): `iterations` GEMMs
+// issued back to back from the native thread between two CUDA events; ms is their GPU time. For
+// benchmarks (scripts/gpu-gemm-check.mjs): no JS or thread hop between the GEMMs.
+Napi::Value DeviceGemmTimedFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Status s = requireDriver();
+  if (s.isOk() && !CublasLtLibrary::instance().loaded()) {
+    s = Status(StatusCode::BackendUnavailable, "cuBLASLt is not loaded (call cublasLoad first)");
+  }
+  if (!s.isOk()) {
+    throwStatus(env, s);
+    return env.Undefined();
+  }
+  int iterations = info[11].IsNumber() ? info[11].As<Napi::Number>().Int32Value() : 0;
+  if (iterations < 1 || !info[13].IsFunction()) {
+    throwStatus(env, Status(StatusCode::InvalidArgument, "deviceGemmTimed: iterations >= 1 and a callback are required"));
+    return env.Undefined();
+  }
+  DeviceGemmDesc d;
+  int device = 0;
+  std::vector<std::shared_ptr<DeviceAllocation>> keep;
+  if (!parseDeviceGemm(info, &d, &device, &keep)) return env.Undefined();
+  struct Timing {
+    CUevent start = nullptr;
+    CUevent end = nullptr;
+    ~Timing() {
+      CudaDriver& cu = CudaDriver::instance();
+      if (start) cu.cuEventDestroy(start);
+      if (end) cu.cuEventDestroy(end);
+    }
+  };
+  auto timing = std::make_shared<Timing>();
+  GpuState* st = stateOf(env);
+  uint64_t id = st->completions->add(env, info[13].As<Napi::Function>(), {info[1], info[3], info[5], info[7], info[9]});
+  GpuOp op;
+  op.name = "gemm (timed)";
+  op.timeoutMs = info[12].ToNumber().Int64Value();
+  // Settles after the op's own completion event, which follows `end` on the stream.
+  op.settle = [timing, settleFn = st->completions->valueSettler(id)](const Status& status) {
+    if (!status.isOk()) return settleFn(status, 0);
+    CudaDriver& cu = CudaDriver::instance();
+    float ms = 0;
+    Status t = cu.check(cu.cuEventElapsedTime(&ms, timing->start, timing->end), "cuEventElapsedTime");
+    settleFn(t, t.isOk() ? double(ms) : 0);
+  };
+  op.release = [timing, rel = st->completions->releaser(id), keep]() mutable {
+    timing.reset();
+    keep.clear();
+    rel();
+  };
+  op.issue = [d, device, iterations, timing](CUstream stream) -> Status {
+    CudaDriver& cu = CudaDriver::instance();
+    if (!cu.cuEventElapsedTime) {
+      return Status(StatusCode::InvalidArgument, "this CUDA driver has no cuEventElapsedTime: timed runs are unavailable");
+    }
+    // The first call makes the handle, workspace and plan: outside the timed window.
+    RT_CHECK(runDeviceGemm(device, stream, d));
+    RT_CHECK(cu.check(cu.cuEventCreate(&timing->start, CU_EVENT_DEFAULT), "cuEventCreate"));
+    RT_CHECK(cu.check(cu.cuEventCreate(&timing->end, CU_EVENT_DEFAULT), "cuEventCreate"));
+    RT_CHECK(cu.check(cu.cuEventRecord(timing->start, stream), "cuEventRecord"));
+    for (int i = 0; i < iterations; i++) RT_CHECK(runDeviceGemm(device, stream, d));
+    return cu.check(cu.cuEventRecord(timing->end, stream), "cuEventRecord");
+  };
+  deviceWorker(env, device)->post(std::move(op));
+  return env.Undefined();
+}
+
 Napi::Value NcclUniqueIdFn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   NcclLibrary& nccl = NcclLibrary::instance();
@@ -783,6 +982,9 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceFill", Napi::Function::New(env, DeviceFill, "deviceFill"));
   exports.Set("deviceConvert", Napi::Function::New(env, DeviceConvert, "deviceConvert"));
   exports.Set("ncclUniqueId", Napi::Function::New(env, NcclUniqueIdFn, "ncclUniqueId"));
+  exports.Set("cublasLoad", Napi::Function::New(env, CublasLoad, "cublasLoad"));
+  exports.Set("deviceGemm", Napi::Function::New(env, DeviceGemmFn, "deviceGemm"));
+  exports.Set("deviceGemmTimed", Napi::Function::New(env, DeviceGemmTimedFn, "deviceGemmTimed"));
 }
 
 }  // namespace ringtree::addon

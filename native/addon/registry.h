@@ -12,7 +12,7 @@ void registerReduceHooks(Napi::Env env, Napi::Object exports);
 // The Communicator class (CPU engine).
 void registerCommunicator(Napi::Env env, Napi::Object exports);
 void registerGemm(Napi::Env env, Napi::Object exports);  // gemm(), gemmSync(), blasInfo() (AddonGemm.cc)
-// cudaLoad/ncclLoad/cudaInfo, DeviceBuffer, deviceCopy/deviceFill, NcclComm (AddonCuda.cc).
+// cudaLoad/ncclLoad/cublasLoad/cudaInfo, DeviceBuffer, deviceCopy/deviceFill/deviceGemm, NcclComm (AddonCuda.cc).
 void registerCuda(Napi::Env env, Napi::Object exports);
 
 // cublasProbe(): finds cuBLAS/cuBLASLt at run time and reads the version (doctor).

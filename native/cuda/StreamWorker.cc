@@ -111,7 +111,7 @@ void StreamWorker::run() {
       if (is.isOk()) is = cu.check(cu.cuEventRecord(f.event, stream_), "cuEventRecord");
       f.op = std::move(op);
       if (!is.isOk()) {
-        if (is.code() == StatusCode::InvalidArgument && !f.event) {
+        if ((is.code() == StatusCode::InvalidArgument || f.op.issueFailureIsLocal) && !f.event) {
           f.op.settle(is);
           f.op.release();
           completed_++;

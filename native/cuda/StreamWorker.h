@@ -25,8 +25,12 @@ struct GpuOp {
   std::string name;
   int64_t timeoutMs = 300000;
   // Runs on the worker thread: enqueue async work on `stream`. A non-Ok
-  // InvalidArgument fails only this op; any other error is fatal.
+  // InvalidArgument fails only this op; any other error is fatal unless
+  // `issueFailureIsLocal` says a failed issue() queued nothing.
   std::function<Status(CUstream stream)> issue;
+  // A library call that validates before it launches (cuBLAS) fails without
+  // touching the stream: such a failure rejects this op, not the worker.
+  bool issueFailureIsLocal = false;
   // Called exactly once on the worker thread when the op settles.
   std::function<void(const Status&)> settle;
   // Called exactly once, after settle, when the GPU will never touch the op's

@@ -12,12 +12,16 @@
 //
 // The CUDA part needs only cuda.h (present wherever nvcc is); the NCCL part
 // is compiled when nccl.h is found (scripts/gpu-check.mjs passes
-// RINGTREE_NCCL_INCLUDE). Every mismatch is printed; exit status 1 if any.
+// RINGTREE_NCCL_INCLUDE), the cuBLASLt part (native/cuda/CublasLtApi.h) when
+// cublasLt.h is (scripts/gpu-gemm-check.mjs passes the pip wheel's
+// nvidia/cublas/include or RINGTREE_CUBLAS_INCLUDE). Every mismatch is
+// printed; exit status 1 if any.
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <type_traits>
 
+#include "cuda/CublasLtApi.h"
 #include "cuda/CudaApi.h"
 #include "cuda/NcclApi.h"
 
@@ -35,6 +39,10 @@ static const ours::ncclConfig_t kOurConfig = ours::ncclConfigInitializer();
 #include <nccl.h>
 #define RT_HAVE_NCCL_H 1
 #endif
+#if __has_include(<cublasLt.h>)
+#include <cublasLt.h>
+#define RT_HAVE_CUBLASLT_H 1
+#endif
 #endif
 
 // Function types compared for ABI: an enum (CUresult, CUdevice_attribute,
@@ -50,6 +58,32 @@ struct SigOf<R (*)(A...)> { using type = typename AbiOf<R>::type (*)(typename Ab
 #define SAME_SIG(ourPfn, realFn)                                                                              \
   static_assert(std::is_same<SigOf<ours::ourPfn>::type, SigOf<decltype(&::realFn)>::type>::value, #realFn); \
   checks++
+
+// Stricter for APIs with opaque handles: pointers to (possibly incomplete)
+// structs compare as void*, so our namespaced handle types match the real
+// global ones while every other parameter must match exactly.
+template <typename T, typename = void>
+struct Erase { using type = typename AbiOf<T>::type; };
+template <typename T>
+struct Erase<T*, typename std::enable_if<std::is_class<T>::value>::type> {
+  using type = typename std::conditional<std::is_const<T>::value, const void*, void*>::type;
+};
+template <typename T>
+struct Erase<T**, typename std::enable_if<std::is_class<T>::value>::type> { using type = void**; };
+template <typename F>
+struct ErasedSig;
+template <typename R, typename... A>
+struct ErasedSig<R (*)(A...)> { using type = typename Erase<R>::type (*)(typename Erase<A>::type...); };
+// A run-time check (not static_assert) so that one differing signature is
+// printed beside every other result instead of stopping the compile.
+#define SAME_ERASED_SIG(ourPfn, realFn)                                                                       \
+  do {                                                                                                        \
+    checks++;                                                                                                 \
+    if (!std::is_same<ErasedSig<ours::ourPfn>::type, ErasedSig<decltype(&::realFn)>::type>::value) {          \
+      failures++;                                                                                             \
+      std::printf("MISMATCH signature of %s (native/cuda/CublasLtApi.h %s)\n", #realFn, #ourPfn);              \
+    }                                                                                                         \
+  } while (0)
 
 static int failures = 0;
 static int checks = 0;
@@ -181,14 +215,98 @@ static void checkNccl() {
 }
 #endif
 
+#ifdef RT_HAVE_CUBLASLT_H
+static void checkCublasLt() {
+  EQ(CUBLAS_STATUS_SUCCESS);
+  EQ(CUBLAS_STATUS_NOT_INITIALIZED);
+  EQ(CUBLAS_STATUS_ALLOC_FAILED);
+  EQ(CUBLAS_STATUS_INVALID_VALUE);
+  EQ(CUBLAS_STATUS_ARCH_MISMATCH);
+  EQ(CUBLAS_STATUS_EXECUTION_FAILED);
+  EQ(CUBLAS_STATUS_INTERNAL_ERROR);
+  EQ(CUBLAS_STATUS_NOT_SUPPORTED);
+  EQ(CUBLAS_OP_N);
+  EQ(CUBLAS_OP_T);
+  EQ(CUDA_R_32F);
+  EQ(CUDA_R_64F);
+  EQ(CUDA_R_16F);
+  EQ(CUDA_R_16BF);
+  EQ(CUBLAS_COMPUTE_32F);
+  EQ(CUBLAS_COMPUTE_32F_FAST_TF32);
+  EQ(CUBLAS_COMPUTE_64F);
+  EQ(CUBLASLT_MATMUL_DESC_COMPUTE_TYPE);
+  EQ(CUBLASLT_MATMUL_DESC_SCALE_TYPE);
+  EQ(CUBLASLT_MATMUL_DESC_TRANSA);
+  EQ(CUBLASLT_MATMUL_DESC_TRANSB);
+  EQ(CUBLASLT_MATMUL_DESC_EPILOGUE);
+  EQ(CUBLASLT_MATMUL_DESC_BIAS_POINTER);
+  EQ(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER);
+  EQ(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD);
+  EQ(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE);
+  EQ(CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT);
+  EQ(CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET);
+  EQ(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES);
+  EQ(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES);
+  EQ(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES);
+  EQ(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES);
+  EQ(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES);
+  EQ(CUBLASLT_EPILOGUE_DEFAULT);
+  EQ(CUBLASLT_EPILOGUE_RELU);
+  EQ(CUBLASLT_EPILOGUE_RELU_AUX);
+  EQ(CUBLASLT_EPILOGUE_BIAS);
+  EQ(CUBLASLT_EPILOGUE_RELU_BIAS);
+  EQ(CUBLASLT_EPILOGUE_RELU_AUX_BIAS);
+  EQ(CUBLASLT_EPILOGUE_DRELU);
+  EQ(CUBLASLT_EPILOGUE_DRELU_BGRAD);
+  EQ(CUBLASLT_EPILOGUE_GELU);
+  EQ(CUBLASLT_EPILOGUE_GELU_AUX);
+  EQ(CUBLASLT_EPILOGUE_GELU_BIAS);
+  EQ(CUBLASLT_EPILOGUE_GELU_AUX_BIAS);
+  EQ(CUBLASLT_EPILOGUE_DGELU);
+  EQ(CUBLASLT_EPILOGUE_DGELU_BGRAD);
+  checkEq("sizeof(cublasLtMatmulAlgo_t)", sizeof(ours::cublasLtMatmulAlgo_t), sizeof(::cublasLtMatmulAlgo_t));
+  checkEq("sizeof(cublasLtMatmulHeuristicResult_t)", sizeof(ours::cublasLtMatmulHeuristicResult_t),
+          sizeof(::cublasLtMatmulHeuristicResult_t));
+  checkEq("offsetof(cublasLtMatmulHeuristicResult_t, workspaceSize)", offsetof(ours::cublasLtMatmulHeuristicResult_t, workspaceSize),
+          offsetof(::cublasLtMatmulHeuristicResult_t, workspaceSize));
+  checkEq("offsetof(cublasLtMatmulHeuristicResult_t, state)", offsetof(ours::cublasLtMatmulHeuristicResult_t, state),
+          offsetof(::cublasLtMatmulHeuristicResult_t, state));
+  checkEq("offsetof(cublasLtMatmulHeuristicResult_t, wavesCount)", offsetof(ours::cublasLtMatmulHeuristicResult_t, wavesCount),
+          offsetof(::cublasLtMatmulHeuristicResult_t, wavesCount));
+  SAME_ERASED_SIG(PFN_cublasLtCreate, cublasLtCreate);
+  SAME_ERASED_SIG(PFN_cublasLtDestroy, cublasLtDestroy);
+  SAME_ERASED_SIG(PFN_cublasLtGetVersion, cublasLtGetVersion);
+  SAME_ERASED_SIG(PFN_cublasLtGetStatusName, cublasLtGetStatusName);
+  SAME_ERASED_SIG(PFN_cublasLtGetStatusString, cublasLtGetStatusString);
+  SAME_ERASED_SIG(PFN_cublasLtMatmulDescCreate, cublasLtMatmulDescCreate);
+  SAME_ERASED_SIG(PFN_cublasLtMatmulDescDestroy, cublasLtMatmulDescDestroy);
+  SAME_ERASED_SIG(PFN_cublasLtMatmulDescSetAttribute, cublasLtMatmulDescSetAttribute);
+  SAME_ERASED_SIG(PFN_cublasLtMatrixLayoutCreate, cublasLtMatrixLayoutCreate);
+  SAME_ERASED_SIG(PFN_cublasLtMatrixLayoutDestroy, cublasLtMatrixLayoutDestroy);
+  SAME_ERASED_SIG(PFN_cublasLtMatrixLayoutSetAttribute, cublasLtMatrixLayoutSetAttribute);
+  SAME_ERASED_SIG(PFN_cublasLtMatmulPreferenceCreate, cublasLtMatmulPreferenceCreate);
+  SAME_ERASED_SIG(PFN_cublasLtMatmulPreferenceDestroy, cublasLtMatmulPreferenceDestroy);
+  SAME_ERASED_SIG(PFN_cublasLtMatmulPreferenceSetAttribute, cublasLtMatmulPreferenceSetAttribute);
+  SAME_ERASED_SIG(PFN_cublasLtMatmulAlgoGetHeuristic, cublasLtMatmulAlgoGetHeuristic);
+  SAME_ERASED_SIG(PFN_cublasLtMatmul, cublasLtMatmul);
+  std::printf("cublasLt.h: CUBLAS_VERSION %d\n", CUBLAS_VERSION);
+}
+#endif
+
 int main() {
   checkCuda();
+#ifdef RT_HAVE_CUBLASLT_H
+  checkCublasLt();
+  const char* cublas = "checked";
+#else
+  const char* cublas = "not checked (no cublasLt.h on the include path; set RINGTREE_CUBLAS_INCLUDE)";
+#endif
 #ifdef RT_HAVE_NCCL_H
   checkNccl();
   const char* nccl = "checked";
 #else
   const char* nccl = "not checked (no nccl.h on the include path; set RINGTREE_NCCL_INCLUDE)";
 #endif
-  std::printf("ABI check: %d checks, %d mismatches; NCCL part %s\n", checks, failures, nccl);
+  std::printf("ABI check: %d checks, %d mismatches; NCCL part %s; cuBLASLt part %s\n", checks, failures, nccl, cublas);
   return failures ? 1 : 0;
 }
