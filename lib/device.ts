@@ -68,9 +68,12 @@ export function ncclCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
   for (const home of [env.CUDA_HOME, env.CUDA_PATH, '/usr/local/cuda']) {
     if (home) list.push(path.join(home, 'lib64', 'libnccl.so.2'), path.join(home, 'lib', 'libnccl.so.2'));
   }
+  // pip wheels: nvidia-nccl-cu12/-cu13 install nvidia/nccl/lib; the CUDA 13 layout may also use nvidia/cu13/lib.
   for (const site of pythonSitePackages()) {
-    const file = path.join(site, 'nvidia', 'nccl', 'lib', 'libnccl.so.2');
-    if (existsSync(file)) list.push(file);
+    for (const sub of ['nccl', 'cu13', 'cu12']) {
+      const file = path.join(site, 'nvidia', sub, 'lib', 'libnccl.so.2');
+      if (existsSync(file)) list.push(file);
+    }
   }
   return [...new Set(list)];
 }
