@@ -139,16 +139,23 @@ Status NcclCommunicator::start(CUstream) {
           }
         }
         comm_ = made;
-        // Then the new communicator's own state, until it leaves ncclInProgress.
+        // Then the new communicator's own state, until it leaves ncclInProgress,
+        // and the parent's: non-blocking NCCL refuses the parent's next call
+        // ("Attempt to use communicator before the previous operation returned
+        // ncclSuccess") until its split job reported ncclSuccess (seen once in
+        // 1102 checks on an H200 with NCCL 2.28.9).
         if (s.isOk()) s = settle(ncclInProgress, "ncclCommSplit", deadline, true);
+        if (s.isOk()) s = settle(ncclInProgress, "ncclCommSplit (the parent's state)", deadline, true, parent);
       } else if (s.isOk()) {
-        s = settle(r, "ncclCommSplit", deadline, true, parent);  // NOCOLOR: the parent's state
+        // NOCOLOR: the parent's state, polled even when the call said
+        // ncclSuccess (its split job may still be running on NCCL's thread).
+        s = settle(ncclInProgress, "ncclCommSplit", deadline, true, parent);
       }
       if (comm_) delete cell;  // published and read; otherwise NCCL may still write it
     }
   } else {
     ncclResult_t r = nccl.commInitRankConfig(&comm_, options_.size, options_.id, options_.rank, &config);
-    s = comm_ || r == ncclSuccess || r == ncclInProgress ? settle(r, "ncclCommInitRankConfig", deadline, true)
+    s = comm_ || r == ncclSuccess || r == ncclInProgress ? settle(ncclInProgress, "ncclCommInitRankConfig", deadline, true)
                                                          : nccl.check(r, "ncclCommInitRankConfig", nullptr);
   }
   if (!options_.algorithm.empty()) {
