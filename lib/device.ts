@@ -256,6 +256,16 @@ function settleInto(resolve: () => void, reject: (e: unknown) => void, op: strin
   };
 }
 
+/** @internal See {@link DeviceArray.lastIssue}. */
+export interface DeviceIssue {
+  /** Identity of the stream (the NCCL backend object). */
+  stream: object;
+  /** Resolves once the op was posted to that stream. */
+  issued: Promise<void>;
+  /** The op's completion, as set into `tail`. */
+  settled: Promise<void>;
+}
+
 /**
  * An array in GPU memory. Communicator calls given device arrays run on NCCL;
  * host TypedArrays run on the CPU engine.
@@ -293,6 +303,22 @@ export class DeviceArray {
 
   set tail(p: Promise<void>) {
     (this.root ?? this).ownTail = p;
+  }
+
+  private ownLastIssue: DeviceIssue | null = null;
+
+  /**
+   * @internal The last op a communicator put on this allocation's arrays, with
+   * when it was posted to its stream: a later op of the same communicator
+   * (same stream) need only wait for that, not for its completion. Valid
+   * while its `settled` is still {@link tail}. Kept on the root.
+   */
+  get lastIssue(): DeviceIssue | null {
+    return (this.root ?? this).ownLastIssue;
+  }
+
+  set lastIssue(v: DeviceIssue | null) {
+    (this.root ?? this).ownLastIssue = v;
   }
 
   /** @internal Use {@link DeviceArray.alloc}, {@link DeviceArray.fromHost} or {@link DeviceArray.fromPointer}. */

@@ -84,6 +84,8 @@ export class NcclBackend {
   private pending = 0;
   private watch: NodeJS.Timeout | null = null;
   private pendingSince = 0;
+  // Resolves once the latest op was posted to the NCCL stream (or failed before).
+  private issuedTail: Promise<void> = Promise.resolve();
   // When a device op last settled: a backend that keeps completing ops is not stuck behind a mixed-up peer.
   private lastProgress = 0;
   // Consecutive watch ticks that saw a peer in a host collective this rank never called.
@@ -233,31 +235,32 @@ export class NcclBackend {
   run(op: NcclOp, arrays: DeviceArray[], onError: (e: RingtreeError) => RingtreeError): Promise<number> {
     this.usedFlag = true;
     const seq = ++this.seq;
-    const before = this.tail;
-    const priors = arrays.map((a) => a.tail);
+    // Per-backend order is submission order: every op of this communicator
+    // goes to one CUDA stream, which runs them in the order they were posted,
+    // so an op waits only until the previous one was posted (ops issued back
+    // to back pipeline on the GPU). An array's earlier op waits the same way
+    // when it was this communicator's; any other (a copy, a fill or a GEMM on
+    // the device stream, another communicator's op) must have completed.
+    const before = this.issuedTail;
+    const priors = arrays.map((a) => {
+      const last = a.lastIssue;
+      return last && last.stream === this && last.settled === a.tail ? last.issued : a.tail;
+    });
+    let markIssued!: () => void;
+    const issued = new Promise<void>((resolve) => { markIssued = resolve; });
+    this.issuedTail = issued;
     // From here on dispose() of an array no longer cancels the op: the memory stays until it settled.
     const releases = arrays.map((a) => a.hold(op.name));
     this.pending++;
     this.startWatch();
     const p = (async () => {
-      await before;
-      await Promise.allSettled(priors);
-      this.makingFor ??= { name: op.name, seq, timeoutMs: op.timeoutMs };
-      const comm = await this.ensure();
-      const calls: NativeNcclCall[] = op.calls.map((c) => ({
-        kind: c.kind, root: c.root, count: c.count, dtype: NCCL_DTYPES[c.dtype], op: NCCL_OPS[this.ncclOp(c.op)],
-        send: c.send?.buffer ?? null, sendOffset: c.send?.byteOffset ?? 0, sendBytes: c.sendBytes,
-        recv: c.recv?.buffer ?? null, recvOffset: c.recv?.byteOffset ?? 0, recvBytes: c.recvBytes,
-      }));
-      return new Promise<number>((resolve, reject) => {
-        const done = (f: NativeFailureRecord | null, ms = 0) => {
-          if (!f) return resolve(ms);
-          const remedy = f.remedy ?? this.abortRemedy;
-          reject(onError(errorFromNative({ ...f, remedy }, { op: op.name, rank: this.parts.rank, seq, timeoutMs: op.timeoutMs })));
-        };
-        if (op.iterations) comm.submitTimed(op.name, calls, op.iterations, op.timeoutMs, done);
-        else comm.submit(op.name, calls, op.timeoutMs, done);
-      });
+      try {
+        await before;
+        await Promise.allSettled(priors);
+        return await this.submit(op, seq, onError, markIssued);
+      } finally {
+        markIssued();
+      }
     })();
     const settled = p.then(() => undefined, () => undefined).finally(() => {
       for (const r of releases) r();
@@ -266,8 +269,32 @@ export class NcclBackend {
       if (this.pending === 0) this.stopWatch();
     });
     this.tail = settled;
-    for (const a of arrays) a.tail = settled;
+    for (const a of arrays) {
+      a.tail = settled;
+      a.lastIssue = { stream: this, issued, settled };
+    }
     return p;
+  }
+
+  /** Make the communicator if needed, post `op` to its stream (then `posted()`), settle with its outcome. */
+  private async submit(op: NcclOp, seq: number, onError: (e: RingtreeError) => RingtreeError, posted: () => void): Promise<number> {
+    this.makingFor ??= { name: op.name, seq, timeoutMs: op.timeoutMs };
+    const comm = await this.ensure();
+    const calls: NativeNcclCall[] = op.calls.map((c) => ({
+      kind: c.kind, root: c.root, count: c.count, dtype: NCCL_DTYPES[c.dtype], op: NCCL_OPS[this.ncclOp(c.op)],
+      send: c.send?.buffer ?? null, sendOffset: c.send?.byteOffset ?? 0, sendBytes: c.sendBytes,
+      recv: c.recv?.buffer ?? null, recvOffset: c.recv?.byteOffset ?? 0, recvBytes: c.recvBytes,
+    }));
+    return new Promise<number>((resolve, reject) => {
+      const done = (f: NativeFailureRecord | null, ms = 0) => {
+        if (!f) return resolve(ms);
+        const remedy = f.remedy ?? this.abortRemedy;
+        reject(onError(errorFromNative({ ...f, remedy }, { op: op.name, rank: this.parts.rank, seq, timeoutMs: op.timeoutMs })));
+      };
+      if (op.iterations) comm.submitTimed(op.name, calls, op.iterations, op.timeoutMs, done);
+      else comm.submit(op.name, calls, op.timeoutMs, done);
+      posted();
+    });
   }
 
   /**

@@ -108,6 +108,17 @@ describe('GPU backend through the test doubles', () => {
     expect(rows[1]!.rsAvg).toEqual([5, 9]);
   });
 
+  it('device ops issued back to back keep their order (10 in-place sums, out-of-place into an array with a pending op, a copy between, a view after)', () => {
+    if (!haveCc) return;
+    const rows = launch(2, { CUDA_CASE: 'pipeline' });
+    for (const r of rows) {
+      expect(r.fatal, JSON.stringify(r)).toBeUndefined();
+      expect(r.doubled).toEqual([1024, 2048, 3072]);
+      expect(r.y).toEqual([2048, 4096, 6144]);
+      expect(r.pipe).toEqual([5, 10, 10]);
+    }
+  });
+
   it('a collective that never completes times out, aborts NCCL and poisons the communicator', () => {
     if (!haveCc) return;
     const rows = launch(2, { CUDA_CASE: 'hang', FAKE_NCCL_HANG: '1:2' });

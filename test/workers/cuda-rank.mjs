@@ -64,6 +64,25 @@ try {
       } catch (e) { out.error = err(e); }
       break;
     }
+    case 'pipeline': {
+      // Ops of one communicator are posted back to back (one stream keeps their
+      // order); a copy on the device stream still waits for them to complete.
+      const x = await DeviceArray.fromHost(new Float32Array([1, 2, 3]));
+      const y = await DeviceArray.fromHost(new Float32Array([comm.rank, 1, 0]));
+      const ps = [];
+      for (let i = 0; i < 10; i++) ps.push(comm.allReduce(x));
+      ps.push(comm.allReduce(y, { op: 'max' }));
+      ps.push(comm.allReduce(x, { out: y }));
+      const doubled = x.toHost();
+      ps.push(x.copyFrom(new Float32Array([5, 5, 5])));
+      ps.push(comm.allReduce(x, { op: 'max' }));
+      ps.push(comm.allReduce(x.view(1, 2)));
+      await Promise.all(ps);
+      out.doubled = Array.from(await doubled);
+      out.y = Array.from(await y.toHost());
+      out.pipe = Array.from(await x.toHost());
+      break;
+    }
     case 'peerLoss': {
       // Rank 1 SIGKILLs itself while its 2nd collective is pending (FAKE_NCCL_HANG=1:2 keeps it there).
       const x = await DeviceArray.fromHost(new Float32Array([1]));
