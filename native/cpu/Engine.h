@@ -92,6 +92,8 @@ class Engine {
   void destroy();
 
   Status failure();
+  // failure() is not Ok: one atomic load, for per-call checks.
+  bool hasFailed() const { return failed_.load(std::memory_order_acquire); }
   std::vector<PeerState> peerStates();
   std::vector<OpStats> stats();
   void resetStats();
