@@ -85,6 +85,7 @@ class PeerTransport : public Transport {
   std::unique_ptr<ShmTransport> local_;
   std::vector<std::unique_ptr<TcpPeer>> tcp_;
   bool spin_;
+  int64_t spinNs_;
   Waiter* waiter_ = nullptr;
   int crashAfterCommits_ = 0;
   std::unique_ptr<PeerTraffic[]> traffic_[kChannelClasses];
