@@ -41,6 +41,10 @@ Status ringBarrier(const CollectiveArgs& args);
 Status treeAllReduce(const CollectiveArgs& args);
 Status treeBroadcast(const CollectiveArgs& args);
 Status treeReduce(const CollectiveArgs& args);
+// Cross-memory-attach variants for when every rank is on this host
+// (useDirect()): ring's verification and mismatch semantics, one copy per byte.
+Status directAllGather(const CollectiveArgs& args);
+Status directBroadcast(const CollectiveArgs& args);
 
 inline MsgHeader stampHeader(const OpDesc& op, uint32_t step, uint32_t chunk, uint64_t bytes) {
   MsgHeader h{};
@@ -84,6 +88,15 @@ inline Status checkHeader(const OpDesc& op, const MsgHeader& h, int peer, int se
 
 // Step numbers at or above this mark the verification pass, not data.
 constexpr uint32_t kVerifyStep = 0x40000000u;
+// Steps of the direct algorithms' messages: kDirectStep carries a
+// DirectBuffer, kDirectStep + 1 says "done reading yours".
+constexpr uint32_t kDirectStep = 0x20000000u;
+
+// Below this many bytes per published buffer the slots win: a kernel copy
+// costs a system call and a page-table walk, and the direct algorithms wait
+// for one more message than the ring does.
+constexpr uint64_t kDirectMinBytes = 64 * 1024;
+
 
 // A header-only pass around the ring, n-1 hops, that rooted collectives run
 // before their data moves. Without it a rank that only sends (a broadcast
@@ -176,6 +189,41 @@ inline Status verifyRing(const CollectiveArgs& a) {
       RT_CHECK(t.acquireSend(right, &slot));
       t.commitSend(right, stampHeader(op, kVerifyStep + uint32_t(s + 1), 0, 0));
     }
+  }
+  return Status::ok();
+}
+
+// Whether a collective publishing `bytes` per buffer runs direct: every peer
+// on this host and readable. Every rank decides alike (the same count, and
+// crossMemoryOk flags all set before the first op).
+inline bool useDirect(Transport& t, uint64_t bytes) {
+  if (bytes < kDirectMinBytes || t.size() < 2) return false;
+  for (int p = 0; p < t.size(); p++)
+    if (p != t.rank() && t.directPid(p) < 0) return false;
+  return true;
+}
+
+// The end of a direct all-gather: tell every peer we are done reading its
+// buffer, and wait until every peer is done reading ours (our input must not
+// change or vanish before). `bytes`: our published buffer, for stats().
+inline Status finishDirect(const CollectiveArgs& a, uint64_t bytes) {
+  const OpDesc& op = *a.op;
+  Transport& t = *a.transport;
+  const int n = t.size(), r = t.rank();
+  for (int k = 1; k < n; k++) {
+    const int p = mod(r + k, n);
+    char* slot;
+    RT_CHECK(t.acquireSend(p, &slot));
+    t.commitSend(p, stampHeader(op, kDirectStep + 1, 0, 0));
+  }
+  for (int k = 1; k < n; k++) {
+    const int p = mod(r - k, n);
+    const MsgHeader* h;
+    const char* in;
+    RT_CHECK(t.acquireRecv(p, &h, &in));
+    RT_CHECK(checkHeader(op, *h, p, r, kDirectStep + 1, 0, 0));
+    t.releaseRecv(p);
+    t.countDirect(p, bytes, 0);
   }
   return Status::ok();
 }

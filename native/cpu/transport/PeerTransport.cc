@@ -99,6 +99,20 @@ Status PeerTransport::acquireRecv(int peer, const MsgHeader** header, const char
 
 void PeerTransport::releaseRecv(int peer) { release(peer, kCollectiveClass); }
 
+int PeerTransport::directPid(int peer) const {
+  if (peer == rank_ || localIndex_[peer] < 0) return -1;
+  if (!self()->crossMemoryOk.load(std::memory_order_acquire)) return -1;
+  RankControl* rc = localControl(peer);
+  if (!rc->crossMemoryOk.load(std::memory_order_acquire)) return -1;
+  return rc->pid.load(std::memory_order_relaxed);
+}
+
+void PeerTransport::countDirect(int peer, uint64_t sent, uint64_t received) {
+  PeerTraffic& t = traffic_[kCollectiveClass][peer];
+  t.bytesSent.store(t.bytesSent.load(std::memory_order_relaxed) + sent, std::memory_order_relaxed);
+  t.bytesReceived.store(t.bytesReceived.load(std::memory_order_relaxed) + received, std::memory_order_relaxed);
+}
+
 char* PeerTransport::trySendSlot(int peer, int cls) {
   if (localIndex_[peer] >= 0) return local_->trySendSlot(localIndex_[peer], cls);
   return tcp_[peer] ? tcp_[peer]->trySendSlot(cls) : nullptr;
