@@ -291,6 +291,25 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
       return env.Undefined();
     }
     uint64_t id = nextId_++;
+    // Only when nothing of ours is pending: with many ops in flight the
+    // collective thread is busy anyway, and an inline attempt would only
+    // delay the submission of the next one.
+    if (isCollective(d.kind) && pending_.empty()) {
+      Status s;
+      switch (engine_->tryInline(id, d, &s)) {
+        case Engine::InlineResult::Done:
+          // Finished on this thread: settle now (the Promise resolves before
+          // submit() returns; its continuations still run as microtasks).
+          info[3].As<Napi::Function>().Call({s.isOk() ? env.Null() : Napi::Value(failureObject(env, s))});
+          return env.Undefined();
+        case Engine::InlineResult::Deferred:
+          // Queued already; its completion comes through the sink, which is
+          // delivered on this thread, after this Track.
+          Track(env, id, info[3], info[1], info[2]);
+          return env.Undefined();
+        case Engine::InlineResult::NotTried: break;
+      }
+    }
     Track(env, id, info[3], info[1], info[2]);
     engine_->submit(id, d);
     return env.Undefined();

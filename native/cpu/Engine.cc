@@ -222,15 +222,59 @@ Status Engine::runSync(OpDesc desc) {
   return execute(desc);
 }
 
-Status Engine::execute(OpDesc& op) {
-  RT_CHECK(checkInterrupts());
+// How long an inline attempt waits for the peer on the caller's thread: a
+// peer that is running answers within a few microseconds; one that is not
+// is the collective thread's business.
+constexpr int64_t kInlineBudgetNs = 20 * 1000;
+
+Engine::InlineResult Engine::tryInline(uint64_t id, OpDesc desc, Status* status) {
+  if (!options_.spin || options_.size != 2 || desc.kind != OpKind::AllReduce) return InlineResult::NotTried;
+  const size_t es = dtypeSize(desc.dtype);
+  const uint64_t chunkBytes = desc.chunkBytes ? desc.chunkBytes : options_.chunkBytes;
+  const size_t chunkElems = size_t(std::clamp<uint64_t>(chunkBytes / es, 1, transport_->slotBytes() / es));
+  const int peer = 1 - options_.rank;
+  if (!oneHopAllReduce(*transport_, desc, chunkElems) || !transport_->canSend(peer)) return InlineResult::NotTried;
+  {
+    std::lock_guard<std::mutex> lk(queueMutex_);
+    if (!queue_.empty() || running_ || stopping_) return InlineResult::NotTried;
+    desc.seq = nextCollSeq_++;
+    running_ = true;  // holds off the collective thread and runSync
+  }
+  bool deferred = false;
+  Status s;
+  {
+    std::lock_guard<std::mutex> ex(execMutex_);
+    s = execute(desc, kInlineBudgetNs, &deferred);
+  }
+  {
+    std::lock_guard<std::mutex> lk(queueMutex_);
+    running_ = false;
+    if (deferred) {
+      desc.resume = true;
+      queue_.emplace_front(id, desc);
+      queued_.store(queue_.size(), std::memory_order_release);
+    }
+  }
+  queueCv_.notify_all();
+  if (deferred) return InlineResult::Deferred;
+  *status = s;
+  return InlineResult::Done;
+}
+
+Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred) {
   RankControl* me = transport_->self();
-  me->collSeq.store(op.seq, std::memory_order_seq_cst);
-  me->inOp.store(1, std::memory_order_seq_cst);
+  if (Status early = checkInterrupts(); !early.isOk()) {
+    if (op.resume) me->inOp.store(0, std::memory_order_release);
+    return early;
+  }
+  // Read by peers only for diagnostics (timeouts, peerStates()): release
+  // stores, not the two full fences seq_cst costs per op.
+  me->collSeq.store(op.seq, std::memory_order_release);
+  me->inOp.store(1, std::memory_order_release);
   OpWaiter waiter(this, op);
   waiter.deadline = Deadline::afterMs(op.timeoutMs);
   transport_->setWaiter(&waiter);
-  if (options_.faultArmed && op.kind == options_.faultOp && op.seq == options_.faultSeq) {
+  if (!op.resume && options_.faultArmed && op.kind == options_.faultOp && op.seq == options_.faultSeq) {
     if (options_.size == 1) kill(getpid(), SIGKILL);
     transport_->crashAfterCommits(1);
   }
@@ -239,18 +283,25 @@ Status Engine::execute(OpDesc& op) {
   CollectiveArgs args{transport_.get(), &op,
                       size_t(std::clamp<uint64_t>(chunkBytes / es, 1, transport_->slotBytes() / es))};
   args.streamOutput = op.outputBytes >= kStreamOutputBytes && op.output != op.input;
+  args.inlineBudgetNs = inlineBudgetNs;
+  args.deferred = deferred;
   // Traffic attributed to this op: the collective class has one user at a time.
   const int n = options_.size;
-  std::vector<uint64_t>& before = trafficScratch_;  // one executor at a time (execMutex_)
-  before.resize(4 * size_t(n));
-  for (int p = 0; p < n; p++) {
-    const auto& t = transport_->traffic(p, kCollectiveClass);
-    before[4 * p] = t.bytesSent.load();
-    before[4 * p + 1] = t.bytesReceived.load();
-    before[4 * p + 2] = t.messagesSent.load();
-    before[4 * p + 3] = t.messagesReceived.load();
+  // One executor at a time (execMutex_), and a deferred op is the next one
+  // to run: its resumed half keeps the snapshot of its first half.
+  std::vector<uint64_t>& before = trafficScratch_;
+  if (!op.resume) {
+    before.resize(4 * size_t(n));
+    for (int p = 0; p < n; p++) {
+      const auto& t = transport_->traffic(p, kCollectiveClass);
+      before[4 * p] = t.bytesSent.load();
+      before[4 * p + 1] = t.bytesReceived.load();
+      before[4 * p + 2] = t.messagesSent.load();
+      before[4 * p + 3] = t.messagesReceived.load();
+    }
+    opStartNs_ = monotonicNs();
   }
-  const int64_t startNs = monotonicNs();
+  const int64_t startNs = opStartNs_;
   Status s;
   try {
     const bool tree = op.algorithm == Algorithm::Tree;
@@ -276,7 +327,8 @@ Status Engine::execute(OpDesc& op) {
     s = Status(StatusCode::Internal, std::string("exception in ") + opKindName(op.kind) + ": " + e.what());
   }
   transport_->setWaiter(nullptr);
-  me->inOp.store(0, std::memory_order_seq_cst);
+  if (deferred && *deferred && s.isOk()) return s;  // in flight: inOp stays set
+  me->inOp.store(0, std::memory_order_release);
   {
     std::lock_guard<std::mutex> lk(statsMutex_);
     OpStats& st = stats_[size_t(op.kind)];

@@ -26,6 +26,11 @@ struct CollectiveArgs {
   // before overwriting it (the write-allocate that costs out-of-place ops a
   // third of their memory traffic).
   bool streamOutput = false;
+  // An inline attempt (Engine::tryInline), on the caller's thread: wait at
+  // most inlineBudgetNs for the peer, then set *deferred and return Ok with
+  // the op half done (op.resume tells the collective thread where to go on).
+  int64_t inlineBudgetNs = 0;
+  bool* deferred = nullptr;
 };
 
 // Output bytes at or above which streamOutput is used.
@@ -168,6 +173,14 @@ inline void copyToOutput(void* dst, const void* src, size_t bytes, bool stream) 
   }
 #endif
   copyBytes(dst, src, bytes);
+}
+
+// The 2-rank allreduce that fits one message: both ranks send their whole
+// buffer and reduce locally (one hop). The only op an inline attempt runs.
+inline bool oneHopAllReduce(const Transport& t, const OpDesc& op, size_t chunkElems) {
+  const uint64_t bytes = op.count * dtypeSize(op.dtype);
+  return t.size() == 2 && op.kind == OpKind::AllReduce && op.algorithm == Algorithm::Ring && bytes <= t.slotBytes() &&
+         bytes <= chunkElems * dtypeSize(op.dtype);
 }
 
 inline Status verifyRing(const CollectiveArgs& a) {
