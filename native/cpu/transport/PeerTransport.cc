@@ -17,13 +17,7 @@ constexpr int64_t kMaxSleepNs = 100 * 1000000LL;
 // burns the core a peer needs.
 constexpr int64_t kSpinNs = 50 * 1000LL;
 
-// Sleeps shorter than this mean the peer was running (see waitFor); the
-// spin doubles after one, up to kMaxSpinNs, and falls back to the base spin
-// after a longer one.
-constexpr int64_t kConvoySleepNs = 1000 * 1000LL;
-constexpr int64_t kMaxSpinNs = 2000 * 1000LL;
-
-// RINGTREE_SPIN_US overrides kSpinNs, the base spin (measurements of the wait policy).
+// RINGTREE_SPIN_US overrides kSpinNs (measurements of the wait policy).
 static int64_t spinNsFromEnv() {
   const char* v = getenv("RINGTREE_SPIN_US");
   if (!v || !*v) return kSpinNs;
@@ -33,7 +27,7 @@ static int64_t spinNsFromEnv() {
 PeerTransport::PeerTransport(int rank, int size, std::vector<int> localRanks, std::unique_ptr<ShmTransport> local,
                              bool spin)
     : rank_(rank), size_(size), localRanks_(std::move(localRanks)), localIndex_(size, -1), local_(std::move(local)),
-      tcp_(size), spin_(spin), spinNs_(spinNsFromEnv()), adaptiveSpinNs_(spinNs_) {
+      tcp_(size), spin_(spin), spinNs_(spinNsFromEnv()) {
   for (size_t i = 0; i < localRanks_.size(); i++) localIndex_[localRanks_[i]] = int(i);
   for (auto& t : traffic_) t.reset(new PeerTraffic[size]);
 }
@@ -59,25 +53,13 @@ template <class Pred>
 Status PeerTransport::waitFor(Pred pred, int peer, const char* what) {
   if (pred()) return Status::ok();
   if (spin_) {
-    int64_t until = monotonicNs() + adaptiveSpinNs_;
+    int64_t until = monotonicNs() + spinNs_;
     for (int i = 1;; i++) {
       cpuRelax();
       if (pred()) return Status::ok();
       if ((i & 63) == 0 && monotonicNs() > until) break;
     }
   }
-  const int64_t sleptFrom = monotonicNs();
-  // A peer that answers soon after we went to sleep was running, only slower
-  // than our spin: then both ranks fall into a convoy where every message
-  // waits for a futex wake-up of a sleeping peer (on a loaded machine 100-300
-  // us; reduce-scatter ran at a third of its speed for whole runs that way).
-  // Spin longer next time; a peer that kept us asleep for long was idle, and
-  // spinning for it would only burn the core.
-  auto adapt = [&] {
-    if (!spin_) return;
-    const int64_t slept = monotonicNs() - sleptFrom;
-    adaptiveSpinNs_ = slept < kConvoySleepNs ? std::min(2 * adaptiveSpinNs_, kMaxSpinNs) : spinNs_;
-  };
   for (;;) {
     uint32_t seen = doorbell(kCollectiveClass);
     if (pred()) return Status::ok();
@@ -91,15 +73,10 @@ Status PeerTransport::waitFor(Pred pred, int peer, const char* what) {
     local_->announceSleeper(kCollectiveClass);
     if (pred()) {
       local_->retractSleeper(kCollectiveClass);
-      adapt();
       return Status::ok();
     }
     local_->waitDoorbell(kCollectiveClass, seen, std::max<int64_t>(sleepNs, 1000));
     local_->retractSleeper(kCollectiveClass);
-    if (pred()) {
-      adapt();
-      return Status::ok();
-    }
   }
 }
 

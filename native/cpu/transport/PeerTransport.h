@@ -90,7 +90,6 @@ class PeerTransport : public Transport {
   std::vector<std::unique_ptr<TcpPeer>> tcp_;
   bool spin_;
   int64_t spinNs_;
-  int64_t adaptiveSpinNs_;  // spinNs_ doubled after short sleeps (waitFor)
   Waiter* waiter_ = nullptr;
   int crashAfterCommits_ = 0;
   std::unique_ptr<PeerTraffic[]> traffic_[kChannelClasses];
