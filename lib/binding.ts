@@ -76,6 +76,8 @@ export interface NativeFailureRecord {
   message: string;
   remedy?: string;
   peer?: number;
+  /** runSyncArgs: the communicator had failed before the call; nothing ran. */
+  before?: boolean;
 }
 
 /** Native per-kind counters. */
@@ -126,6 +128,14 @@ export interface NativeCommunicator {
     callbacks: Array<(failure: NativeFailureRecord | null) => void>): void;
   /** Run a collective on the calling thread after queued work drains. Returns null or a failure. */
   runSync(desc: NativeOpDescriptor, input: ArrayBufferView | null, output: ArrayBufferView | null): NativeFailureRecord | null;
+  /**
+   * {@link runSync} with the descriptor by position (the synchronous hot
+   * path: no property reads). `code` = kind + 16 dtype + 256 op + 4096
+   * algorithm + 65536 (root + 1), kind being the native op code (1 allReduce,
+   * 2 reduceScatter, 3 allGather, 4 broadcast, 5 reduce, 6 barrier).
+   */
+  runSyncArgs(code: number, count: number, chunkBytes: number, timeoutMs: number,
+    input: ArrayBufferView | null, output: ArrayBufferView | null): NativeFailureRecord | null;
   /** Abort locally and tell every peer. */
   abort(message: string): void;
   /** Stop threads and unmap. Pending ops reject with AbortedError. */

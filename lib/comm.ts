@@ -300,7 +300,7 @@ export class Communicator {
 
   /** Synchronous {@link allReduce} for latency-bound loops: drains queued async work first, then blocks this thread (up to `timeoutMs`). @throws the same errors the async form rejects with. */
   allReduceSync(x: HostArray, options: AllReduceOptions = {}): void {
-    this.sync('allReduce', () => {
+    this.sync('allReduce', x, null, options, () => {
       const dtype = dtypeOf(x, options.dtype, 'x');
       const out = (options.out ?? x) as HostArray;
       this.checkSameKind(out, 'out', x, dtype, options.dtype);
@@ -328,7 +328,7 @@ export class Communicator {
 
   /** Synchronous {@link reduceScatter}. */
   reduceScatterSync(x: HostArray, y: HostArray, options: ReduceScatterOptions = {}): void {
-    this.sync('reduceScatter', () => this.reduceScatterDesc(x, y, options));
+    this.sync('reduceScatter', x, y, options, () => this.reduceScatterDesc(x, y, options));
   }
 
   /**
@@ -347,7 +347,7 @@ export class Communicator {
 
   /** Synchronous {@link allGather}. */
   allGatherSync(x: HostArray, y: HostArray, options: CollectiveOptions = {}): void {
-    this.sync('allGather', () => this.allGatherDesc(x, y, options));
+    this.sync('allGather', x, y, options, () => this.allGatherDesc(x, y, options));
   }
 
   /** Copy the root's `x` to every rank (into `out` when given, else into `x`). */
@@ -364,7 +364,7 @@ export class Communicator {
 
   /** Synchronous {@link broadcast}. */
   broadcastSync(x: HostArray, options: BroadcastOptions = {}): void {
-    this.sync('broadcast', () => this.broadcastDesc(x, options));
+    this.sync('broadcast', x, null, options, () => this.broadcastDesc(x, options));
   }
 
   /** Reduce every rank's `x` onto the root (into `out` when given, else into `x` on the root only). */
@@ -381,7 +381,7 @@ export class Communicator {
 
   /** Synchronous {@link reduce}. */
   reduceSync(x: HostArray, options: ReduceOptions = {}): void {
-    this.sync('reduce', () => this.reduceDesc(x, options));
+    this.sync('reduce', x, null, options, () => this.reduceDesc(x, options));
   }
 
   /**
@@ -409,7 +409,7 @@ export class Communicator {
 
   /** Synchronous {@link barrier}. */
   barrierSync(options: OpOptions = {}): void {
-    this.sync('barrier', () => this.collective('barrier', options, 'float32', 0, {}));
+    this.sync('barrier', null, null, options, () => this.collective('barrier', options, 'float32', 0, {}));
   }
 
   /**
@@ -1004,19 +1004,66 @@ export class Communicator {
     });
   }
 
-  private sync(kind: CollectiveName, build: () => NativeOpDescriptor & { input?: HostArray | null; output?: HostArray | null }): void {
+  /**
+   * The last synchronous call, validated: the next call with the same arrays
+   * and the same options object (fields unchanged) reuses its descriptor.
+   * Loops repeat one call, and at small sizes checking the arguments and
+   * building the descriptor cost as much as the collective.
+   */
+  private lastSync: SyncMemo | null = null;
+
+  private sync(kind: CollectiveName, a: HostArray | null, b: HostArray | null, options: CollectiveOptions,
+    build: () => NativeOpDescriptor & { input?: HostArray | null; output?: HostArray | null }): void {
     try {
-      this.checkUsable(kind);
-      const desc = build();
+      // checkUsable() without asking the engine: runSyncArgs answers that.
+      if (this.destroyed || !this.native) throw new AbortedError('the communicator was destroyed', { ...this.where(kind), remedy: 'Create a new communicator with init().' });
+      if (this.poison) throw this.repoison(kind);
+      const o = options as SyncOptionFields;
+      let m = this.lastSync;
+      if (m === null || m.kind !== kind || m.a !== a || m.b !== b || m.o !== options || m.la !== (a === null ? 0 : a.length) ||
+        m.lb !== (b === null ? 0 : b.length) || m.op !== o.op || m.algorithm !== o.algorithm || m.dtype !== o.dtype ||
+        m.timeoutMs !== o.timeoutMs || m.chunkBytes !== o.chunkBytes || m.root !== o.root || m.out !== o.out) {
+        this.lastSync = null;
+        const desc = build();
+        m = {
+          kind, a, b, o: options, la: a === null ? 0 : a.length, lb: b === null ? 0 : b.length, op: o.op, algorithm: o.algorithm,
+          dtype: o.dtype, timeoutMs: o.timeoutMs, chunkBytes: o.chunkBytes, root: o.root, out: o.out,
+          code: NATIVE_KIND_CODES[kind] + desc.dtype * 16 + desc.op * 256 + desc.algorithm * 4096 + (desc.root + 1) * 65536,
+          count: desc.count, descChunkBytes: desc.chunkBytes, descTimeoutMs: desc.timeoutMs,
+          input: desc.input ?? null, output: desc.output ?? null,
+          details: { count: desc.count, dtype: desc.dtype, op: desc.op, root: desc.root, sync: true },
+        };
+        this.lastSync = m;
+      }
       const seq = ++this.collSeq;
-      const rec = this.recorder.start(desc.kind, seq, { count: desc.count, dtype: desc.dtype, op: desc.op, root: desc.root, sync: true });
-      const failure = this.native!.runSync(desc, desc.input ?? null, desc.output ?? null);
+      const rec = this.recorder.start(kind, seq, m.details);
+      const failure = this.native!.runSyncArgs(m.code, m.count, m.descChunkBytes, m.descTimeoutMs, m.input, m.output);
       this.recorder.finish(rec, failure);
-      if (failure) throw this.fromNative(failure, `${kind}Sync`, seq, desc.timeoutMs);
+      if (failure?.before) {
+        this.collSeq--;
+        this.poison = this.fromNative(failure, kind);
+        throw this.repoison(kind);
+      }
+      if (failure) throw this.fromNative(failure, `${kind}Sync`, seq, m.descTimeoutMs);
     } catch (e) {
       throw this.decorate(e, `${kind}Sync`);
     }
   }
 }
+
+/** The option fields a synchronous call's descriptor depends on. */
+interface SyncOptionFields { op?: unknown; algorithm?: unknown; dtype?: unknown; timeoutMs?: unknown; chunkBytes?: unknown; root?: unknown; out?: unknown }
+
+interface SyncMemo {
+  kind: CollectiveName; a: HostArray | null; b: HostArray | null; o: CollectiveOptions; la: number; lb: number;
+  op: unknown; algorithm: unknown; dtype: unknown; timeoutMs: unknown; chunkBytes: unknown; root: unknown; out: unknown;
+  code: number; count: number; descChunkBytes: number; descTimeoutMs: number;
+  input: HostArray | null; output: HostArray | null; details: Record<string, unknown>;
+}
+
+/** native/cpu/Op.h's OpKind codes, for runSyncArgs. */
+const NATIVE_KIND_CODES: Record<CollectiveName, number> = {
+  allReduce: 1, reduceScatter: 2, allGather: 3, broadcast: 4, reduce: 5, barrier: 6,
+};
 
 export { dtypeSize };

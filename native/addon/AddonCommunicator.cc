@@ -102,6 +102,13 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     }
     size_ = opts.size;
     rank_ = opts.rank;
+    // The synchronous hot path (RawRunSyncArgs): an own function property
+    // whose data is this object. It is only reached through this JS object,
+    // which outlives nothing it points to.
+    napi_value fast;
+    if (napi_create_function(env, "runSyncArgs", NAPI_AUTO_LENGTH, &AddonCommunicator::RawRunSyncArgs, this, &fast) ==
+        napi_ok)
+      info.This().As<Napi::Object>().Set("runSyncArgs", Napi::Value(env, fast));
     tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
                                           "ringtree-completions", 0, 1);
     tsfnLive_ = true;
@@ -204,6 +211,11 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     d->tag = int32_t(getInt(o, "tag", 0));
     d->chunkBytes = uint64_t(std::max<int64_t>(0, getInt(o, "chunkBytes", 0)));
     d->timeoutMs = getInt(o, "timeoutMs", 300000);
+    return AttachBuffers(env, input, output, d);
+  }
+
+  // Points desc at the buffers and checks their sizes against it.
+  bool AttachBuffers(Napi::Env env, Napi::Value input, Napi::Value output, OpDesc* d) {
     size_t inBytes = 0, outBytes = 0;
     void* inData = nullptr;
     void* outData = nullptr;
@@ -219,7 +231,14 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     d->output = outData;
     d->inputBytes = inBytes;
     d->outputBytes = outBytes;
-    // Cheap second line of defence behind lib/comm.ts's checks.
+    return CheckBuffers(env, d);
+  }
+
+  // Cheap second line of defence behind lib/comm.ts's checks.
+  bool CheckBuffers(Napi::Env env, OpDesc* d) {
+    const void* inData = d->input;
+    const void* outData = d->output;
+    const size_t inBytes = d->inputBytes, outBytes = d->outputBytes;
     const uint64_t bytes = d->count * dtypeSize(d->dtype);
     const uint64_t n = uint64_t(size_);
     uint64_t needIn = 0, needOut = 0;
@@ -272,6 +291,25 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
       return env.Undefined();
     }
     uint64_t id = nextId_++;
+    // Only when nothing of ours is pending: with many ops in flight the
+    // collective thread is busy anyway, and an inline attempt would only
+    // delay the submission of the next one.
+    if (isCollective(d.kind) && pending_.empty()) {
+      Status s;
+      switch (engine_->tryInline(id, d, &s)) {
+        case Engine::InlineResult::Done:
+          // Finished on this thread: settle now (the Promise resolves before
+          // submit() returns; its continuations still run as microtasks).
+          info[3].As<Napi::Function>().Call({s.isOk() ? env.Null() : Napi::Value(failureObject(env, s))});
+          return env.Undefined();
+        case Engine::InlineResult::Deferred:
+          // Queued already; its completion comes through the sink, which is
+          // delivered on this thread, after this Track.
+          Track(env, id, info[3], info[1], info[2]);
+          return env.Undefined();
+        case Engine::InlineResult::NotTried: break;
+      }
+    }
     Track(env, id, info[3], info[1], info[2]);
     engine_->submit(id, d);
     return env.Undefined();
@@ -325,6 +363,100 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     return failureObject(env, s);
   }
 
+  // runSyncArgs(code, count, chunkBytes, timeoutMs, input, output): runSync
+  // for the synchronous hot path (lib/binding.ts documents `code`). A plain
+  // function on the instance with `this` as its data, not an ObjectWrap
+  // method: it skips the unwrap, the property reads of a descriptor object
+  // and node-addon-api's argument copies (about 3 us of the 4 a 2-float
+  // allReduceSync cost at world size 1). Returns null or a failure record;
+  // `before: true` when the communicator had failed before the call (nothing ran).
+  static napi_value RawRunSyncArgs(napi_env rawEnv, napi_callback_info cbinfo) {
+    size_t argc = 6;
+    napi_value argv[6];
+    void* data = nullptr;
+    if (napi_get_cb_info(rawEnv, cbinfo, &argc, argv, nullptr, &data) != napi_ok) return nullptr;
+    return static_cast<AddonCommunicator*>(data)->RunSyncArgs(Napi::Env(rawEnv), argc, argv);
+  }
+
+  napi_value RunSyncArgs(Napi::Env env, size_t argc, napi_value* argv) {
+    if (!Alive(env)) return nullptr;
+    if (engine_->hasFailed()) {
+      Napi::Object f = failureObject(env, engine_->failure());
+      f.Set("before", true);
+      return f;
+    }
+    int64_t code = 0, count = 0, chunkBytes = 0, timeoutMs = 0;
+    if (argc < 6 || napi_get_value_int64(env, argv[0], &code) != napi_ok ||
+        napi_get_value_int64(env, argv[1], &count) != napi_ok ||
+        napi_get_value_int64(env, argv[2], &chunkBytes) != napi_ok ||
+        napi_get_value_int64(env, argv[3], &timeoutMs) != napi_ok) {
+      Napi::TypeError::New(env, "runSyncArgs(code, count, chunkBytes, timeoutMs, input, output) takes four numbers first")
+          .ThrowAsJavaScriptException();
+      return nullptr;
+    }
+    const int kind = int(code & 15), dt = int((code >> 4) & 15), rop = int((code >> 8) & 15),
+              algo = int((code >> 12) & 15);
+    if (kind < int(OpKind::AllReduce) || kind > int(OpKind::Barrier) || !validDType(dt) || !validReduceOp(rop) ||
+        algo > int(Algorithm::Tree)) {
+      Napi::RangeError::New(env, "runSyncArgs: invalid op kind, dtype, reduce op or algorithm code")
+          .ThrowAsJavaScriptException();
+      return nullptr;
+    }
+    OpDesc d;
+    d.kind = OpKind(kind);
+    d.dtype = DType(dt);
+    d.op = ReduceOp(rop);
+    d.algorithm = Algorithm(algo);
+    d.root = int32_t((code >> 16) - 1);
+    d.count = count < 0 ? 0 : uint64_t(count);
+    d.chunkBytes = uint64_t(std::max<int64_t>(0, chunkBytes));
+    d.timeoutMs = timeoutMs;
+    if (!FastView(env, argv[4], &d.input, &d.inputBytes, "input") ||
+        !FastView(env, argv[5], &d.output, &d.outputBytes, "output") || !CheckBuffers(env, &d))
+      return nullptr;
+    Status s = engine_->runSync(d);
+    if (s.isOk()) return env.Null();
+    return failureObject(env, s);
+  }
+
+  // A TypedArray's data and byte length in one Node-API call (viewData's
+  // node-addon-api accessors take four); DataViews through viewData.
+  template <class Ptr>
+  static bool FastView(Napi::Env env, napi_value v, Ptr* data, size_t* bytes, const char* what) {
+    napi_valuetype t;
+    if (napi_typeof(env, v, &t) != napi_ok) return false;
+    if (t == napi_null || t == napi_undefined) {
+      *data = nullptr;
+      *bytes = 0;
+      return true;
+    }
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* p = nullptr;
+    if (napi_get_typedarray_info(env, v, &type, &length, &p, nullptr, nullptr) == napi_ok) {
+      size_t es = 0;
+      switch (type) {
+        case napi_int8_array: case napi_uint8_array: case napi_uint8_clamped_array: es = 1; break;
+        case napi_int16_array: case napi_uint16_array: es = 2; break;
+        case napi_int32_array: case napi_uint32_array: case napi_float32_array: es = 4; break;
+        case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: es = 8; break;
+        default: break;
+      }
+      if (es) {
+        *data = static_cast<char*>(p);
+        *bytes = length * es;
+        return true;
+      }
+    }
+    void* vd = nullptr;
+    if (viewData(Napi::Value(env, v), &vd, bytes)) {
+      *data = static_cast<char*>(vd);
+      return true;
+    }
+    Napi::TypeError::New(env, std::string(what) + " must be a TypedArray").ThrowAsJavaScriptException();
+    return false;
+  }
+
   Napi::Value Abort(const Napi::CallbackInfo& info) {
     if (engine_ && !destroyed_) engine_->abort(info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "");
     return info.Env().Undefined();
@@ -349,7 +481,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
 
   Napi::Value Failure(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!engine_) return env.Null();
+    if (!engine_ || !engine_->hasFailed()) return env.Null();
     Status s = engine_->failure();
     if (s.isOk()) return env.Null();
     return failureObject(env, s);

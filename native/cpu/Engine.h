@@ -87,11 +87,25 @@ class Engine {
   // Runs a collective on the calling thread once queued collectives drained.
   Status runSync(OpDesc desc);
 
+  // A small async collective on the calling thread when nothing is queued or
+  // running and ranks may spin: a 2-rank allreduce that fits one message,
+  // whose peer answers within a few microseconds. Saves the two thread
+  // hand-offs (to the collective thread and back through the thread-safe
+  // function) that dominate a small awaited op.
+  enum class InlineResult {
+    NotTried,  // not eligible: submit() it
+    Done,      // finished here: *status is the result, the sink is not called
+    Deferred,  // half done and queued first: the sink reports it as usual
+  };
+  InlineResult tryInline(uint64_t id, OpDesc desc, Status* status);
+
   void abort(const std::string& reason);
   // Graceful and local: stops threads; queued and running ops get AbortedError.
   void destroy();
 
   Status failure();
+  // failure() is not Ok: one atomic load, for per-call checks.
+  bool hasFailed() const { return failed_.load(std::memory_order_acquire); }
   std::vector<PeerState> peerStates();
   std::vector<OpStats> stats();
   void resetStats();
@@ -112,7 +126,9 @@ class Engine {
 
  private:
   explicit Engine(const EngineOptions& options);
-  Status execute(OpDesc& op);
+  // inlineBudgetNs/deferred: see CollectiveArgs. An op that defers keeps
+  // its traffic snapshot and start time for its resumed half.
+  Status execute(OpDesc& op, int64_t inlineBudgetNs = 0, bool* deferred = nullptr);
   void collectiveLoop();
   void watchdogLoop();
   Status adoptPublishedFailure();
@@ -139,6 +155,7 @@ class Engine {
   Status failure_;
 
   std::vector<uint64_t> trafficScratch_;
+  int64_t opStartNs_ = 0;
   std::mutex statsMutex_;
   std::vector<OpStats> stats_;  // indexed by OpKind
   std::vector<uint64_t> p2pBaseline_;  // class-1 counters at the last reset: sent, received, msgs... per peer

@@ -43,6 +43,9 @@ struct OpDesc {
   size_t inputBytes = 0;
   size_t outputBytes = 0;
   uint64_t seq = 0;  // assigned by the engine (per class)
+  // Engine-internal: an inline attempt (Engine::tryInline) already sent this
+  // rank's data; the collective thread finishes the op.
+  bool resume = false;
 };
 
 // Every message carries one of these (64 bytes, in the slot before the data).

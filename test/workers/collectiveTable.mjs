@@ -287,6 +287,8 @@ export function buildTable(size, name) {
         for (const count of [1023, 5003, 100_003]) add(coll, dtype, REDUCING.has(coll) ? op : null, count, count === 5003);
       }
     }
+    // In place above the direct (cross-memory) threshold of 64 KiB per buffer.
+    for (const coll of ['allGather', 'broadcast']) add(coll, 'float32', null, 100_003, true);
   } else {
     throw new Error(`no table ${name}`);
   }

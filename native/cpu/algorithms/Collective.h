@@ -26,6 +26,11 @@ struct CollectiveArgs {
   // before overwriting it (the write-allocate that costs out-of-place ops a
   // third of their memory traffic).
   bool streamOutput = false;
+  // An inline attempt (Engine::tryInline), on the caller's thread: wait at
+  // most inlineBudgetNs for the peer, then set *deferred and return Ok with
+  // the op half done (op.resume tells the collective thread where to go on).
+  int64_t inlineBudgetNs = 0;
+  bool* deferred = nullptr;
 };
 
 // Output bytes at or above which streamOutput is used.
@@ -41,6 +46,10 @@ Status ringBarrier(const CollectiveArgs& args);
 Status treeAllReduce(const CollectiveArgs& args);
 Status treeBroadcast(const CollectiveArgs& args);
 Status treeReduce(const CollectiveArgs& args);
+// Cross-memory-attach variants for when every rank is on this host
+// (useDirect()): ring's verification and mismatch semantics, one copy per byte.
+Status directAllGather(const CollectiveArgs& args);
+Status directBroadcast(const CollectiveArgs& args);
 
 inline MsgHeader stampHeader(const OpDesc& op, uint32_t step, uint32_t chunk, uint64_t bytes) {
   MsgHeader h{};
@@ -84,6 +93,15 @@ inline Status checkHeader(const OpDesc& op, const MsgHeader& h, int peer, int se
 
 // Step numbers at or above this mark the verification pass, not data.
 constexpr uint32_t kVerifyStep = 0x40000000u;
+// Steps of the direct algorithms' messages: kDirectStep carries a
+// DirectBuffer, kDirectStep + 1 says "done reading yours".
+constexpr uint32_t kDirectStep = 0x20000000u;
+
+// Below this many bytes per published buffer the slots win: a kernel copy
+// costs a system call and a page-table walk, and the direct algorithms wait
+// for one more message than the ring does.
+constexpr uint64_t kDirectMinBytes = 64 * 1024;
+
 
 // A header-only pass around the ring, n-1 hops, that rooted collectives run
 // before their data moves. Without it a rank that only sends (a broadcast
@@ -157,6 +175,14 @@ inline void copyToOutput(void* dst, const void* src, size_t bytes, bool stream) 
   copyBytes(dst, src, bytes);
 }
 
+// The 2-rank allreduce that fits one message: both ranks send their whole
+// buffer and reduce locally (one hop). The only op an inline attempt runs.
+inline bool oneHopAllReduce(const Transport& t, const OpDesc& op, size_t chunkElems) {
+  const uint64_t bytes = op.count * dtypeSize(op.dtype);
+  return t.size() == 2 && op.kind == OpKind::AllReduce && op.algorithm == Algorithm::Ring && bytes <= t.slotBytes() &&
+         bytes <= chunkElems * dtypeSize(op.dtype);
+}
+
 inline Status verifyRing(const CollectiveArgs& a) {
   const OpDesc& op = *a.op;
   Transport& t = *a.transport;
@@ -176,6 +202,41 @@ inline Status verifyRing(const CollectiveArgs& a) {
       RT_CHECK(t.acquireSend(right, &slot));
       t.commitSend(right, stampHeader(op, kVerifyStep + uint32_t(s + 1), 0, 0));
     }
+  }
+  return Status::ok();
+}
+
+// Whether a collective publishing `bytes` per buffer runs direct: every peer
+// on this host and readable. Every rank decides alike (the same count, and
+// crossMemoryOk flags all set before the first op).
+inline bool useDirect(Transport& t, uint64_t bytes) {
+  if (bytes < kDirectMinBytes || t.size() < 2) return false;
+  for (int p = 0; p < t.size(); p++)
+    if (p != t.rank() && t.directPid(p) < 0) return false;
+  return true;
+}
+
+// The end of a direct all-gather: tell every peer we are done reading its
+// buffer, and wait until every peer is done reading ours (our input must not
+// change or vanish before). `bytes`: our published buffer, for stats().
+inline Status finishDirect(const CollectiveArgs& a, uint64_t bytes) {
+  const OpDesc& op = *a.op;
+  Transport& t = *a.transport;
+  const int n = t.size(), r = t.rank();
+  for (int k = 1; k < n; k++) {
+    const int p = mod(r + k, n);
+    char* slot;
+    RT_CHECK(t.acquireSend(p, &slot));
+    t.commitSend(p, stampHeader(op, kDirectStep + 1, 0, 0));
+  }
+  for (int k = 1; k < n; k++) {
+    const int p = mod(r - k, n);
+    const MsgHeader* h;
+    const char* in;
+    RT_CHECK(t.acquireRecv(p, &h, &in));
+    RT_CHECK(checkHeader(op, *h, p, r, kDirectStep + 1, 0, 0));
+    t.releaseRecv(p);
+    t.countDirect(p, bytes, 0);
   }
   return Status::ok();
 }

@@ -7,6 +7,7 @@
 // with a finite number of slots, a step-major loop would deadlock as soon as
 // one segment spans more chunks than a channel has slots, because every rank
 // would block sending before anyone receives.
+#include "cpu/Futex.h"
 #include "cpu/algorithms/Collective.h"
 
 namespace ringtree {
@@ -22,17 +23,32 @@ Status ringAllReduce(const CollectiveArgs& a) {
     return Status::ok();
   }
   const int right = mod(r + 1, n), left = mod(r - 1, n);
-  if (n == 2 && count * es <= t.slotBytes() && count * es <= a.chunkElems * es) {
+  if (oneHopAllReduce(t, op, a.chunkElems)) {
     // Two ranks and one message each way: exchange whole buffers and reduce
     // locally, one hop instead of the ring's two. Both ranks combine in rank
     // order (rank 0's data first), so their results are bit-identical.
-    char* slot;
-    RT_CHECK(t.acquireSend(right, &slot));
-    copyBytes(slot, op.input, count * es);
-    t.commitSend(right, stampHeader(op, 0, 0, count * es));
+    if (!op.resume) {
+      char* slot;
+      RT_CHECK(t.acquireSend(right, &slot));
+      copyBytes(slot, op.input, count * es);
+      t.commitSend(right, stampHeader(op, 0, 0, count * es));
+    }
     const MsgHeader* h;
     const char* in;
-    RT_CHECK(t.acquireRecv(left, &h, &in));
+    if (a.deferred) {
+      // Inline attempt: the peer gets a short while to answer; after that
+      // the collective thread waits for it instead of the caller.
+      const int64_t until = monotonicNs() + a.inlineBudgetNs;
+      for (int i = 1; (h = t.pollRecv(left, &in)) == nullptr; i++) {
+        if ((i & 63) == 0 && monotonicNs() > until) {
+          *a.deferred = true;
+          return Status::ok();
+        }
+        cpuRelax();
+      }
+    } else {
+      RT_CHECK(t.acquireRecv(left, &h, &in));
+    }
     RT_CHECK(checkHeader(op, *h, left, r, 0, 0, count * es));
     const void* first = r == 0 ? op.input : static_cast<const void*>(in);
     const void* second = r == 0 ? static_cast<const void*>(in) : op.input;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "cpu/Futex.h"
 
@@ -16,10 +17,17 @@ constexpr int64_t kMaxSleepNs = 100 * 1000000LL;
 // burns the core a peer needs.
 constexpr int64_t kSpinNs = 50 * 1000LL;
 
+// RINGTREE_SPIN_US overrides kSpinNs (measurements of the wait policy).
+static int64_t spinNsFromEnv() {
+  const char* v = getenv("RINGTREE_SPIN_US");
+  if (!v || !*v) return kSpinNs;
+  return std::max<int64_t>(0, std::atoll(v)) * 1000;
+}
+
 PeerTransport::PeerTransport(int rank, int size, std::vector<int> localRanks, std::unique_ptr<ShmTransport> local,
                              bool spin)
     : rank_(rank), size_(size), localRanks_(std::move(localRanks)), localIndex_(size, -1), local_(std::move(local)),
-      tcp_(size), spin_(spin) {
+      tcp_(size), spin_(spin), spinNs_(spinNsFromEnv()) {
   for (size_t i = 0; i < localRanks_.size(); i++) localIndex_[localRanks_[i]] = int(i);
   for (auto& t : traffic_) t.reset(new PeerTraffic[size]);
 }
@@ -45,7 +53,7 @@ template <class Pred>
 Status PeerTransport::waitFor(Pred pred, int peer, const char* what) {
   if (pred()) return Status::ok();
   if (spin_) {
-    int64_t until = monotonicNs() + kSpinNs;
+    int64_t until = monotonicNs() + spinNs_;
     for (int i = 1;; i++) {
       cpuRelax();
       if (pred()) return Status::ok();
@@ -60,7 +68,15 @@ Status PeerTransport::waitFor(Pred pred, int peer, const char* what) {
       if (waiter_->deadline.expired()) return waiter_->timedOut(what, peer);
     }
     int64_t sleepNs = waiter_ ? std::min(waiter_->deadline.remainingNs(), kMaxSleepNs) : kMaxSleepNs;
-    sleep(kCollectiveClass, seen, std::max<int64_t>(sleepNs, 1000));
+    // Announce, then look once more: a peer that published after our last
+    // look but before it could see the announcement did not ring (ring()).
+    local_->announceSleeper(kCollectiveClass);
+    if (pred()) {
+      local_->retractSleeper(kCollectiveClass);
+      return Status::ok();
+    }
+    local_->waitDoorbell(kCollectiveClass, seen, std::max<int64_t>(sleepNs, 1000));
+    local_->retractSleeper(kCollectiveClass);
   }
 }
 
@@ -82,6 +98,20 @@ Status PeerTransport::acquireRecv(int peer, const MsgHeader** header, const char
 }
 
 void PeerTransport::releaseRecv(int peer) { release(peer, kCollectiveClass); }
+
+int PeerTransport::directPid(int peer) const {
+  if (peer == rank_ || localIndex_[peer] < 0) return -1;
+  if (!self()->crossMemoryOk.load(std::memory_order_acquire)) return -1;
+  RankControl* rc = localControl(peer);
+  if (!rc->crossMemoryOk.load(std::memory_order_acquire)) return -1;
+  return rc->pid.load(std::memory_order_relaxed);
+}
+
+void PeerTransport::countDirect(int peer, uint64_t sent, uint64_t received) {
+  PeerTraffic& t = traffic_[kCollectiveClass][peer];
+  t.bytesSent.store(t.bytesSent.load(std::memory_order_relaxed) + sent, std::memory_order_relaxed);
+  t.bytesReceived.store(t.bytesReceived.load(std::memory_order_relaxed) + received, std::memory_order_relaxed);
+}
 
 char* PeerTransport::trySendSlot(int peer, int cls) {
   if (localIndex_[peer] >= 0) return local_->trySendSlot(localIndex_[peer], cls);

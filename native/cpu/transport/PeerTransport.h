@@ -36,6 +36,10 @@ class PeerTransport : public Transport {
   void commitSend(int peer, const MsgHeader& header) override;
   Status acquireRecv(int peer, const MsgHeader** header, const char** data) override;
   void releaseRecv(int peer) override;
+  bool canSend(int peer) override { return trySendSlot(peer, kCollectiveClass) != nullptr; }
+  const MsgHeader* pollRecv(int peer, const char** data) override { return tryRecvSlot(peer, kCollectiveClass, data); }
+  int directPid(int peer) const override;
+  void countDirect(int peer, uint64_t sent, uint64_t received) override;
 
   // Any class, non-blocking (the p2p engine).
   char* trySendSlot(int peer, int cls);
@@ -85,6 +89,7 @@ class PeerTransport : public Transport {
   std::unique_ptr<ShmTransport> local_;
   std::vector<std::unique_ptr<TcpPeer>> tcp_;
   bool spin_;
+  int64_t spinNs_;
   Waiter* waiter_ = nullptr;
   int crashAfterCommits_ = 0;
   std::unique_ptr<PeerTraffic[]> traffic_[kChannelClasses];

@@ -17,7 +17,7 @@
 namespace ringtree {
 
 constexpr uint64_t kShmMagic = 0x52494e4754524545ULL;  // "RINGTREE"
-constexpr uint32_t kShmVersion = 1;
+constexpr uint32_t kShmVersion = 2;
 constexpr int kChannelClasses = 2;
 constexpr int kCollectiveClass = 0;
 constexpr int kP2pClass = 1;
@@ -44,6 +44,12 @@ struct alignas(64) RankControl {
   std::atomic<uint32_t> inOp;       // executing a collective now
   std::atomic<uint64_t> collSeq;    // seq of the current (inOp) or last collective
   std::atomic<int64_t> heartbeatNs;
+  // Cross-memory attach (process_vm_readv): the address of a magic word
+  // peers read to prove they may read this process, and whether this rank
+  // could read every local peer that way (set in start(), before init()'s
+  // closing barrier, so every rank sees every flag before its first op).
+  std::atomic<uint64_t> probeAddr;
+  std::atomic<uint32_t> crossMemoryOk;
   char pad[64];
 };
 

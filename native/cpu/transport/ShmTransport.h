@@ -33,6 +33,12 @@ class ShmTransport {
   void ringAll();
   uint32_t doorbell(int cls) const;
   void sleep(int cls, uint32_t seen, int64_t timeoutNs);
+  // sleep() in three steps, for waiters that re-check their condition after
+  // announcing themselves (required of collective-class waiters: ring() skips
+  // the doorbell of a rank with no announced sleeper).
+  void announceSleeper(int cls);
+  void retractSleeper(int cls);
+  void waitDoorbell(int cls, uint32_t seen, int64_t timeoutNs);
 
   ControlBlock* control() const { return layout_.control(segment_->base()); }
   RankControl* rankControl(int r) const { return layout_.rank(segment_->base(), r); }
@@ -40,6 +46,7 @@ class ShmTransport {
 
  private:
   char* channel(int src, int dst, int cls) const { return layout_.channel(segment_->base(), src, dst, cls); }
+  void ringAlways(RankControl* rc, int cls);
 
   int rank_;
   int size_;

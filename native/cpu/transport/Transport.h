@@ -44,6 +44,18 @@ class Transport {
   virtual void commitSend(int peer, const MsgHeader& header) = 0;
   virtual Status acquireRecv(int peer, const MsgHeader** header, const char** data) = 0;
   virtual void releaseRecv(int peer) = 0;
+  // Non-blocking forms: whether a slot towards `peer` is free now; the
+  // oldest slot from `peer` if one arrived (release it with releaseRecv).
+  virtual bool canSend(int peer) = 0;
+  virtual const MsgHeader* pollRecv(int peer, const char** data) = 0;
+
+  // Single copy between processes on this host (Linux cross-memory attach):
+  // the pid whose memory holds `peer`'s buffers, readable with
+  // process_vm_readv, or -1 when bytes to and from `peer` must go through
+  // slots (a TCP peer, or a rank that cannot read its local peers).
+  virtual int directPid(int peer) const { return -1; }
+  // Traffic that bypassed the slots (stats()).
+  virtual void countDirect(int peer, uint64_t sent, uint64_t received) {}
 };
 
 }  // namespace ringtree
