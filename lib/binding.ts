@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { BackendUnavailableError } from './errors.js';
+import type { GemmShape } from './gemmShape.js';
 
 const require = createRequire(import.meta.url);
 
@@ -170,22 +171,8 @@ export interface NativeCudaInfo {
 }
 
 /** A device GEMM as the addon takes it (native/addon/AddonCuda.cc parseDeviceGemm): row-major, element counts. */
-export interface NativeDeviceGemmDescriptor {
+export interface NativeDeviceGemmDescriptor extends GemmShape {
   dtype: number;
-  transA: boolean;
-  transB: boolean;
-  m: number;
-  n: number;
-  k: number;
-  lda: number;
-  ldb: number;
-  ldc: number;
-  batch: number;
-  strideA: number;
-  strideB: number;
-  strideC: number;
-  alpha: number;
-  beta: number;
   tf32: boolean;
   /** cublasLtEpilogue_t value (1: none). */
   epilogue: number;

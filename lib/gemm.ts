@@ -44,7 +44,7 @@ import { isDeviceArray, type DeviceArray } from './device.js';
 import { deviceGemm, timedDeviceGemm } from './deviceGemm.js';
 import { DTYPE_CODES, dtypeOf, type DType } from './dtype.js';
 import { RingtreeError, errorFromNative } from './errors.js';
-import { GEMM_DTYPES, checkGemmShape, describeValue, gemmFail } from './gemmShape.js';
+import { GEMM_DTYPES, checkGemmShape, describeValue, gemmFail, type GemmShape } from './gemmShape.js';
 
 /** The element types GEMM computes in. 16-bit floats are widened to float32, multiplied, and rounded back. */
 export type GemmDType = 'float32' | 'float64' | 'float16' | 'bfloat16';
@@ -165,22 +165,8 @@ export interface BlasInfo {
 }
 
 /** The addon's GEMM exports (native/addon/AddonGemm.cc). */
-interface NativeGemmDescriptor {
+interface NativeGemmDescriptor extends GemmShape {
   dtype: number;
-  transA: boolean;
-  transB: boolean;
-  m: number;
-  n: number;
-  k: number;
-  lda: number;
-  ldb: number;
-  ldc: number;
-  batch: number;
-  strideA: number;
-  strideB: number;
-  strideC: number;
-  alpha: number;
-  beta: number;
 }
 
 interface NativeGemmBinding {
