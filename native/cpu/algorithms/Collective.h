@@ -13,6 +13,7 @@
 #include "core/status.h"
 #include "cpu/Op.h"
 #include "cpu/transport/Transport.h"
+#include "cpu/transport/CrossMemory.h"
 
 namespace ringtree {
 
@@ -214,6 +215,25 @@ inline bool useDirect(Transport& t, uint64_t bytes) {
   for (int p = 0; p < t.size(); p++)
     if (p != t.rank() && t.directPid(p) < 0) return false;
   return true;
+}
+
+// Take peer `p`'s published buffer (its DirectBuffer message), check that it
+// publishes `bytes`, and read them into `dst` with one cross-memory copy.
+inline Status readPublished(const OpDesc& op, Transport& t, int p, uint64_t bytes, void* dst) {
+  const MsgHeader* h;
+  const char* in;
+  RT_CHECK(t.acquireRecv(p, &h, &in));
+  RT_CHECK(checkHeader(op, *h, p, t.rank(), kDirectStep, 0, sizeof(DirectBuffer)));
+  DirectBuffer theirs;
+  std::memcpy(&theirs, in, sizeof theirs);
+  t.releaseRecv(p);
+  if (theirs.bytes != bytes)
+    return Status(StatusCode::Internal, "protocol error from rank " + std::to_string(p) + " in " + describeOp(op) +
+                                            ": it published " + std::to_string(theirs.bytes) + " bytes, expected " +
+                                            std::to_string(bytes), {}, p);
+  RT_CHECK(readCrossMemory(t.directPid(p), p, theirs.address, dst, bytes));
+  t.countDirect(p, 0, bytes);
+  return Status::ok();
 }
 
 // The end of a direct all-gather: tell every peer we are done reading its

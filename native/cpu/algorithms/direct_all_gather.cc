@@ -28,19 +28,7 @@ Status directAllGather(const CollectiveArgs& a) {
   // Read the peers' blocks, each rank starting at a different peer.
   for (int k = 1; k < n; k++) {
     const int p = mod(r - k, n);
-    const MsgHeader* h;
-    const char* in;
-    RT_CHECK(t.acquireRecv(p, &h, &in));
-    RT_CHECK(checkHeader(op, *h, p, r, kDirectStep, 0, sizeof(DirectBuffer)));
-    DirectBuffer theirs;
-    std::memcpy(&theirs, in, sizeof theirs);
-    t.releaseRecv(p);
-    if (theirs.bytes != bytes)
-      return Status(StatusCode::Internal, "protocol error from rank " + std::to_string(p) + " in " + describeOp(op) +
-                                              ": it published " + std::to_string(theirs.bytes) + " bytes, expected " +
-                                              std::to_string(bytes), {}, p);
-    RT_CHECK(readCrossMemory(t.directPid(p), p, theirs.address, elemPtr(op.output, uint64_t(p) * op.count, es), bytes));
-    t.countDirect(p, 0, bytes);
+    RT_CHECK(readPublished(op, t, p, bytes, elemPtr(op.output, uint64_t(p) * op.count, es)));
   }
   return finishDirect(a, bytes);
 }

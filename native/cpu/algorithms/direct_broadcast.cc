@@ -38,19 +38,7 @@ Status directBroadcast(const CollectiveArgs& a) {
     return Status::ok();
   }
   const int root = op.root;
-  const MsgHeader* h;
-  const char* in;
-  RT_CHECK(t.acquireRecv(root, &h, &in));
-  RT_CHECK(checkHeader(op, *h, root, r, kDirectStep, 0, sizeof(DirectBuffer)));
-  DirectBuffer theirs;
-  std::memcpy(&theirs, in, sizeof theirs);
-  t.releaseRecv(root);
-  if (theirs.bytes != bytes)
-    return Status(StatusCode::Internal, "protocol error from rank " + std::to_string(root) + " in " + describeOp(op) +
-                                            ": it published " + std::to_string(theirs.bytes) + " bytes, expected " +
-                                            std::to_string(bytes), {}, root);
-  RT_CHECK(readCrossMemory(t.directPid(root), root, theirs.address, op.output, bytes));
-  t.countDirect(root, 0, bytes);
+  RT_CHECK(readPublished(op, t, root, bytes, op.output));
   char* slot;
   RT_CHECK(t.acquireSend(root, &slot));
   t.commitSend(root, stampHeader(op, kDirectStep + 1, 0, 0));
