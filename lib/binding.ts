@@ -134,9 +134,16 @@ export interface NativeCommunicator {
    * path: no property reads). `code` = kind + 16 dtype + 256 op + 4096
    * algorithm + 65536 (root + 1), kind being the native op code (1 allReduce,
    * 2 reduceScatter, 3 allGather, 4 broadcast, 5 reduce, 6 barrier).
+   * `output` true: the output is `input` (in place; saves reading the same
+   * array's view twice).
    */
   runSyncArgs(code: number, count: number, chunkBytes: number, timeoutMs: number,
-    input: ArrayBufferView | null, output: ArrayBufferView | null): NativeFailureRecord | null;
+    input: ArrayBufferView | null, output: ArrayBufferView | null | true): NativeFailureRecord | null;
+  /**
+   * Where runSyncArgs writes each synchronous op's start and end
+   * (CLOCK_MONOTONIC, ms, the clock of process.hrtime()); kept referenced.
+   */
+  setSyncClock(clock: Float64Array): void;
   /** Abort locally and tell every peer. */
   abort(message: string): void;
   /** Stop threads and unmap. Pending ops reject with AbortedError. */

@@ -256,6 +256,10 @@ export class Communicator {
   private destroyed = false;
   private pendingCount = 0;
   private readonly recorder = new FlightRecorder(2000);
+  /** [start, end] of the last synchronous op, written by the engine (CLOCK_MONOTONIC ms). */
+  private readonly syncClock = new Float64Array(2);
+  /** Date.now() - CLOCK_MONOTONIC ms: turns syncClock into epoch ms. */
+  private readonly epochOffsetMs: number;
   private collSeq = 0;
   private readonly onDestroy: (() => Promise<void> | void) | undefined;
   private readonly parts: CommunicatorParts;
@@ -270,6 +274,8 @@ export class Communicator {
     this.tuning = Object.freeze({ ...parts.tuning });
     this.jobId = parts.jobId;
     this.onDestroy = parts.onDestroy;
+    this.epochOffsetMs = Date.now() - Number(process.hrtime.bigint()) / 1e6;
+    this.native?.setSyncClock(this.syncClock);
   }
 
   /** The (collective, algorithm) pairs this communicator runs. */
@@ -1030,20 +1036,20 @@ export class Communicator {
           dtype: o.dtype, timeoutMs: o.timeoutMs, chunkBytes: o.chunkBytes, root: o.root, out: o.out,
           code: NATIVE_KIND_CODES[kind] + desc.dtype * 16 + desc.op * 256 + desc.algorithm * 4096 + (desc.root + 1) * 65536,
           count: desc.count, descChunkBytes: desc.chunkBytes, descTimeoutMs: desc.timeoutMs,
-          input: desc.input ?? null, output: desc.output ?? null,
+          input: desc.input ?? null, output: desc.output != null && desc.output === desc.input ? true : desc.output ?? null,
           details: { count: desc.count, dtype: desc.dtype, op: desc.op, root: desc.root, sync: true },
         };
         this.lastSync = m;
       }
       const seq = ++this.collSeq;
-      const rec = this.recorder.start(kind, seq, m.details);
       const failure = this.native!.runSyncArgs(m.code, m.count, m.descChunkBytes, m.descTimeoutMs, m.input, m.output);
-      this.recorder.finish(rec, failure);
+      const clock = this.syncClock;
       if (failure?.before) {
         this.collSeq--;
         this.poison = this.fromNative(failure, kind);
         throw this.repoison(kind);
       }
+      this.recorder.record(kind, seq, m.details, clock[0]! + this.epochOffsetMs, clock[1]! + this.epochOffsetMs, failure);
       if (failure) throw this.fromNative(failure, `${kind}Sync`, seq, m.descTimeoutMs);
     } catch (e) {
       throw this.decorate(e, `${kind}Sync`);
@@ -1058,7 +1064,7 @@ interface SyncMemo {
   kind: CollectiveName; a: HostArray | null; b: HostArray | null; o: CollectiveOptions; la: number; lb: number;
   op: unknown; algorithm: unknown; dtype: unknown; timeoutMs: unknown; chunkBytes: unknown; root: unknown; out: unknown;
   code: number; count: number; descChunkBytes: number; descTimeoutMs: number;
-  input: HostArray | null; output: HostArray | null; details: Record<string, unknown>;
+  input: HostArray | null; output: HostArray | null | true; details: Record<string, unknown>;
 }
 
 /** native/cpu/Op.h's OpKind codes, for runSyncArgs. */

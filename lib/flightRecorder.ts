@@ -68,6 +68,25 @@ export class FlightRecorder {
     return handle;
   }
 
+  /**
+   * Record an operation that already ended (synchronous calls: nothing can
+   * look at the ring while one runs, and the engine timed it).
+   * @param startedAt ms since the epoch; `endedAt` likewise.
+   */
+  record(kind: string, seq: number, details: Record<string, unknown> | undefined, startedAt: number, endedAt: number,
+    failure: { message: string } | null): void {
+    const handle = this.next++;
+    const i = handle % this.capacity;
+    this.handles[i] = handle;
+    this.kinds[i] = kind;
+    this.details[i] = details;
+    this.errors[i] = failure ? failure.message : undefined;
+    this.seqs[i] = seq;
+    this.started[i] = startedAt;
+    this.ended[i] = endedAt;
+    this.states[i] = failure ? 2 : 1;
+  }
+
   finish(handle: number, failure: { message: string } | null): void {
     const i = handle % this.capacity;
     if (this.handles[i] !== handle) return;

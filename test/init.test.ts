@@ -144,6 +144,29 @@ describe('init() in process', () => {
     await comm.destroy();
   });
 
+  it('synchronous calls reach the flight recorder with the engine\'s start and end times, in place or not', async () => {
+    const comm = await init({ rank: 0, worldSize: 1 });
+    const x = new Int32Array([3, 4]);
+    const out = new Int32Array(2);
+    const before = Date.now();
+    comm.allReduceSync(x);                    // in place (the native side reads one view)
+    comm.allReduceSync(x, { out });           // out of place
+    comm.broadcastSync(x, { root: 0 });
+    const after = Date.now();
+    expect([...x]).toEqual([3, 4]);
+    expect([...out]).toEqual([3, 4]);
+    const ops = comm.recentOps();
+    expect(ops.map((o) => [o.kind, o.seq, o.state])).toEqual([['allReduce', 1, 'completed'], ['allReduce', 2, 'completed'], ['broadcast', 3, 'completed']]);
+    for (const op of ops) {
+      // Engine clock (CLOCK_MONOTONIC) turned into epoch ms: within the calls, give or take a clock tick.
+      expect(op.startedAt).toBeGreaterThanOrEqual(before - 2);
+      expect(op.endedAt!).toBeGreaterThanOrEqual(op.startedAt);
+      expect(op.endedAt!).toBeLessThanOrEqual(after + 2);
+    }
+    expect(ops[1]!.startedAt).toBeGreaterThanOrEqual(ops[0]!.endedAt!);
+    await comm.destroy();
+  });
+
   it('a port in use is a BackendUnavailableError naming the address and the remedy', async () => {
     const busy = createServer();
     const port = await new Promise<number>((res) => busy.listen(0, '127.0.0.1', () => res((busy.address() as { port: number }).port)));

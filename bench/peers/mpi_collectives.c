@@ -7,10 +7,11 @@
 //
 // Timing as ringtree bench's rank program: per size, warm-up (-w ops per
 // placement), then -R repetitions (a barrier before each) of -n ops issued
-// back to back (-n 0: chosen from the warm-up so a repetition takes ~20 ms,
-// 1..1000, decided by rank 0); a repetition's time per op is averaged over
-// ranks; the row shows the median repetition. Buffers are allocated and
-// touched once at the largest size, as ringtree's are. The check fills
+// back to back (-n 0: two probes of ~2 ms sized from the warm-up, then chosen
+// so a repetition takes ~20 ms, 1..100000, decided by rank 0); a
+// repetition's time per op is averaged over ranks; the row shows the median
+// repetition. Buffers are allocated and touched once at the largest size, as
+// ringtree's are. The check fills
 // small integers whose float sums are exact, so #wrong is exact.
 //
 // In place as NCCL defines it: allreduce/broadcast/reduce MPI_IN_PLACE on one
@@ -126,6 +127,13 @@ static long check(enum coll c, float *send, float *recv, long count, int in_plac
   return wrong;
 }
 
+// Timed ops per repetition when -n is 0: at most 100 000 (lib/bench/rank.ts MAX_AUTO_ITERS).
+static double clamp_iters(double n) {
+  if (n > 100000) n = 100000;
+  if (n < 1) n = 1;
+  return (double)(long)(n + 0.5);
+}
+
 static double time_ops(enum coll c, float *send, float *recv, long count, int in_place, int iters) {
   MPI_Barrier(MPI_COMM_WORLD);
   double t0 = MPI_Wtime();
@@ -190,11 +198,20 @@ int main(int argc, char **argv) {
     }
     int iters = iters_opt;
     if (iters == 0) {
-      double decided = slowest > 0.1 ? 20000.0 / slowest : 1000;
-      if (decided > 1000) decided = 1000;
-      if (decided < 1) decided = 1;
+      // As ringtree's rank program: two probes of about 2 ms per placement,
+      // each sized from the last, then repetitions of about 20 ms.
+      for (int round = 0; round < 2; round++) {
+        double probe = clamp_iters(2000.0 / (slowest > 0.1 ? slowest : 0.1));
+        MPI_Bcast(&probe, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+        slowest = 0;
+        for (int p = 0; p < places; p++) {
+          double t = time_ops(c, send, recv, count, p, (int)probe);
+          if (t > slowest) slowest = t;
+        }
+      }
+      double decided = clamp_iters(20000.0 / (slowest > 0.1 ? slowest : 0.1));
       MPI_Bcast(&decided, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
-      iters = (int)(decided + 0.5);
+      iters = (int)decided;
     }
     memset(samples, 0, sizeof(double) * (reps + 1) * 2);
     for (int r = 0; r < reps; r++)

@@ -44,7 +44,7 @@ export interface BenchOptions {
   maxBytes: number;
   /** Size multiplier between rows (`-f`). Default 2. */
   stepFactor: number;
-  /** Timed ops per repetition (`-n`); 0 = chosen per size from a probe so a repetition takes about 20 ms (1..1000). Default 0. */
+  /** Timed ops per repetition (`-n`); 0 = chosen per size from a probe so a repetition takes about 20 ms (1..100000). Default 0. */
   iters: number;
   /** Warm-up ops per size, algorithm and placement (`-w`). Default 3. */
   warmupIters: number;
@@ -120,7 +120,7 @@ Options:
   -e, --maxbytes SIZE       largest size (default 64M)
   -f, --stepfactor F        size multiplier between rows (default 2)
   -n, --iters N             timed ops per repetition (default 0: chosen per
-                            size so a repetition takes about 20 ms, 1..1000)
+                            size so a repetition takes about 20 ms, 1..100000)
   -w, --warmup_iters N      warm-up ops per size and algorithm (default 3)
   --reps R                  timed repetitions, interleaved across algorithms;
                             rows show medians (default 5)

@@ -443,6 +443,28 @@ async function runOps(p: Placement, iters: number, blocking: BlockingMode): Prom
   }
 }
 
+/** Most timed ops per repetition when `-n` is 0 (a repetition aims at `targetRepMs`). */
+export const MAX_AUTO_ITERS = 100000;
+/** How long the probe that sizes the repetitions runs per form (ms). */
+const PROBE_MS = 2;
+const PROBE_ROUNDS = 2;
+
+function clampIters(n: number): number {
+  return Math.min(MAX_AUTO_ITERS, Math.max(1, Math.round(n)));
+}
+
+/**
+ * The barrier before a timed loop. Synchronous calls (`-z 2`) leave a
+ * synchronous barrier within a microsecond of each other, as MPI_Barrier
+ * does for the Open MPI peer; an awaited barrier lets ranks start tens of
+ * microseconds apart (each wakes through its own event loop), which a
+ * repetition of small ops would count as their time.
+ */
+async function startTogether(comm: Communicator, blocking: BlockingMode): Promise<void> {
+  if (blocking === 2) comm.barrierSync();
+  else await comm.barrier();
+}
+
 /** RINGTREE_BENCH_FAULT_INJECT=wrong: rank 0 spoils one element of its first check, so tests can see #wrong and the exit code react. */
 const faultInjected = process.env.RINGTREE_BENCH_FAULT_INJECT === 'wrong';
 
@@ -499,7 +521,23 @@ export async function runPlan(comm: Communicator, plan: RankPlan): Promise<RankR
         }
         let iters = plan.iters;
         if (iters === 0) {
-          const decided = new Float64Array([Math.min(1000, Math.max(1, Math.round((plan.targetRepMs * 1000) / Math.max(slowestUs, 0.1))))]);
+          // A few warm-up ops misjudge small sizes (first calls run cold, and
+          // the JIT is still compiling the loop), so time probes of about 2 ms
+          // per form, each sized from the last, before sizing the repetitions.
+          for (let round = 0; round < PROBE_ROUNDS; round++) {
+            const probe = new Float64Array([clampIters((PROBE_MS * 1000) / Math.max(slowestUs, 0.1))]);
+            await comm.broadcast(probe, { root: 0 });
+            slowestUs = 0;
+            for (const f of forms) {
+              for (const p of f) {
+                await startTogether(comm, plan.blocking);
+                const t0 = nowUs();
+                await runOps(p, probe[0]!, plan.blocking);
+                slowestUs = Math.max(slowestUs, (nowUs() - t0) / probe[0]!);
+              }
+            }
+          }
+          const decided = new Float64Array([clampIters((plan.targetRepMs * 1000) / Math.max(slowestUs, 0.1))]);
           await comm.broadcast(decided, { root: 0 });
           iters = decided[0]!;
         }
@@ -512,7 +550,7 @@ export async function runPlan(comm: Communicator, plan: RankPlan): Promise<RankR
           for (let k = 0; k < forms.length; k++) {
             const a = (k + rep) % forms.length;
             for (let p = 0; p < forms[a]!.length; p++) {
-              await comm.barrier();
+              await startTogether(comm, plan.blocking);
               const cpu0 = process.cpuUsage();
               const t0 = nowUs();
               await runOps(forms[a]![p]!, iters, plan.blocking);

@@ -53,6 +53,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
                            InstanceMethod("submit", &AddonCommunicator::Submit),
                            InstanceMethod("submitGroup", &AddonCommunicator::SubmitGroup),
                            InstanceMethod("runSync", &AddonCommunicator::RunSync),
+                           InstanceMethod("setSyncClock", &AddonCommunicator::SetSyncClock),
                            InstanceMethod("abort", &AddonCommunicator::Abort),
                            InstanceMethod("destroy", &AddonCommunicator::Destroy),
                            InstanceMethod("failure", &AddonCommunicator::Failure),
@@ -411,12 +412,39 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     d.count = count < 0 ? 0 : uint64_t(count);
     d.chunkBytes = uint64_t(std::max<int64_t>(0, chunkBytes));
     d.timeoutMs = timeoutMs;
-    if (!FastView(env, argv[4], &d.input, &d.inputBytes, "input") ||
-        !FastView(env, argv[5], &d.output, &d.outputBytes, "output") || !CheckBuffers(env, &d))
+    if (!FastView(env, argv[4], &d.input, &d.inputBytes, "input")) return nullptr;
+    napi_valuetype outType;
+    if (napi_typeof(env, argv[5], &outType) == napi_ok && outType == napi_boolean) {
+      d.output = const_cast<void*>(d.input);  // `true`: in place
+      d.outputBytes = d.inputBytes;
+    } else if (!FastView(env, argv[5], &d.output, &d.outputBytes, "output")) {
       return nullptr;
-    Status s = engine_->runSync(d);
+    }
+    if (!CheckBuffers(env, &d)) return nullptr;
+    Engine::OpTimes times;
+    Status s = engine_->runSync(d, &times);
+    if (syncClock_) {
+      syncClock_[0] = double(times.startNs) / 1e6;
+      syncClock_[1] = double(times.endNs) / 1e6;
+    }
     if (s.isOk()) return env.Null();
     return failureObject(env, s);
+  }
+
+  // setSyncClock(Float64Array(2)): runSyncArgs writes each op's start and end
+  // there (CLOCK_MONOTONIC, ms; the clock of process.hrtime()), read by the
+  // flight recorder. The array is kept alive by a reference.
+  Napi::Value SetSyncClock(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+        info[0].As<Napi::Float64Array>().ElementLength() < 2) {
+      Napi::TypeError::New(env, "setSyncClock takes a Float64Array of 2 elements").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Float64Array clock = info[0].As<Napi::Float64Array>();
+    syncClockRef_ = Napi::Persistent(clock);
+    syncClock_ = clock.Data();
+    return env.Undefined();
   }
 
   // A TypedArray's data and byte length in one Node-API call (viewData's
@@ -581,6 +609,9 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
   bool tsfnLive_ = false;
   bool hookInstalled_ = false;
   bool destroyed_ = false;
+  // setSyncClock's array: [start, end] of the last synchronous op (ms).
+  Napi::Reference<Napi::Float64Array> syncClockRef_;
+  double* syncClock_ = nullptr;
   int size_ = 1;
   int rank_ = 0;
   uint64_t nextId_ = 1;

@@ -198,11 +198,12 @@ void Engine::submit(uint64_t id, const OpDesc& desc) {
 
 void Engine::submitGroup(const std::vector<std::pair<uint64_t, OpDesc>>& ops) { p2p_->post(ops); }
 
-Status Engine::runSync(OpDesc desc) {
-  Deadline deadline = Deadline::afterMs(desc.timeoutMs);
+Status Engine::runSync(OpDesc desc, OpTimes* times) {
   {
     std::unique_lock<std::mutex> lk(queueMutex_);
     desc.seq = nextCollSeq_++;
+    // Read the clock only when there is something to wait for.
+    Deadline deadline = queue_.empty() && !running_ ? Deadline() : Deadline::afterMs(desc.timeoutMs);
     while (!queue_.empty() || running_) {
       if (stopping_) break;
       if (queueCv_.wait_for(lk, std::chrono::nanoseconds(std::min<int64_t>(deadline.remainingNs(), 100000000))) ==
@@ -214,12 +215,13 @@ Status Engine::runSync(OpDesc desc) {
                      " queued async collective(s) to finish first",
                  "Await pending async collectives before calling a *Sync method, or raise timeoutMs.");
         fail(s, true);
+        if (times) times->startNs = times->endNs = monotonicNs();
         return s;
       }
     }
   }
   std::lock_guard<std::mutex> ex(execMutex_);
-  return execute(desc);
+  return execute(desc, 0, nullptr, times);
 }
 
 // How long an inline attempt waits for the peer on the caller's thread: a
@@ -261,18 +263,21 @@ Engine::InlineResult Engine::tryInline(uint64_t id, OpDesc desc, Status* status)
   return InlineResult::Done;
 }
 
-Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred) {
+Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTimes* times) {
   RankControl* me = transport_->self();
   if (Status early = checkInterrupts(); !early.isOk()) {
     if (op.resume) me->inOp.store(0, std::memory_order_release);
+    if (times) times->startNs = times->endNs = monotonicNs();
     return early;
   }
   // Read by peers only for diagnostics (timeouts, peerStates()): release
   // stores, not the two full fences seq_cst costs per op.
   me->collSeq.store(op.seq, std::memory_order_release);
   me->inOp.store(1, std::memory_order_release);
+  // One clock read serves the deadline and the op's start time.
+  const int64_t nowNs = monotonicNs();
   OpWaiter waiter(this, op);
-  waiter.deadline = Deadline::afterMs(op.timeoutMs);
+  waiter.deadline = Deadline::afterMsFrom(nowNs, op.timeoutMs);
   transport_->setWaiter(&waiter);
   if (!op.resume && options_.faultArmed && op.kind == options_.faultOp && op.seq == options_.faultSeq) {
     if (options_.size == 1) kill(getpid(), SIGKILL);
@@ -299,7 +304,7 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred) {
       before[4 * p + 2] = t.messagesSent.load();
       before[4 * p + 3] = t.messagesReceived.load();
     }
-    opStartNs_ = monotonicNs();
+    opStartNs_ = nowNs;
   }
   const int64_t startNs = opStartNs_;
   Status s;
@@ -335,7 +340,9 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred) {
     st.count++;
     if (!s.isOk()) st.failed++;
     st.byAlgorithm[op.algorithm == Algorithm::Tree ? 1 : 0]++;
-    st.timeNs += monotonicNs() - startNs;
+    const int64_t endNs = monotonicNs();
+    st.timeNs += endNs - startNs;
+    if (times) *times = {startNs, endNs};
     for (int p = 0; p < n; p++) {
       const auto& t = transport_->traffic(p, kCollectiveClass);
       st.bytesSent[p] += t.bytesSent.load() - before[4 * p];

@@ -85,7 +85,14 @@ class Engine {
   void submit(uint64_t id, const OpDesc& desc);
   void submitGroup(const std::vector<std::pair<uint64_t, OpDesc>>& ops);
   // Runs a collective on the calling thread once queued collectives drained.
-  Status runSync(OpDesc desc);
+  // `times`, if given, receives when it started and ended (monotonicNs()),
+  // for the JS flight recorder: reading the clock here saves the JS side two
+  // Date.now() calls per synchronous op.
+  struct OpTimes {
+    int64_t startNs = 0;
+    int64_t endNs = 0;
+  };
+  Status runSync(OpDesc desc, OpTimes* times = nullptr);
 
   // A small async collective on the calling thread when nothing is queued or
   // running and ranks may spin: a 2-rank allreduce that fits one message,
@@ -128,7 +135,7 @@ class Engine {
   explicit Engine(const EngineOptions& options);
   // inlineBudgetNs/deferred: see CollectiveArgs. An op that defers keeps
   // its traffic snapshot and start time for its resumed half.
-  Status execute(OpDesc& op, int64_t inlineBudgetNs = 0, bool* deferred = nullptr);
+  Status execute(OpDesc& op, int64_t inlineBudgetNs = 0, bool* deferred = nullptr, OpTimes* times = nullptr);
   void collectiveLoop();
   void watchdogLoop();
   Status adoptPublishedFailure();

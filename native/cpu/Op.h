@@ -51,11 +51,15 @@ struct OpDesc {
 // Every message carries one of these (64 bytes, in the slot before the data).
 // The collective fields let a receiver prove its peer is running the same op.
 struct MsgHeader {
-  uint32_t kind;
+  uint8_t kind;  // OpKind
   uint8_t dtype;
   uint8_t op;
   uint8_t algorithm;
-  uint8_t flags;
+  // Shared memory: the channel's message number + 1, stored last (release)
+  // by the sender. The receiver polls it in the slot itself instead of the
+  // channel's head, so a message costs the transfer of the lines it occupies
+  // and no other. Ignored over TCP.
+  uint32_t stamp;
   uint64_t seq;
   uint64_t count;
   int32_t root;

@@ -161,7 +161,7 @@ bool P2pEngine::pumpSends(int peer) {
     const uint64_t n = std::min<uint64_t>(total - op->done, transport_->slotBytes());
     if (n) std::memcpy(slot, static_cast<const char*>(op->desc.input) + op->done, n);
     MsgHeader h{};
-    h.kind = uint32_t(OpKind::Send);
+    h.kind = uint8_t(OpKind::Send);
     h.tag = op->desc.tag;
     h.seq = sendSeq_[peer];
     h.bytes = n;

@@ -54,7 +54,7 @@ Status directBroadcast(const CollectiveArgs& args);
 
 inline MsgHeader stampHeader(const OpDesc& op, uint32_t step, uint32_t chunk, uint64_t bytes) {
   MsgHeader h{};
-  h.kind = uint32_t(op.kind);
+  h.kind = uint8_t(op.kind);
   h.dtype = uint8_t(op.dtype);
   h.op = uint8_t(op.op);
   h.algorithm = uint8_t(op.algorithm);
@@ -73,7 +73,7 @@ inline Status checkHeader(const OpDesc& op, const MsgHeader& h, int peer, int se
                           uint64_t expectBytes) {
   bool reduces = op.kind == OpKind::AllReduce || op.kind == OpKind::ReduceScatter || op.kind == OpKind::Reduce;
   bool rooted = op.kind == OpKind::Broadcast || op.kind == OpKind::Reduce;
-  if (h.kind != uint32_t(op.kind) || h.seq != op.seq || h.count != op.count || h.dtype != uint8_t(op.dtype) ||
+  if (h.kind != uint8_t(op.kind) || h.seq != op.seq || h.count != op.count || h.dtype != uint8_t(op.dtype) ||
       (reduces && h.op != uint8_t(op.op)) || (rooted && h.root != op.root) || h.algorithm != uint8_t(op.algorithm)) {
     return Status(StatusCode::CollectiveMismatch,
                   "collective mismatch: rank " + std::to_string(peer) + " called " + describeHeader(h) + " but rank " +

@@ -17,7 +17,7 @@
 namespace ringtree {
 
 constexpr uint64_t kShmMagic = 0x52494e4754524545ULL;  // "RINGTREE"
-constexpr uint32_t kShmVersion = 2;
+constexpr uint32_t kShmVersion = 3;
 constexpr int kChannelClasses = 2;
 constexpr int kCollectiveClass = 0;
 constexpr int kP2pClass = 1;
@@ -34,6 +34,8 @@ struct alignas(64) FailureRecord {
 };
 
 struct alignas(64) RankControl {
+  // First line: what peers read on every message (sleepers, in ring()) or
+  // every op (destroyed, in checkInterrupts()), and this rank rarely writes.
   // Futex words: bumped by anyone who changes something this rank may be
   // waiting for (data arrived, a slot freed, a failure was published).
   std::atomic<uint32_t> doorbell[kChannelClasses];
@@ -41,17 +43,22 @@ struct alignas(64) RankControl {
   std::atomic<int32_t> pid;
   std::atomic<uint32_t> attached;
   std::atomic<uint32_t> destroyed;  // left gracefully (destroy() or exit hook)
-  std::atomic<uint32_t> inOp;       // executing a collective now
-  std::atomic<uint64_t> collSeq;    // seq of the current (inOp) or last collective
-  std::atomic<int64_t> heartbeatNs;
+  std::atomic<uint32_t> crossMemoryOk;
   // Cross-memory attach (process_vm_readv): the address of a magic word
   // peers read to prove they may read this process, and whether this rank
-  // could read every local peer that way (set in start(), before init()'s
-  // closing barrier, so every rank sees every flag before its first op).
+  // could read every local peer that way (crossMemoryOk; set in start(),
+  // before init()'s closing barrier, so every rank sees every flag before
+  // its first op).
   std::atomic<uint64_t> probeAddr;
-  std::atomic<uint32_t> crossMemoryOk;
-  char pad[64];
+  // Second line: what this rank writes on every op (and its watchdog every
+  // heartbeat), read by peers only for diagnostics. Sharing the first line
+  // cost a cross-core transfer per op on each side: the peer's next read of
+  // `destroyed` or `sleepers` missed after each store here.
+  alignas(64) std::atomic<uint32_t> inOp;  // executing a collective now
+  std::atomic<uint64_t> collSeq;           // seq of the current (inOp) or last collective
+  std::atomic<int64_t> heartbeatNs;
 };
+static_assert(sizeof(RankControl) == 128, "RankControl is two cache lines");
 
 struct alignas(64) ControlBlock {
   uint64_t magic;
@@ -65,7 +72,7 @@ struct alignas(64) ControlBlock {
 };
 
 struct alignas(64) ChannelHead {
-  alignas(64) std::atomic<uint64_t> head;  // slots committed by the sender
+  alignas(64) std::atomic<uint64_t> head;  // slots committed by the sender (its own count: receivers poll slot stamps)
   alignas(64) std::atomic<uint64_t> tail;  // slots released by the receiver
 };
 

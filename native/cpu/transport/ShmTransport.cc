@@ -5,13 +5,27 @@
 namespace ringtree {
 
 ShmTransport::ShmTransport(int localRank, int localSize, std::unique_ptr<ShmSegment> segment, const ShmLayout& layout)
-    : rank_(localRank), size_(localSize), segment_(std::move(segment)), layout_(layout) {}
+    : rank_(localRank), size_(localSize), segment_(std::move(segment)), layout_(layout),
+      tailCache_(new std::atomic<uint64_t>[size_t(localSize) * kChannelClasses]) {
+  for (size_t i = 0; i < size_t(localSize) * kChannelClasses; i++) tailCache_[i].store(0, std::memory_order_relaxed);
+}
 
+// The sender keeps its own copy of each channel's tail and reads the shared
+// one only when the copy says the ring is full: the receiver's tail line then
+// stays in the receiver's cache instead of crossing cores on every message.
+// The copy is atomic because canSend() may ask from the JS thread while the
+// collective thread sends; every value in it was read from the real tail, so
+// a stale one only costs an extra look.
 char* ShmTransport::trySendSlot(int peer, int cls) {
   char* ch = channel(rank_, peer, cls);
   ChannelHead* h = layout_.channelHead(ch);
   uint64_t head = h->head.load(std::memory_order_relaxed);
-  if (head - h->tail.load(std::memory_order_acquire) >= layout_.slots()) return nullptr;
+  std::atomic<uint64_t>& cached = tailCache_[peer * kChannelClasses + cls];
+  if (head - cached.load(std::memory_order_relaxed) >= layout_.slots()) {
+    uint64_t tail = h->tail.load(std::memory_order_acquire);
+    cached.store(tail, std::memory_order_relaxed);
+    if (head - tail >= layout_.slots()) return nullptr;
+  }
   return layout_.slotData(ch, head);
 }
 
@@ -19,9 +33,14 @@ void ShmTransport::commit(int peer, int cls, const MsgHeader& header) {
   char* ch = channel(rank_, peer, cls);
   ChannelHead* h = layout_.channelHead(ch);
   uint64_t head = h->head.load(std::memory_order_relaxed);
-  *layout_.slotHeader(ch, head) = header;
-  // The header and payload must be visible before the receiver sees head move.
-  h->head.store(head + 1, std::memory_order_release);
+  MsgHeader* slot = layout_.slotHeader(ch, head);
+  MsgHeader copy = header;
+  copy.stamp = uint32_t(head + 1 - layout_.slots());  // the slot's previous stamp: not yet ready
+  *slot = copy;
+  // The header and payload must be visible before the receiver sees the
+  // stamp. `head` is ours alone (trySendSlot); the receiver never reads it.
+  __atomic_store_n(&slot->stamp, uint32_t(head + 1), __ATOMIC_RELEASE);
+  h->head.store(head + 1, std::memory_order_relaxed);
   ring(peer, cls);
 }
 
@@ -29,9 +48,12 @@ const MsgHeader* ShmTransport::tryRecvSlot(int peer, int cls, const char** data)
   char* ch = channel(peer, rank_, cls);
   ChannelHead* h = layout_.channelHead(ch);
   uint64_t tail = h->tail.load(std::memory_order_relaxed);
-  if (h->head.load(std::memory_order_acquire) <= tail) return nullptr;
+  MsgHeader* slot = layout_.slotHeader(ch, tail);
+  // Slots start zeroed and message m stamps m + 1, so a stamp other than
+  // tail + 1 is an older message's (or none): nothing new yet.
+  if (__atomic_load_n(&slot->stamp, __ATOMIC_ACQUIRE) != uint32_t(tail + 1)) return nullptr;
   *data = layout_.slotData(ch, tail);
-  return layout_.slotHeader(ch, tail);
+  return slot;
 }
 
 void ShmTransport::release(int peer, int cls) {

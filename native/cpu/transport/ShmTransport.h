@@ -52,6 +52,8 @@ class ShmTransport {
   int size_;
   std::unique_ptr<ShmSegment> segment_;
   ShmLayout layout_;
+  // Per (local peer, class): the last tail read from that channel (trySendSlot).
+  std::unique_ptr<std::atomic<uint64_t>[]> tailCache_;
 };
 
 }  // namespace ringtree
