@@ -123,7 +123,21 @@ export interface NativeCommunicator {
    * touch the buffers again: `(null)` on success or `(failure)`.
    */
   submit(desc: NativeOpDescriptor, input: ArrayBufferView | null, output: ArrayBufferView | null,
-    callback: (failure: NativeFailureRecord | null) => void): void;
+    callback: (failure: NativeFailureRecord | null) => void, stage?: boolean): void;
+  /**
+   * {@link submit} for collectives in runSyncArgs' argument form (numbers and
+   * views; `output` true: in place). `stage`: hold the op until
+   * {@link flush}.
+   */
+  submitArgs(code: number, count: number, chunkBytes: number, timeoutMs: number,
+    input: ArrayBufferView | null, output: ArrayBufferView | null | true,
+    callback: (failure: NativeFailureRecord | null) => void, stage: boolean): void;
+  /**
+   * Hand collectives submitted with `stage` true to the engine. The caller
+   * must call this after staging (lib/comm.ts: a microtask per burst);
+   * synchronous calls, other submissions, abort and destroy flush first.
+   */
+  flush(): void;
   /** Post several point-to-point ops at once; one callback per op. */
   submitGroup(descs: NativeOpDescriptor[], buffers: ArrayBufferView[],
     callbacks: Array<(failure: NativeFailureRecord | null) => void>): void;

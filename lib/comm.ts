@@ -261,6 +261,11 @@ export class Communicator {
   /** Date.now() - CLOCK_MONOTONIC ms: turns syncClock into epoch ms. */
   private readonly epochOffsetMs: number;
   private collSeq = 0;
+  private flushQueued = false;
+  private readonly flushStaged = (): void => {
+    this.flushQueued = false;
+    if (!this.destroyed) this.native?.flush();
+  };
   private readonly onDestroy: (() => Promise<void> | void) | undefined;
   private readonly parts: CommunicatorParts;
   private splitCount = 0;
@@ -1000,13 +1005,23 @@ export class Communicator {
       this.watchSignal(signal, kind);
       const seq = ++this.collSeq;
       const rec = this.recorder.start(desc.kind, seq, { count: desc.count, dtype: desc.dtype, op: desc.op, root: desc.root });
-      // The engine reads only the descriptor's named fields: pass it as is
-      // (no per-op copy without input/output).
-      this.native!.submit(desc, desc.input ?? null, desc.output ?? null, (failure) => {
-        this.recorder.finish(rec, failure);
-        if (failure) settle.reject(this.fromNative(failure, kind, seq, options.timeoutMs));
-        else settle.resolve();
-      });
+      // Numbers and views only (submitArgs): a descriptor object would cost
+      // the native side a property lookup per field. The callback's closure
+      // holds `desc`, and the engine holds references to the views anyway.
+      const input = desc.input ?? null, output = desc.output ?? null;
+      this.native!.submitArgs(nativeCode(kind, desc), desc.count, desc.chunkBytes, desc.timeoutMs,
+        input, output !== null && output === input ? true : output, (failure) => {
+          this.recorder.finish(rec, failure);
+          if (failure) settle.reject(this.fromNative(failure, kind, seq, options.timeoutMs));
+          else settle.resolve();
+        }, true);
+      // Staged: ops issued in one burst (a loop of calls before the next
+      // await) reach the engine together at the end of this task, and small
+      // 2-rank allreduces among them travel as one message.
+      if (!this.flushQueued) {
+        this.flushQueued = true;
+        queueMicrotask(this.flushStaged);
+      }
     });
   }
 
@@ -1034,7 +1049,7 @@ export class Communicator {
         m = {
           kind, a, b, o: options, la: a === null ? 0 : a.length, lb: b === null ? 0 : b.length, op: o.op, algorithm: o.algorithm,
           dtype: o.dtype, timeoutMs: o.timeoutMs, chunkBytes: o.chunkBytes, root: o.root, out: o.out,
-          code: NATIVE_KIND_CODES[kind] + desc.dtype * 16 + desc.op * 256 + desc.algorithm * 4096 + (desc.root + 1) * 65536,
+          code: nativeCode(kind, desc),
           count: desc.count, descChunkBytes: desc.chunkBytes, descTimeoutMs: desc.timeoutMs,
           input: desc.input ?? null, output: desc.output != null && desc.output === desc.input ? true : desc.output ?? null,
           details: { count: desc.count, dtype: desc.dtype, op: desc.op, root: desc.root, sync: true },
@@ -1067,7 +1082,12 @@ interface SyncMemo {
   input: HostArray | null; output: HostArray | null | true; details: Record<string, unknown>;
 }
 
-/** native/cpu/Op.h's OpKind codes, for runSyncArgs. */
+/** The `code` argument of runSyncArgs / submitArgs (lib/binding.ts). */
+function nativeCode(kind: CollectiveName, desc: NativeOpDescriptor): number {
+  return NATIVE_KIND_CODES[kind] + desc.dtype * 16 + desc.op * 256 + desc.algorithm * 4096 + (desc.root + 1) * 65536;
+}
+
+/** native/cpu/Op.h's OpKind codes, for runSyncArgs and submitArgs. */
 const NATIVE_KIND_CODES: Record<CollectiveName, number> = {
   allReduce: 1, reduceScatter: 2, allGather: 3, broadcast: 4, reduce: 5, barrier: 6,
 };

@@ -64,6 +64,8 @@ const CONFIGS: Config[] = [
     env: { RINGTREE_SLOT_BYTES: '4096', RINGTREE_CHUNK_BYTES: '1000' },
   },
   { name: 'world size 3 over TCP only (RINGTREE_TRANSPORT=tcp)', size: 3, table: 'full', env: { RINGTREE_TRANSPORT: 'tcp' } },
+  // Two ranks run small allreduces in one hop and batch queued ones: over TCP too.
+  { name: 'world size 2 over TCP only (RINGTREE_TRANSPORT=tcp)', size: 2, table: 'full', env: { RINGTREE_TRANSPORT: 'tcp' } },
   {
     name: 'world size 4 as two hosts of two ranks (shared memory within, TCP across)', size: 4, table: 'full',
     env: { RINGTREE_TEST_HOSTS: '2' },
@@ -353,6 +355,13 @@ describe('ranks that finish and destroy() while a peer still needs them', () => 
 
   it('allReduce then destroy() on every rank succeeds (6 ranks, 8 launches)', async () => {
     expect(await runs('allReduceThenDestroy', 6, 8)).toEqual([]);
+  }, 90_000);
+
+  // A burst of small allreduces at 2 ranks travels in batches: the rank that
+  // takes its last record first may leave while its peer still has records
+  // of a batch in hand (PeerLostError in 2 of 8 launches before the fix).
+  it('256 small allReduces in flight then destroy() on both ranks succeeds (2 ranks, 12 launches)', async () => {
+    expect(await runs('burstThenDestroy', 2, 12)).toEqual([]);
   }, 90_000);
 
   // The same right after init(): its closing barrier is a collective (seq 0).

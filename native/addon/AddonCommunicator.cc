@@ -54,6 +54,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
                            InstanceMethod("submitGroup", &AddonCommunicator::SubmitGroup),
                            InstanceMethod("runSync", &AddonCommunicator::RunSync),
                            InstanceMethod("setSyncClock", &AddonCommunicator::SetSyncClock),
+                           InstanceMethod("flush", &AddonCommunicator::Flush),
                            InstanceMethod("abort", &AddonCommunicator::Abort),
                            InstanceMethod("destroy", &AddonCommunicator::Destroy),
                            InstanceMethod("failure", &AddonCommunicator::Failure),
@@ -110,6 +111,9 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     if (napi_create_function(env, "runSyncArgs", NAPI_AUTO_LENGTH, &AddonCommunicator::RawRunSyncArgs, this, &fast) ==
         napi_ok)
       info.This().As<Napi::Object>().Set("runSyncArgs", Napi::Value(env, fast));
+    if (napi_create_function(env, "submitArgs", NAPI_AUTO_LENGTH, &AddonCommunicator::RawSubmitArgs, this, &fast) ==
+        napi_ok)
+      info.This().As<Napi::Object>().Set("submitArgs", Napi::Value(env, fast));
     tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
                                           "ringtree-completions", 0, 1);
     tsfnLive_ = true;
@@ -135,6 +139,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
 
   // Stops the engine (joins its threads) and lets go of the thread-safe function.
   void Shutdown() {
+    if (engine_ && !destroyed_) FlushStaged();
     if (engine_) engine_->destroy();
     if (tsfnLive_) {
       tsfnLive_ = false;
@@ -291,6 +296,13 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
       Napi::TypeError::New(env, "callback must be a function").ThrowAsJavaScriptException();
       return env.Undefined();
     }
+    Enqueue(env, d, info[3], info[1], info[2], info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value());
+    return env.Undefined();
+  }
+
+  // Track the op's callback and buffers, then run it inline, stage it or
+  // hand it to the engine.
+  void Enqueue(Napi::Env env, const OpDesc& d, Napi::Value callback, Napi::Value input, Napi::Value output, bool stage) {
     uint64_t id = nextId_++;
     // Only when nothing of ours is pending: with many ops in flight the
     // collective thread is busy anyway, and an inline attempt would only
@@ -301,24 +313,47 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
         case Engine::InlineResult::Done:
           // Finished on this thread: settle now (the Promise resolves before
           // submit() returns; its continuations still run as microtasks).
-          info[3].As<Napi::Function>().Call({s.isOk() ? env.Null() : Napi::Value(failureObject(env, s))});
-          return env.Undefined();
+          callback.As<Napi::Function>().Call({s.isOk() ? env.Null() : Napi::Value(failureObject(env, s))});
+          return;
         case Engine::InlineResult::Deferred:
           // Queued already; its completion comes through the sink, which is
           // delivered on this thread, after this Track.
-          Track(env, id, info[3], info[1], info[2]);
-          return env.Undefined();
+          Track(env, id, callback, input, output);
+          return;
         case Engine::InlineResult::NotTried: break;
       }
     }
-    Track(env, id, info[3], info[1], info[2]);
+    Track(env, id, callback, input, output);
+    // stage: hold a collective until flush(), which the JS side schedules
+    // as a microtask, so ops issued in one burst reach the collective thread
+    // together (and travel as one batch where they can).
+    if (stage && isCollective(d.kind)) {
+      staged_.emplace_back(id, d);
+      if (staged_.size() >= kMaxStaged) FlushStaged();
+      return;
+    }
+    FlushStaged();
     engine_->submit(id, d);
-    return env.Undefined();
+  }
+
+  // Hands staged collectives to the engine in submission order. Called by
+  // flush() and before anything that must come after them (a synchronous
+  // call, another submission, abort, destroy).
+  void FlushStaged() {
+    if (staged_.empty() || !engine_) return;
+    engine_->submitMany(staged_);
+    staged_.clear();
+  }
+
+  Napi::Value Flush(const Napi::CallbackInfo& info) {
+    if (engine_ && !destroyed_) FlushStaged();
+    return info.Env().Undefined();
   }
 
   Napi::Value SubmitGroup(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Alive(env)) return env.Undefined();
+    FlushStaged();
     if (!info[0].IsArray() || !info[1].IsArray() || !info[2].IsArray()) {
       Napi::TypeError::New(env, "submitGroup(descs, buffers, callbacks) takes three arrays").ThrowAsJavaScriptException();
       return env.Undefined();
@@ -353,6 +388,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
   Napi::Value RunSync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Alive(env)) return env.Undefined();
+    FlushStaged();
     OpDesc d;
     if (!ParseDesc(env, info[0], info[1], info[2], &d)) return env.Undefined();
     if (!isCollective(d.kind)) {
@@ -379,48 +415,80 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     return static_cast<AddonCommunicator*>(data)->RunSyncArgs(Napi::Env(rawEnv), argc, argv);
   }
 
-  napi_value RunSyncArgs(Napi::Env env, size_t argc, napi_value* argv) {
-    if (!Alive(env)) return nullptr;
-    if (engine_->hasFailed()) {
-      Napi::Object f = failureObject(env, engine_->failure());
-      f.Set("before", true);
-      return f;
-    }
+  // The hot paths' argument form: (code, count, chunkBytes, timeoutMs, input,
+  // output, ...), numbers and views only (no descriptor object, whose
+  // property reads intern a string per field and call). `output` true: in
+  // place. Checks the buffers against the op (CheckBuffers).
+  bool ParseArgs(Napi::Env env, const char* name, size_t argc, napi_value* argv, OpDesc* d) {
     int64_t code = 0, count = 0, chunkBytes = 0, timeoutMs = 0;
     if (argc < 6 || napi_get_value_int64(env, argv[0], &code) != napi_ok ||
         napi_get_value_int64(env, argv[1], &count) != napi_ok ||
         napi_get_value_int64(env, argv[2], &chunkBytes) != napi_ok ||
         napi_get_value_int64(env, argv[3], &timeoutMs) != napi_ok) {
-      Napi::TypeError::New(env, "runSyncArgs(code, count, chunkBytes, timeoutMs, input, output) takes four numbers first")
+      Napi::TypeError::New(env, std::string(name) + "(code, count, chunkBytes, timeoutMs, input, output) takes four numbers first")
           .ThrowAsJavaScriptException();
-      return nullptr;
+      return false;
     }
     const int kind = int(code & 15), dt = int((code >> 4) & 15), rop = int((code >> 8) & 15),
               algo = int((code >> 12) & 15);
     if (kind < int(OpKind::AllReduce) || kind > int(OpKind::Barrier) || !validDType(dt) || !validReduceOp(rop) ||
         algo > int(Algorithm::Tree)) {
-      Napi::RangeError::New(env, "runSyncArgs: invalid op kind, dtype, reduce op or algorithm code")
+      Napi::RangeError::New(env, std::string(name) + ": invalid op kind, dtype, reduce op or algorithm code")
           .ThrowAsJavaScriptException();
-      return nullptr;
+      return false;
     }
-    OpDesc d;
-    d.kind = OpKind(kind);
-    d.dtype = DType(dt);
-    d.op = ReduceOp(rop);
-    d.algorithm = Algorithm(algo);
-    d.root = int32_t((code >> 16) - 1);
-    d.count = count < 0 ? 0 : uint64_t(count);
-    d.chunkBytes = uint64_t(std::max<int64_t>(0, chunkBytes));
-    d.timeoutMs = timeoutMs;
-    if (!FastView(env, argv[4], &d.input, &d.inputBytes, "input")) return nullptr;
+    d->kind = OpKind(kind);
+    d->dtype = DType(dt);
+    d->op = ReduceOp(rop);
+    d->algorithm = Algorithm(algo);
+    d->root = int32_t((code >> 16) - 1);
+    d->count = count < 0 ? 0 : uint64_t(count);
+    d->chunkBytes = uint64_t(std::max<int64_t>(0, chunkBytes));
+    d->timeoutMs = timeoutMs;
+    if (!FastView(env, argv[4], &d->input, &d->inputBytes, "input")) return false;
     napi_valuetype outType;
     if (napi_typeof(env, argv[5], &outType) == napi_ok && outType == napi_boolean) {
-      d.output = const_cast<void*>(d.input);  // `true`: in place
-      d.outputBytes = d.inputBytes;
-    } else if (!FastView(env, argv[5], &d.output, &d.outputBytes, "output")) {
+      d->output = const_cast<void*>(d->input);  // `true`: in place
+      d->outputBytes = d->inputBytes;
+    } else if (!FastView(env, argv[5], &d->output, &d->outputBytes, "output")) {
+      return false;
+    }
+    return CheckBuffers(env, d);
+  }
+
+  // submitArgs(code, count, chunkBytes, timeoutMs, input, output, callback,
+  // stage): submit() for collectives in the argument form (ParseArgs).
+  static napi_value RawSubmitArgs(napi_env rawEnv, napi_callback_info cbinfo) {
+    size_t argc = 8;
+    napi_value argv[8];
+    void* data = nullptr;
+    if (napi_get_cb_info(rawEnv, cbinfo, &argc, argv, nullptr, &data) != napi_ok) return nullptr;
+    auto* self = static_cast<AddonCommunicator*>(data);
+    Napi::Env env(rawEnv);
+    if (!self->Alive(env)) return nullptr;
+    OpDesc d;
+    if (!self->ParseArgs(env, "submitArgs", argc, argv, &d)) return nullptr;
+    napi_valuetype cbType;
+    if (argc < 7 || napi_typeof(rawEnv, argv[6], &cbType) != napi_ok || cbType != napi_function) {
+      Napi::TypeError::New(env, "callback must be a function").ThrowAsJavaScriptException();
       return nullptr;
     }
-    if (!CheckBuffers(env, &d)) return nullptr;
+    bool stage = false;
+    if (argc >= 8) napi_get_value_bool(rawEnv, argv[7], &stage);
+    self->Enqueue(env, d, Napi::Value(env, argv[6]), Napi::Value(env, argv[4]), Napi::Value(env, argv[5]), stage);
+    return nullptr;
+  }
+
+  napi_value RunSyncArgs(Napi::Env env, size_t argc, napi_value* argv) {
+    if (!Alive(env)) return nullptr;
+    FlushStaged();
+    if (engine_->hasFailed()) {
+      Napi::Object f = failureObject(env, engine_->failure());
+      f.Set("before", true);
+      return f;
+    }
+    OpDesc d;
+    if (!ParseArgs(env, "runSyncArgs", argc, argv, &d)) return nullptr;
     Engine::OpTimes times;
     Status s = engine_->runSync(d, &times);
     if (syncClock_) {
@@ -486,6 +554,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
   }
 
   Napi::Value Abort(const Napi::CallbackInfo& info) {
+    if (engine_ && !destroyed_) FlushStaged();
     if (engine_ && !destroyed_) engine_->abort(info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "");
     return info.Env().Undefined();
   }
@@ -493,6 +562,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
   Napi::Value Destroy(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (destroyed_ || !engine_) return env.Undefined();
+    FlushStaged();  // the engine rejects them with the rest of its queue
     destroyed_ = true;
     engine_->destroy();  // joins the threads: every pending op is in completed_ now
     Deliver(env);
@@ -615,6 +685,9 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
   int size_ = 1;
   int rank_ = 0;
   uint64_t nextId_ = 1;
+  // Collectives submitted with stage = true, not yet handed to the engine.
+  static constexpr size_t kMaxStaged = 512;
+  std::vector<std::pair<uint64_t, OpDesc>> staged_;
   std::unordered_map<uint64_t, PendingJs> pending_;
   std::mutex completedMutex_;
   std::vector<std::pair<uint64_t, Status>> completed_;

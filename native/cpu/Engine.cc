@@ -196,6 +196,16 @@ void Engine::submit(uint64_t id, const OpDesc& desc) {
   p2p_->post({{id, desc}});
 }
 
+void Engine::submitMany(const std::vector<std::pair<uint64_t, OpDesc>>& ops) {
+  std::lock_guard<std::mutex> lk(queueMutex_);
+  for (const auto& [id, desc] : ops) {
+    queue_.emplace_back(id, desc);
+    queue_.back().second.seq = nextCollSeq_++;
+  }
+  queued_.store(queue_.size(), std::memory_order_release);
+  queueCv_.notify_all();
+}
+
 void Engine::submitGroup(const std::vector<std::pair<uint64_t, OpDesc>>& ops) { p2p_->post(ops); }
 
 Status Engine::runSync(OpDesc desc, OpTimes* times) {
@@ -263,9 +273,15 @@ Engine::InlineResult Engine::tryInline(uint64_t id, OpDesc desc, Status* status)
   return InlineResult::Done;
 }
 
-Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTimes* times) {
+Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTimes* times,
+                       const std::vector<const OpDesc*>* ahead) {
   RankControl* me = transport_->self();
-  if (Status early = checkInterrupts(); !early.isOk()) {
+  // An op whose data already went out (the first half of an inline attempt,
+  // or an earlier op's batch) may find its peer finished and gone: the peer
+  // needed nothing more from us, and what we need from it may be here
+  // already. Waits still notice a peer that left (OpWaiter::check).
+  const bool sent = op.resume || op.sentAhead;
+  if (Status early = checkInterrupts(!sent); !early.isOk()) {
     if (op.resume) me->inOp.store(0, std::memory_order_release);
     if (times) times->startNs = times->endNs = monotonicNs();
     return early;
@@ -290,6 +306,8 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
   args.streamOutput = op.outputBytes >= kStreamOutputBytes && op.output != op.input;
   args.inlineBudgetNs = inlineBudgetNs;
   args.deferred = deferred;
+  args.ahead = ahead;
+  args.stream = &oneHopStream_;
   // Traffic attributed to this op: the collective class has one user at a time.
   const int n = options_.size;
   // One executor at a time (execMutex_), and a deferred op is the next one
@@ -357,7 +375,32 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
   return s;
 }
 
+// Most ops one batch message carries (the slot's size limits it too).
+constexpr size_t kMaxBatchOps = 1024;
+
+void Engine::takeBatch(const OpDesc& first, std::vector<std::pair<uint64_t, OpDesc>>* batch) {
+  if (options_.size != 2 || first.resume || queue_.empty()) return;
+  auto eligible = [&](const OpDesc& d) {
+    const size_t es = dtypeSize(d.dtype);
+    const uint64_t chunkBytes = d.chunkBytes ? d.chunkBytes : options_.chunkBytes;
+    const size_t chunkElems = size_t(std::clamp<uint64_t>(chunkBytes / es, 1, transport_->slotBytes() / es));
+    return !d.resume && oneHopAllReduce(*transport_, d, chunkElems);
+  };
+  if (!eligible(first)) return;
+  uint64_t used = batchRecordBytes(first.count * dtypeSize(first.dtype));
+  while (!queue_.empty() && batch->size() < kMaxBatchOps && eligible(queue_.front().second)) {
+    const OpDesc& d = queue_.front().second;
+    const uint64_t rec = batchRecordBytes(d.count * dtypeSize(d.dtype));
+    if (used + rec > transport_->slotBytes()) break;
+    used += rec;
+    batch->push_back(queue_.front());
+    queue_.pop_front();
+  }
+}
+
 void Engine::collectiveLoop() {
+  std::vector<std::pair<uint64_t, OpDesc>> batch;
+  std::vector<const OpDesc*> ahead;
   try {
     for (;;) {
       std::pair<uint64_t, OpDesc> item;
@@ -377,20 +420,44 @@ void Engine::collectiveLoop() {
         if (stopping_) return;
         item = queue_.front();
         queue_.pop_front();
+        batch.clear();
+        takeBatch(item.second, &batch);
         queued_.store(queue_.size(), std::memory_order_release);
         running_ = true;
       }
-      Status s;
+      if (getenv("RT_DBG")) fprintf(stderr, "batch %zu resume %d\n", batch.size(), int(item.second.resume));
+      if (batch.empty()) {
+        Status s;
+        {
+          std::lock_guard<std::mutex> ex(execMutex_);
+          s = execute(item.second);
+        }
+        {
+          std::lock_guard<std::mutex> lk(queueMutex_);
+          running_ = false;
+        }
+        queueCv_.notify_all();
+        complete(item.first, s);
+        continue;
+      }
+      // A batch: the first op's message carries every op's data; each op
+      // then takes its peer's record and settles on its own. If the first
+      // fails, the engine has failed and the rest reject at their start.
+      ahead.clear();
+      for (auto& b : batch) ahead.push_back(&b.second);
       {
         std::lock_guard<std::mutex> ex(execMutex_);
-        s = execute(item.second);
+        complete(item.first, execute(item.second, 0, nullptr, nullptr, &ahead));
+        for (auto& b : batch) {
+          b.second.sentAhead = true;
+          complete(b.first, execute(b.second));
+        }
       }
       {
         std::lock_guard<std::mutex> lk(queueMutex_);
         running_ = false;
       }
       queueCv_.notify_all();
-      complete(item.first, s);
     }
   } catch (...) {
     fail(Status(StatusCode::Internal, "the collective thread failed with an exception"), true);

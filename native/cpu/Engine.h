@@ -16,6 +16,7 @@
 
 #include "core/status.h"
 #include "cpu/Op.h"
+#include "cpu/algorithms/Collective.h"
 #include "cpu/transport/PeerTransport.h"
 
 namespace ringtree {
@@ -84,6 +85,8 @@ class Engine {
   // engine stopped touching the op's buffers.
   void submit(uint64_t id, const OpDesc& desc);
   void submitGroup(const std::vector<std::pair<uint64_t, OpDesc>>& ops);
+  // Queue several collectives at once, in order (one lock, one wake-up).
+  void submitMany(const std::vector<std::pair<uint64_t, OpDesc>>& ops);
   // Runs a collective on the calling thread once queued collectives drained.
   // `times`, if given, receives when it started and ended (monotonicNs()),
   // for the JS flight recorder: reading the clock here saves the JS side two
@@ -135,7 +138,11 @@ class Engine {
   explicit Engine(const EngineOptions& options);
   // inlineBudgetNs/deferred: see CollectiveArgs. An op that defers keeps
   // its traffic snapshot and start time for its resumed half.
-  Status execute(OpDesc& op, int64_t inlineBudgetNs = 0, bool* deferred = nullptr, OpTimes* times = nullptr);
+  Status execute(OpDesc& op, int64_t inlineBudgetNs = 0, bool* deferred = nullptr, OpTimes* times = nullptr,
+                 const std::vector<const OpDesc*>* ahead = nullptr);
+  // The queued ops that may travel in one message after `first` (a 2-rank
+  // one-hop allreduce), popped from the queue (queueMutex_ held).
+  void takeBatch(const OpDesc& first, std::vector<std::pair<uint64_t, OpDesc>>* batch);
   void collectiveLoop();
   void watchdogLoop();
   Status adoptPublishedFailure();
@@ -162,6 +169,9 @@ class Engine {
   Status failure_;
 
   std::vector<uint64_t> trafficScratch_;
+  // The receive side's place in a batch from the peer (one-hop allreduce);
+  // used under execMutex_ like the collective channels.
+  OneHopStream oneHopStream_;
   int64_t opStartNs_ = 0;
   std::mutex statsMutex_;
   std::vector<OpStats> stats_;  // indexed by OpKind

@@ -46,6 +46,9 @@ struct OpDesc {
   // Engine-internal: an inline attempt (Engine::tryInline) already sent this
   // rank's data; the collective thread finishes the op.
   bool resume = false;
+  // Engine-internal: an earlier op's message carried this op's data too
+  // (queued small 2-rank allreduces travel as one batch, CollectiveArgs::ahead).
+  bool sentAhead = false;
 };
 
 // Every message carries one of these (64 bytes, in the slot before the data).

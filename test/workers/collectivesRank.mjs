@@ -10,7 +10,7 @@ import path from 'node:path';
 import { init, InvalidArgumentError } from '../../dist/index.js';
 import { loadBinding } from '../../dist/binding.js';
 import {
-  OP_TIMEOUT_MS, buildTable, dtypeOption, firstDifference, makeInput, reduced, sectionsOf, sentinel, sha256, snapshot,
+  DTYPES, OPS, OP_TIMEOUT_MS, buildTable, dtypeOption, firstDifference, makeInput, reduced, sectionsOf, sentinel, sha256, snapshot,
   bytesOf,
 } from './collectiveTable.mjs';
 
@@ -324,6 +324,60 @@ if (sections.includes('misc')) {
       if (!x.every((v) => v === want)) problems.push(`allReduce ${k} gave ${x[0]} want ${want}`);
     });
     bs.forEach((b, k) => { if (!b.every((v) => v === k)) problems.push(`broadcast ${k} gave ${b[0]}`); });
+    return problems;
+  });
+  await check('misc/a burst of queued allreduces of every dtype, op and small size, with larger ops among them, matches the reference', async () => {
+    // At 2 ranks the queued small allreduces travel as batches (several ops'
+    // data in one message); a larger allreduce, a broadcast and an allGather
+    // in between must see the stream exactly where the batch left it.
+    const problems = [];
+    const sizes = [0, 1, 2, 3, 7, 13, 31, 64, 257, 1000];
+    const LARGE = 70_003;  // more than a 256 KiB slot: the ring, not one hop
+    const checks = [];
+    const pending = [];
+    const statsBefore = comm.stats().allReduce ?? { count: 0, messagesSent: 0 };
+    let small = 0;
+    for (let k = 0; k < 300; k++) {
+      if (k === 100) {
+        const c = { dtype: 'float32', op: 'sum', seed: 9000 };
+        const x = makeInput(c, rank, LARGE);
+        pending.push(comm.allReduce(x, T));
+        checks.push(() => ['large allReduce', x, reduced(c, size, LARGE), c.dtype]);
+      }
+      if (k === 150) {
+        const c = { dtype: 'int32', op: null, seed: 9001 };
+        const b = rank === 1 % size ? makeInput(c, 0, 333) : new Int32Array(333);
+        pending.push(comm.broadcast(b, { ...T, root: 1 % size }));
+        checks.push(() => ['broadcast', b, makeInput(c, 0, 333), c.dtype]);
+      }
+      if (k === 200) {
+        const c = { dtype: 'float64', op: null, seed: 9002 };
+        const y = new Float64Array(5 * size);
+        pending.push(comm.allGather(makeInput(c, rank, 5), y, T));
+        const want = new Float64Array(5 * size);
+        for (let q = 0; q < size; q++) want.set(makeInput(c, q, 5), 5 * q);
+        checks.push(() => ['allGather', y, want, c.dtype]);
+      }
+      const c = { dtype: DTYPES[k % DTYPES.length], op: OPS[(k >> 3) % OPS.length], seed: 7000 + k };
+      const count = sizes[(k * 7) % sizes.length];
+      const x = makeInput(c, rank, count);
+      const out = k % 2 ? new x.constructor(count) : undefined;
+      pending.push(comm.allReduce(x, { ...T, ...dtypeOption(c.dtype), op: c.op, ...(out ? { out } : {}) }));
+      checks.push(() => [`allReduce ${k} (${count} ${c.dtype} ${c.op}${out ? ', out of place' : ''})`, out ?? x, reduced(c, size, count), c.dtype]);
+      small++;
+    }
+    await Promise.all(pending);
+    for (const f of checks) {
+      const [what, got, want, dtype] = f();
+      const d = firstDifference(got, want, dtype);
+      if (d) problems.push(`${what}: ${d}`);
+    }
+    const after = comm.stats().allReduce;
+    const ops = after.count - statsBefore.count, messages = after.messagesSent - statsBefore.messagesSent;
+    if (ops !== small + 1) problems.push(`stats counted ${ops} allreduces, want ${small + 1}`);
+    // The burst's small allreduces are queued before the engine sees any of
+    // them, so at 2 ranks they must not cost a message each.
+    if (size === 2 && messages >= ops / 2) problems.push(`${messages} messages for ${ops} allreduces: the burst was not batched`);
     return problems;
   });
   await check('misc/a Node Buffer is uint8, with a Uint8Array out and in place', async () => {

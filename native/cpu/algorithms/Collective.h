@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 #if defined(__x86_64__)
 #include <emmintrin.h>
 #endif
@@ -32,7 +33,28 @@ struct CollectiveArgs {
   // the op half done (op.resume tells the collective thread where to go on).
   int64_t inlineBudgetNs = 0;
   bool* deferred = nullptr;
+  // One-hop allreduce (oneHopAllReduce) only. `ahead`: the queued ops after
+  // this one whose data travels in this op's message (a batch); they run
+  // next with sentAhead set. `stream`: the receive side's place in a batch
+  // the peer sent, kept by the engine from one op to the next.
+  const std::vector<const OpDesc*>* ahead = nullptr;
+  struct OneHopStream* stream = nullptr;
 };
+
+// Where the receive side of the one-hop exchange stands in a batch from its
+// peer: the records not yet consumed; the batch's slot is released with the
+// last one.
+struct OneHopStream {
+  const char* next = nullptr;
+  const char* end = nullptr;
+  uint32_t remaining = 0;
+};
+
+// A batch message: its header says kBatchStep, `tag` records and `bytes` of
+// payload; the payload is, per record, the op's own header (step 0, chunk 0,
+// bytes of data) and its data, each padded to 64 bytes.
+constexpr uint32_t kBatchStep = 0x10000000u;
+inline uint64_t batchRecordBytes(uint64_t dataBytes) { return sizeof(MsgHeader) + (dataBytes + 63) / 64 * 64; }
 
 // Output bytes at or above which streamOutput is used.
 constexpr uint64_t kStreamOutputBytes = 8ull << 20;

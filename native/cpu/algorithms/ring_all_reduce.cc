@@ -12,29 +12,48 @@
 
 namespace ringtree {
 
-Status ringAllReduce(const CollectiveArgs& a) {
+// Two ranks and one message each way: exchange whole buffers and reduce
+// locally, one hop instead of the ring's two. Both ranks combine in rank
+// order (rank 0's data first), so their results are bit-identical.
+//
+// Small ops queued back to back travel as one batch (a.ahead): this op's
+// message carries the data of the queued ops after it, one record each, and
+// the receiver takes one record per op (a.stream). A batch is a transport
+// detail: each op still checks its record against its own call, and a rank
+// that sends one message per op talks to a rank that batches just as well.
+static Status oneHop(const CollectiveArgs& a, int right, int left) {
   const OpDesc& op = *a.op;
   Transport& t = *a.transport;
-  const int n = t.size(), r = t.rank();
+  const int r = t.rank();
   const size_t es = dtypeSize(op.dtype);
-  const uint64_t count = op.count;
-  if (n == 1) {
-    copyBytes(op.output, op.input, count * es);
-    return Status::ok();
-  }
-  const int right = mod(r + 1, n), left = mod(r - 1, n);
-  if (oneHopAllReduce(t, op, a.chunkElems)) {
-    // Two ranks and one message each way: exchange whole buffers and reduce
-    // locally, one hop instead of the ring's two. Both ranks combine in rank
-    // order (rank 0's data first), so their results are bit-identical.
-    if (!op.resume) {
-      char* slot;
-      RT_CHECK(t.acquireSend(right, &slot));
-      copyBytes(slot, op.input, count * es);
-      t.commitSend(right, stampHeader(op, 0, 0, count * es));
+  const uint64_t count = op.count, bytes = count * es;
+  if (!op.resume && !op.sentAhead) {
+    char* slot;
+    RT_CHECK(t.acquireSend(right, &slot));
+    if (a.ahead && !a.ahead->empty()) {
+      uint64_t off = 0;
+      auto put = [&](const OpDesc& d) {
+        const uint64_t b = d.count * dtypeSize(d.dtype);
+        MsgHeader rec = stampHeader(d, 0, 0, b);
+        std::memcpy(slot + off, &rec, sizeof rec);
+        copyBytes(slot + off + sizeof rec, d.input, b);
+        off += batchRecordBytes(b);
+      };
+      put(op);
+      for (const OpDesc* d : *a.ahead) put(*d);
+      MsgHeader h = stampHeader(op, kBatchStep, 0, off);
+      h.tag = int32_t(a.ahead->size() + 1);
+      t.commitSend(right, h);
+    } else {
+      copyBytes(slot, op.input, bytes);
+      t.commitSend(right, stampHeader(op, 0, 0, bytes));
     }
-    const MsgHeader* h;
-    const char* in;
+  }
+  OneHopStream local;
+  OneHopStream& st = a.stream ? *a.stream : local;
+  const MsgHeader* h;
+  const char* in;
+  if (st.remaining == 0) {
     if (a.deferred) {
       // Inline attempt: the peer gets a short while to answer; after that
       // the collective thread waits for it instead of the caller.
@@ -49,14 +68,48 @@ Status ringAllReduce(const CollectiveArgs& a) {
     } else {
       RT_CHECK(t.acquireRecv(left, &h, &in));
     }
-    RT_CHECK(checkHeader(op, *h, left, r, 0, 0, count * es));
-    const void* first = r == 0 ? op.input : static_cast<const void*>(in);
-    const void* second = r == 0 ? static_cast<const void*>(in) : op.input;
-    reduce(op.output, first, second, count, op.dtype, op.op);
-    if (op.op == ReduceOp::Avg) divideBy(op.output, count, op.dtype, n);
-    t.releaseRecv(left);
+    if (h->step == kBatchStep && h->kind == uint8_t(OpKind::AllReduce) && h->tag > 0) {
+      st.next = in;
+      st.end = in + h->bytes;
+      st.remaining = uint32_t(h->tag);
+    }
+  }
+  if (st.remaining > 0) {
+    h = reinterpret_cast<const MsgHeader*>(st.next);
+    if (st.end - st.next < ptrdiff_t(sizeof(MsgHeader)) ||
+        uint64_t(st.end - st.next) < batchRecordBytes(h->bytes)) {
+      st.remaining = 0;
+      t.releaseRecv(left);
+      return Status(StatusCode::Internal,
+                    "protocol error from rank " + std::to_string(left) + " in " + describeOp(op) +
+                        ": a batch record runs past the end of its message",
+                    {}, left);
+    }
+    in = st.next + sizeof(MsgHeader);
+    st.next += batchRecordBytes(h->bytes);
+    st.remaining--;
+  }
+  RT_CHECK(checkHeader(op, *h, left, r, 0, 0, bytes));
+  const void* first = r == 0 ? op.input : static_cast<const void*>(in);
+  const void* second = r == 0 ? static_cast<const void*>(in) : op.input;
+  reduce(op.output, first, second, count, op.dtype, op.op);
+  if (op.op == ReduceOp::Avg) divideBy(op.output, count, op.dtype, t.size());
+  if (st.remaining == 0) t.releaseRecv(left);
+  return Status::ok();
+}
+
+Status ringAllReduce(const CollectiveArgs& a) {
+  const OpDesc& op = *a.op;
+  Transport& t = *a.transport;
+  const int n = t.size(), r = t.rank();
+  const size_t es = dtypeSize(op.dtype);
+  const uint64_t count = op.count;
+  if (n == 1) {
+    copyBytes(op.output, op.input, count * es);
     return Status::ok();
   }
+  const int right = mod(r + 1, n), left = mod(r - 1, n);
+  if (oneHopAllReduce(t, op, a.chunkElems)) return oneHop(a, right, left);
   const uint64_t maxSeg = count / n + (count % n ? 1 : 0);
   const uint64_t chunks = std::max<uint64_t>(1, ceilDiv(maxSeg, a.chunkElems));
   auto seg = [&](int s, uint64_t c, uint64_t* b, uint64_t* e) {
