@@ -448,6 +448,8 @@ export const MAX_AUTO_ITERS = 100000;
 /** How long the probe that sizes the repetitions runs per form (ms). */
 const PROBE_MS = 2;
 const PROBE_ROUNDS = 2;
+/** Extra warm-up per form at a collective's first size (ms; see runPlan). */
+const JIT_WARMUP_MS = 50;
 
 function clampIters(n: number): number {
   return Math.min(MAX_AUTO_ITERS, Math.max(1, Math.round(n)));
@@ -504,6 +506,7 @@ export async function runPlan(comm: Communicator, plan: RankPlan): Promise<RankR
       if (deviceBench) await deviceBench.clear();
       const placements = collective === 'sendrecv' ? [false] : [false, true];
       const factor = busBwFactor(collective, n);
+      let firstSize = true;
       for (const bytes of plan.sizes) {
         const { size, count } = rowGeometry(collective, bytes, n, ts);
         const forms = algorithms.map((a) => placements.map((ip) => (deviceBench ? deviceBench.placement(ncclComms.get(a)!, count, ip) : bench!.placement(count, ip, a))));
@@ -519,6 +522,22 @@ export async function runPlan(comm: Communicator, plan: RankPlan): Promise<RankR
             if (w > 0) slowestUs = Math.max(slowestUs, (nowUs() - t0) / w);
           }
         }
+        if (firstSize && !nccl) {
+          // The first size of a collective also warms the JIT: its loops and
+          // the call path are still being compiled for the first tens of
+          // milliseconds, which made the first row 1.5-3x slower than the
+          // next at small sizes. About JIT_WARMUP_MS of ops per form,
+          // sized from the warm-up (rank 0 decides).
+          const extra = new Float64Array([clampIters((JIT_WARMUP_MS * 1000) / Math.max(slowestUs, 0.1))]);
+          await comm.broadcast(extra, { root: 0 });
+          for (const f of forms) {
+            for (const p of f) {
+              await startTogether(comm, plan.blocking);
+              await runOps(p, extra[0]!, plan.blocking);
+            }
+          }
+        }
+        firstSize = false;
         let iters = plan.iters;
         if (iters === 0) {
           // A few warm-up ops misjudge small sizes (first calls run cold, and

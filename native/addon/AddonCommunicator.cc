@@ -326,8 +326,9 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     Track(env, id, callback, input, output);
     // stage: hold a collective until flush(), which the JS side schedules
     // as a microtask, so ops issued in one burst reach the collective thread
-    // together (and travel as one batch where they can).
-    if (stage && isCollective(d.kind)) {
+    // together (and travel as one batch where they can). Not the first of a
+    // burst (nothing else pending): a lone op goes to the engine at once.
+    if (stage && isCollective(d.kind) && pending_.size() > 1) {
       staged_.emplace_back(id, d);
       if (staged_.size() >= kMaxStaged) FlushStaged();
       return;
