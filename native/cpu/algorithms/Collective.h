@@ -50,6 +50,17 @@ struct OneHopStream {
   uint32_t remaining = 0;
 };
 
+// A one-hop message of at most kHeaderPayloadBytes carries its data in the
+// header's `offset` and `totalBytes` fields (unused by collectives), marked
+// by `tag` kHeaderPayloadTag.
+constexpr uint64_t kHeaderPayloadBytes = 16;
+constexpr int32_t kHeaderPayloadTag = -2;
+static_assert(offsetof(MsgHeader, totalBytes) == offsetof(MsgHeader, offset) + 8, "offset, totalBytes adjacent");
+inline char* headerPayload(MsgHeader* h) { return reinterpret_cast<char*>(h) + offsetof(MsgHeader, offset); }
+inline const char* headerPayload(const MsgHeader* h) {
+  return reinterpret_cast<const char*>(h) + offsetof(MsgHeader, offset);
+}
+
 // A batch message: its header says kBatchStep, `tag` records and `bytes` of
 // payload; the payload is, per record, the op's own header (step 0, chunk 0,
 // bytes of data) and its data, each padded to 64 bytes.
