@@ -446,12 +446,13 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     d->count = count < 0 ? 0 : uint64_t(count);
     d->chunkBytes = uint64_t(std::max<int64_t>(0, chunkBytes));
     d->timeoutMs = timeoutMs;
-    if (!FastView(env, argv[4], &d->input, &d->inputBytes, "input")) return false;
+    const size_t es = dtypeSize(d->dtype);
+    if (!FastView(env, argv[4], &d->input, &d->inputBytes, es, "input")) return false;
     napi_valuetype outType;
     if (napi_typeof(env, argv[5], &outType) == napi_ok && outType == napi_boolean) {
       d->output = const_cast<void*>(d->input);  // `true`: in place
       d->outputBytes = d->inputBytes;
-    } else if (!FastView(env, argv[5], &d->output, &d->outputBytes, "output")) {
+    } else if (!FastView(env, argv[5], &d->output, &d->outputBytes, es, "output")) {
       return false;
     }
     return CheckBuffers(env, d);
@@ -516,34 +517,30 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     return env.Undefined();
   }
 
-  // A TypedArray's data and byte length in one Node-API call (viewData's
-  // node-addon-api accessors take four); DataViews through viewData.
+  // A TypedArray's data and byte length, read as `es`-byte elements (the
+  // op's dtype, which lib/comm.ts checked against the array's kind): asking
+  // Node-API for the kind walks eleven type tests per call. The byte count
+  // stays within the view's ArrayBuffer whatever the array's real kind, so a
+  // mismatched call can at worst read its own buffer, never past it.
+  // null/undefined: no buffer. DataViews through viewData.
   template <class Ptr>
-  static bool FastView(Napi::Env env, napi_value v, Ptr* data, size_t* bytes, const char* what) {
+  static bool FastView(Napi::Env env, napi_value v, Ptr* data, size_t* bytes, size_t es, const char* what) {
+    size_t length = 0, offset = 0, bufferBytes = 0;
+    void* p = nullptr;
+    void* base = nullptr;
+    napi_value buffer;
+    if (napi_get_typedarray_info(env, v, nullptr, &length, &p, &buffer, &offset) == napi_ok &&
+        napi_get_arraybuffer_info(env, buffer, &base, &bufferBytes) == napi_ok) {
+      *data = static_cast<char*>(p);
+      *bytes = std::min(length * es, offset <= bufferBytes ? bufferBytes - offset : 0);
+      return true;
+    }
     napi_valuetype t;
     if (napi_typeof(env, v, &t) != napi_ok) return false;
     if (t == napi_null || t == napi_undefined) {
       *data = nullptr;
       *bytes = 0;
       return true;
-    }
-    napi_typedarray_type type;
-    size_t length = 0;
-    void* p = nullptr;
-    if (napi_get_typedarray_info(env, v, &type, &length, &p, nullptr, nullptr) == napi_ok) {
-      size_t es = 0;
-      switch (type) {
-        case napi_int8_array: case napi_uint8_array: case napi_uint8_clamped_array: es = 1; break;
-        case napi_int16_array: case napi_uint16_array: es = 2; break;
-        case napi_int32_array: case napi_uint32_array: case napi_float32_array: es = 4; break;
-        case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: es = 8; break;
-        default: break;
-      }
-      if (es) {
-        *data = static_cast<char*>(p);
-        *bytes = length * es;
-        return true;
-      }
     }
     void* vd = nullptr;
     if (viewData(Napi::Value(env, v), &vd, bytes)) {
