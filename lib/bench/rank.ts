@@ -522,12 +522,12 @@ export async function runPlan(comm: Communicator, plan: RankPlan): Promise<RankR
             if (w > 0) slowestUs = Math.max(slowestUs, (nowUs() - t0) / w);
           }
         }
-        if (firstSize && !nccl) {
+        if (firstSize && !nccl && plan.warmupIters > 0 && slowestUs > 0) {
           // The first size of a collective also warms the JIT: its loops and
           // the call path are still being compiled for the first tens of
           // milliseconds, which made the first row 1.5-3x slower than the
           // next at small sizes. About JIT_WARMUP_MS of ops per form,
-          // sized from the warm-up (rank 0 decides).
+          // sized from the warm-up (rank 0 decides); none with -w 0.
           const extra = new Float64Array([clampIters((JIT_WARMUP_MS * 1000) / Math.max(slowestUs, 0.1))]);
           await comm.broadcast(extra, { root: 0 });
           for (const f of forms) {

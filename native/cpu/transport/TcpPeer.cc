@@ -7,7 +7,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "cpu/Clock.h"
 
@@ -156,7 +158,24 @@ bool TcpPeer::readAll(int fd, void* data, size_t bytes) {
   return true;
 }
 
+// How long a closed data connection waits for the goodbye that may still be
+// on its way over the control connection.
+constexpr auto kGoodbyeGrace = std::chrono::milliseconds(500);
+
 void TcpPeer::connectionLost(int cls, const std::string& why) {
+  if (cls != kP2pClass) {
+    // A peer that leaves gracefully sends its goodbye on the control
+    // (point-to-point) connection and then closes both; the two sockets are
+    // read by different threads, so this one may see its end first. Give
+    // the goodbye a moment before calling the peer lost; a peer that died
+    // ends the control connection too, which ends the wait at once.
+    const auto until = std::chrono::steady_clock::now() + kGoodbyeGrace;
+    while (!bye_.load(std::memory_order_acquire) && !stopping_.load() &&
+           !controlLost_.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  } else {
+    controlLost_.store(true, std::memory_order_release);
+  }
   closed_.store(true, std::memory_order_release);
   { std::lock_guard<std::mutex> lk(mutex_); }
   for (int c = 0; c < kChannelClasses; c++) senderCv_[c].notify_all();

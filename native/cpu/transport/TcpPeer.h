@@ -77,6 +77,7 @@ class TcpPeer {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> bye_{false};
   std::atomic<bool> closed_{false};
+  std::atomic<bool> controlLost_{false};  // the point-to-point connection ended
   std::atomic<int64_t> lastHeardNs_;
   std::atomic<uint64_t> collSeq_{0};
   std::atomic<bool> inOp_{false};
