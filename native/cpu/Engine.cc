@@ -161,6 +161,9 @@ Status Engine::start(CompletionSink sink) {
              word == kCrossMemoryMagic;
   }
   transport_->self()->crossMemoryOk.store(direct ? 1 : 0, std::memory_order_release);
+  // RINGTREE_DIRECT_MIN_BYTES: one threshold for every direct path (tests
+  // force them at small sizes with 1). Every rank of a job must see the same.
+  if (const char* v = getenv("RINGTREE_DIRECT_MIN_BYTES"); v && *v) directMinOverride_ = strtoull(v, nullptr, 10);
   wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   p2p_ = std::make_unique<P2pEngine>(this, transport_.get(), [this](uint64_t id, const Status& s) { complete(id, s); });
   started_ = true;
@@ -178,6 +181,11 @@ bool Engine::peerDestroyed(int peer) const {
 }
 
 void Engine::unlink() { transport_->segment().unlink(); }
+
+uint64_t Engine::directMinBytes(OpKind kind) const {
+  if (directMinOverride_) return directMinOverride_;
+  return kind == OpKind::AllGather && options_.size == 2 ? kTwoRankSlotMaxBytes + 1 : kDirectMinBytes;
+}
 
 void Engine::complete(uint64_t id, const Status& status) {
   if (sink_) sink_(id, status);
@@ -282,7 +290,9 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred) {
   const uint64_t chunkBytes = op.chunkBytes ? op.chunkBytes : options_.chunkBytes;
   CollectiveArgs args{transport_.get(), &op,
                       size_t(std::clamp<uint64_t>(chunkBytes / es, 1, transport_->slotBytes() / es))};
-  args.streamOutput = op.outputBytes >= kStreamOutputBytes && op.output != op.input;
+  // In place too for a broadcast: its receivers overwrite their whole output.
+  args.streamOutput =
+      op.outputBytes >= kStreamOutputBytes && (op.output != op.input || op.kind == OpKind::Broadcast);
   args.inlineBudgetNs = inlineBudgetNs;
   args.deferred = deferred;
   // Traffic attributed to this op: the collective class has one user at a time.
@@ -309,14 +319,18 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred) {
       case OpKind::AllReduce: s = tree ? treeAllReduce(args) : ringAllReduce(args); break;
       case OpKind::ReduceScatter: s = ringReduceScatter(args); break;
       case OpKind::AllGather:
-        s = useDirect(*transport_, op.count * es) ? directAllGather(args) : ringAllGather(args);
+        s = useDirect(*transport_, op.count * es, directMinBytes(OpKind::AllGather)) ? directAllGather(args)
+                                                                                     : ringAllGather(args);
         break;
       case OpKind::Broadcast:
         // At 2 ranks the slot chain keeps both cores copying (the root into
         // slots, the peer out of them, overlapped) and beat the peer reading
-        // alone through the kernel by 1.5-2.5x at every size from 1 to 128 MiB.
+        // alone through the kernel by 1.5-2.5x at every size from 1 to 128 MiB;
+        // it also beat both ranks copying half each through the kernel
+        // (process_vm_writev + process_vm_readv) from 8 MiB, once the peer
+        // streams its output.
         s = tree                                                      ? treeBroadcast(args)
-            : n > 2 && useDirect(*transport_, op.count * es) ? directBroadcast(args)
+            : n > 2 && useDirect(*transport_, op.count * es, directMinBytes(OpKind::Broadcast)) ? directBroadcast(args)
                                                               : ringBroadcast(args);
         break;
       case OpKind::Reduce: s = tree ? treeReduce(args) : ringReduce(args); break;

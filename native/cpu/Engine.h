@@ -129,12 +129,15 @@ class Engine {
   // inlineBudgetNs/deferred: see CollectiveArgs. An op that defers keeps
   // its traffic snapshot and start time for its resumed half.
   Status execute(OpDesc& op, int64_t inlineBudgetNs = 0, bool* deferred = nullptr);
+  // Bytes per published buffer from which a collective of `kind` runs direct.
+  uint64_t directMinBytes(OpKind kind) const;
   void collectiveLoop();
   void watchdogLoop();
   Status adoptPublishedFailure();
   void complete(uint64_t id, const Status& status);
 
   EngineOptions options_;
+  uint64_t directMinOverride_ = 0;  // RINGTREE_DIRECT_MIN_BYTES, 0: the defaults
   std::unique_ptr<PeerTransport> transport_;
   CompletionSink sink_;
   std::unique_ptr<P2pEngine> p2p_;

@@ -102,6 +102,11 @@ constexpr uint32_t kDirectStep = 0x20000000u;
 // costs a system call and a page-table walk, and the direct algorithms wait
 // for one more message than the ring does.
 constexpr uint64_t kDirectMinBytes = 64 * 1024;
+// A 2-rank all-gather of blocks up to this size goes through the slots even
+// so. The data stays in the caches, where two memcpys (into a slot, out of
+// it, on different cores) beat one kernel copy: process_vm_readv pins every
+// page it copies and moved 13 GB/s here, memcpy between cached buffers 48.
+constexpr uint64_t kTwoRankSlotMaxBytes = 8ull << 20;
 
 
 // A header-only pass around the ring, n-1 hops, that rooted collectives run
@@ -144,6 +149,34 @@ inline void copyBytes(void* dst, const void* src, size_t bytes) {
   if (dst != src && bytes) std::memcpy(dst, src, bytes);
 }
 
+// copyBytes for slot-sized copies of bulk data: an explicit vector loop
+// instead of memcpy, whose `rep movsb` (glibc's choice for 8 KiB to L2-sized
+// copies on AMD) is behind some of the runs where a 2-rank all-gather through
+// the slots moves at a fifth of its speed (docs/PERFORMANCE.md, "Large
+// messages, session 4").
+inline void copyChunk(void* dst, const void* src, size_t bytes) {
+#if defined(__x86_64__)
+  if (dst != src && bytes >= 4096) {
+    char* d = static_cast<char*>(dst);
+    const char* s = static_cast<const char*>(src);
+    size_t body = bytes & ~size_t(63);
+    for (size_t i = 0; i < body; i += 64) {
+      __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+      __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 16));
+      __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 32));
+      __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 48));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), a);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i + 16), b);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i + 32), c);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i + 48), e);
+    }
+    std::memcpy(d + body, s + body, bytes - body);
+    return;
+  }
+#endif
+  copyBytes(dst, src, bytes);
+}
+
 // copyBytes for final results: non-temporal stores when `stream` (see
 // CollectiveArgs::streamOutput). SSE2 is part of x86-64, so no dispatch.
 inline void copyToOutput(void* dst, const void* src, size_t bytes, bool stream) {
@@ -174,6 +207,12 @@ inline void copyToOutput(void* dst, const void* src, size_t bytes, bool stream) 
   }
 #endif
   copyBytes(dst, src, bytes);
+}
+
+// A bulk result chunk: streamed (copyToOutput) or through copyChunk.
+inline void copyChunkToOutput(void* dst, const void* src, size_t bytes, bool stream) {
+  if (stream) copyToOutput(dst, src, bytes, true);
+  else copyChunk(dst, src, bytes);
 }
 
 // The 2-rank allreduce that fits one message: both ranks send their whole
@@ -207,57 +246,67 @@ inline Status verifyRing(const CollectiveArgs& a) {
   return Status::ok();
 }
 
-// Whether a collective publishing `bytes` per buffer runs direct: every peer
-// on this host and readable. Every rank decides alike (the same count, and
-// crossMemoryOk flags all set before the first op).
-inline bool useDirect(Transport& t, uint64_t bytes) {
-  if (bytes < kDirectMinBytes || t.size() < 2) return false;
+// Whether a collective publishing `bytes` per buffer runs direct: at least
+// `minBytes`, and every peer on this host and readable. Every rank decides
+// alike (the same count and threshold, and crossMemoryOk flags all set before
+// the first op).
+inline bool useDirect(Transport& t, uint64_t bytes, uint64_t minBytes = kDirectMinBytes) {
+  if (bytes < minBytes || t.size() < 2) return false;
   for (int p = 0; p < t.size(); p++)
     if (p != t.rank() && t.directPid(p) < 0) return false;
   return true;
 }
 
-// Take peer `p`'s published buffer (its DirectBuffer message), check that it
-// publishes `bytes`, and read them into `dst` with one cross-memory copy.
-inline Status readPublished(const OpDesc& op, Transport& t, int p, uint64_t bytes, void* dst) {
+// Publish one of our buffers to peer `p` (a kDirectStep message).
+inline Status publishDirect(const OpDesc& op, Transport& t, int p, const void* address, uint64_t bytes) {
+  const DirectBuffer mine{reinterpret_cast<uint64_t>(address), bytes};
+  char* slot;
+  RT_CHECK(t.acquireSend(p, &slot));
+  std::memcpy(slot, &mine, sizeof mine);
+  t.commitSend(p, stampHeader(op, kDirectStep, 0, sizeof mine));
+  return Status::ok();
+}
+
+// Take peer `p`'s published buffer (its DirectBuffer message) and check
+// that it publishes `bytes`.
+inline Status receivePublished(const OpDesc& op, Transport& t, int p, uint64_t bytes, DirectBuffer* theirs) {
   const MsgHeader* h;
   const char* in;
   RT_CHECK(t.acquireRecv(p, &h, &in));
   RT_CHECK(checkHeader(op, *h, p, t.rank(), kDirectStep, 0, sizeof(DirectBuffer)));
-  DirectBuffer theirs;
-  std::memcpy(&theirs, in, sizeof theirs);
+  std::memcpy(theirs, in, sizeof *theirs);
   t.releaseRecv(p);
-  if (theirs.bytes != bytes)
+  if (theirs->bytes != bytes)
     return Status(StatusCode::Internal, "protocol error from rank " + std::to_string(p) + " in " + describeOp(op) +
-                                            ": it published " + std::to_string(theirs.bytes) + " bytes, expected " +
+                                            ": it published " + std::to_string(theirs->bytes) + " bytes, expected " +
                                             std::to_string(bytes), {}, p);
-  RT_CHECK(readCrossMemory(t.directPid(p), p, theirs.address, dst, bytes));
-  t.countDirect(p, 0, bytes);
   return Status::ok();
 }
 
-// The end of a direct all-gather: tell every peer we are done reading its
-// buffer, and wait until every peer is done reading ours (our input must not
-// change or vanish before). `bytes`: our published buffer, for stats().
-inline Status finishDirect(const CollectiveArgs& a, uint64_t bytes) {
-  const OpDesc& op = *a.op;
-  Transport& t = *a.transport;
-  const int n = t.size(), r = t.rank();
-  for (int k = 1; k < n; k++) {
-    const int p = mod(r + k, n);
-    char* slot;
-    RT_CHECK(t.acquireSend(p, &slot));
-    t.commitSend(p, stampHeader(op, kDirectStep + 1, 0, 0));
-  }
-  for (int k = 1; k < n; k++) {
-    const int p = mod(r - k, n);
-    const MsgHeader* h;
-    const char* in;
-    RT_CHECK(t.acquireRecv(p, &h, &in));
-    RT_CHECK(checkHeader(op, *h, p, r, kDirectStep + 1, 0, 0));
-    t.releaseRecv(p);
-    t.countDirect(p, bytes, 0);
-  }
+// Take peer `p`'s published buffer, check that it publishes `bytes`, read
+// them into `dst` with one cross-memory copy, and tell `p` we are done with
+// it. Saying so at once, not after every read, lets `p` find our word
+// waiting when it gets to it instead of sleeping until it comes.
+inline Status readPublished(const OpDesc& op, Transport& t, int p, uint64_t bytes, void* dst) {
+  DirectBuffer theirs;
+  RT_CHECK(receivePublished(op, t, p, bytes, &theirs));
+  RT_CHECK(readCrossMemory(t.directPid(p), p, theirs.address, dst, bytes));
+  t.countDirect(p, 0, bytes);
+  char* slot;
+  RT_CHECK(t.acquireSend(p, &slot));
+  t.commitSend(p, stampHeader(op, kDirectStep + 1, 0, 0));
+  return Status::ok();
+}
+
+// Wait until peer `p` is done reading our published buffer (which must not
+// change or vanish before). `bytes`: that buffer, for stats().
+inline Status awaitDone(const OpDesc& op, Transport& t, int p, uint64_t bytes) {
+  const MsgHeader* h;
+  const char* in;
+  RT_CHECK(t.acquireRecv(p, &h, &in));
+  RT_CHECK(checkHeader(op, *h, p, t.rank(), kDirectStep + 1, 0, 0));
+  t.releaseRecv(p);
+  t.countDirect(p, bytes, 0);
   return Status::ok();
 }
 
