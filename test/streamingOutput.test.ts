@@ -9,7 +9,7 @@ beforeAll(() => {
   execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: root });
 }, 120_000);
 
-describe('large out-of-place results and in-place broadcasts (streaming stores)', () => {
+describe('large out-of-place results, in-place broadcasts and all-gathers (streaming stores)', () => {
   for (const n of [2, 3]) {
     it(`are exact and stay inside the output view at ${n} ranks`, () => {
       const run = spawnSync(process.execPath, [path.join(root, 'dist', 'cli.js'), 'launch', '--nproc', String(n),

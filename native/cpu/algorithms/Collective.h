@@ -36,6 +36,10 @@ struct CollectiveArgs {
 
 // Output bytes at or above which streamOutput is used.
 constexpr uint64_t kStreamOutputBytes = 8ull << 20;
+// The same for an in-place all-gather. Below it streaming lost (7.1 against
+// 7.8-8.2 GB/s busbw at 16 MiB, 2 ranks): part of the output stays cached
+// from one call to the next.
+constexpr uint64_t kStreamInPlaceAllGatherBytes = 32ull << 20;
 
 // Signatures: one function per algorithm file.
 Status ringAllReduce(const CollectiveArgs& args);
@@ -102,11 +106,6 @@ constexpr uint32_t kDirectStep = 0x20000000u;
 // costs a system call and a page-table walk, and the direct algorithms wait
 // for one more message than the ring does.
 constexpr uint64_t kDirectMinBytes = 64 * 1024;
-// A 2-rank all-gather of blocks up to this size goes through the slots even
-// so. The data stays in the caches, where two memcpys (into a slot, out of
-// it, on different cores) beat one kernel copy: process_vm_readv pins every
-// page it copies and moved 13 GB/s here, memcpy between cached buffers 48.
-constexpr uint64_t kTwoRankSlotMaxBytes = 8ull << 20;
 
 
 // A header-only pass around the ring, n-1 hops, that rooted collectives run
