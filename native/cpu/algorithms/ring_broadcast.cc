@@ -23,7 +23,7 @@ Status ringBroadcast(const CollectiveArgs& a) {
     char* slot;
     if (pos == 0) {
       RT_CHECK(t.acquireSend(right, &slot));
-      copyChunk(slot, elemPtr(op.input, b, es), bytes);
+      copyBytes(slot, elemPtr(op.input, b, es), bytes);
       t.commitSend(right, stampHeader(op, 0, uint32_t(c), bytes));
       continue;
     }
@@ -34,10 +34,10 @@ Status ringBroadcast(const CollectiveArgs& a) {
     // Forward first: the next rank's wait is the critical path.
     if (pos < n - 1) {
       RT_CHECK(t.acquireSend(right, &slot));
-      copyChunk(slot, in, bytes);
+      copyBytes(slot, in, bytes);
       t.commitSend(right, stampHeader(op, uint32_t(pos), uint32_t(c), bytes));
     }
-    copyChunkToOutput(elemPtr(op.output, b, es), in, bytes, a.streamOutput);
+    copyToOutput(elemPtr(op.output, b, es), in, bytes, a.streamOutput);
     t.releaseRecv(left);
   }
   return Status::ok();
