@@ -36,9 +36,9 @@ struct CollectiveArgs {
 
 // Output bytes at or above which streamOutput is used.
 constexpr uint64_t kStreamOutputBytes = 8ull << 20;
-// The same for an in-place all-gather. Below it streaming lost (7.1 against
-// 7.8-8.2 GB/s busbw at 16 MiB, 2 ranks): part of the output stays cached
-// from one call to the next.
+// The same for an in-place all-gather. Below it streaming lost (6.9-7.1
+// against 7.8-8.2 GB/s busbw at 16 MiB, 2 ranks): part of the output stays
+// cached from one call to the next.
 constexpr uint64_t kStreamInPlaceAllGatherBytes = 32ull << 20;
 
 // Signatures: one function per algorithm file.
