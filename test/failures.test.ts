@@ -303,6 +303,9 @@ describe('mismatched collectives reject with CollectiveMismatchError on every ra
     it(`kind (direct allGather vs direct broadcast) at ${n} ranks`,
       () => expectMismatchEverywhere(n, 'kind-allgather', ['allGather(', 'broadcast('], DIRECT));
   }
+  // Two ranks above the direct threshold choose their path per op (pairAllGather).
+  it('count (2-rank allGather of 64 KiB blocks) at 2 ranks',
+    () => expectMismatchEverywhere(2, 'count-allgather-big', ['count=16410', 'count=16411']));
 });
 
 describe('abort, timeouts, signals', () => {

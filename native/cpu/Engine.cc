@@ -58,7 +58,7 @@ void copyString(char* dst, size_t cap, const std::string& s) {
 
 }  // namespace
 
-Engine::Engine(const EngineOptions& options) : options_(options) {}
+Engine::Engine(const EngineOptions& options) : options_(options), pairTimes_(std::make_unique<PairPathTimes>()) {}
 
 Engine::~Engine() { destroy(); }
 
@@ -184,10 +184,11 @@ void Engine::unlink() { transport_->segment().unlink(); }
 
 uint64_t Engine::directMinBytes(OpKind kind) const {
   if (directMinOverride_) return directMinOverride_;
-  // A 2-rank all-gather goes through the slots at every size. Cached blocks
-  // (up to 8 MiB each): two memcpys, into a slot and out of it on the other
-  // core, beat one process_vm_readv, which pins every page it copies (13 GB/s
-  // here against 48). Larger ones: the slots stay cached and the output is
+  // A 2-rank all-gather that could go direct chooses per op (pairAllGather);
+  // it is usually faster through the slots at every size. Cached blocks (up
+  // to 8 MiB each): two memcpys, into a slot and out of it on the other core,
+  // beat one process_vm_readv, which pins every page it copies (13 GB/s here
+  // against 48). Larger ones: the slots stay cached and the output is
   // streamed, where the kernel copy reads every output line before writing
   // it: 6.8-7.3 GB/s busbw at 32-128 MiB against 4.9-6.5 direct.
   if (kind == OpKind::AllGather && options_.size == 2) return UINT64_MAX;
@@ -305,6 +306,7 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred) {
        (op.kind == OpKind::AllGather && op.outputBytes >= kStreamInPlaceAllGatherBytes));
   args.inlineBudgetNs = inlineBudgetNs;
   args.deferred = deferred;
+  args.pairTimes = pairTimes_.get();
   // Traffic attributed to this op: the collective class has one user at a time.
   const int n = options_.size;
   // One executor at a time (execMutex_), and a deferred op is the next one
@@ -329,8 +331,11 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred) {
       case OpKind::AllReduce: s = tree ? treeAllReduce(args) : ringAllReduce(args); break;
       case OpKind::ReduceScatter: s = ringReduceScatter(args); break;
       case OpKind::AllGather:
-        s = useDirect(*transport_, op.count * es, directMinBytes(OpKind::AllGather)) ? directAllGather(args)
-                                                                                     : ringAllGather(args);
+        if (n == 2 && !directMinOverride_ && useDirect(*transport_, op.count * es))
+          s = pairAllGather(args);
+        else
+          s = useDirect(*transport_, op.count * es, directMinBytes(OpKind::AllGather)) ? directAllGather(args)
+                                                                                       : ringAllGather(args);
         break;
       case OpKind::Broadcast:
         // At 2 ranks the slot chain keeps both cores copying (the root into

@@ -20,6 +20,8 @@
 
 namespace ringtree {
 
+struct PairPathTimes;
+
 class P2pEngine;
 
 struct EngineOptions {
@@ -138,6 +140,7 @@ class Engine {
 
   EngineOptions options_;
   uint64_t directMinOverride_ = 0;  // RINGTREE_DIRECT_MIN_BYTES, 0: the defaults
+  std::unique_ptr<PairPathTimes> pairTimes_;  // pairAllGather's path times (one executor at a time)
   std::unique_ptr<PeerTransport> transport_;
   CompletionSink sink_;
   std::unique_ptr<P2pEngine> p2p_;

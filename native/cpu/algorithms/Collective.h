@@ -17,6 +17,14 @@
 
 namespace ringtree {
 
+// pairAllGather's recent times per path and size class (log2 of the block
+// bytes), kept by the engine across ops: nanoseconds per byte, 0 for none yet.
+struct PairPathTimes {
+  double nsPerByte[2][64] = {};  // [0]: slots, [1]: direct
+  bool proposeDirect(uint64_t bytes) const;
+  void record(bool direct, uint64_t bytes, int64_t ns);
+};
+
 struct CollectiveArgs {
   Transport* transport;
   const OpDesc* op;
@@ -32,6 +40,7 @@ struct CollectiveArgs {
   // the op half done (op.resume tells the collective thread where to go on).
   int64_t inlineBudgetNs = 0;
   bool* deferred = nullptr;
+  PairPathTimes* pairTimes = nullptr;  // pairAllGather only
 };
 
 // Output bytes at or above which streamOutput is used.
@@ -55,6 +64,8 @@ Status treeReduce(const CollectiveArgs& args);
 // (useDirect()): ring's verification and mismatch semantics, one copy per byte.
 Status directAllGather(const CollectiveArgs& args);
 Status directBroadcast(const CollectiveArgs& args);
+// Two ranks that could go direct: slots or direct per op, by recent times.
+Status pairAllGather(const CollectiveArgs& args);
 
 inline MsgHeader stampHeader(const OpDesc& op, uint32_t step, uint32_t chunk, uint64_t bytes) {
   MsgHeader h{};
