@@ -14,7 +14,7 @@ for (const count of [0, 1, 7, 1000, big]) for (const cb of [4, 12, 1000, 0]) for
   for (let r = 0; r < 2; r++) for (let i = 0; i < count; i++) if (y[r * count + i] !== r * 1e6 + i) { ok = false; }
 }
 // Blocks of 64 KiB and more: pairAllGather chooses slots or direct per op
-// (every 32nd op is forced each way), so 70 ops cover both and the switches.
+// (every 16th op is forced each way), so 70 ops cover both and the switches.
 for (let i = 0; i < 70; i++) {
   const count = 16411 + (i % 5) * 4099 + (i % 7 === 3 ? 1 << 20 : 0);
   const inPlace = i % 3 !== 0;

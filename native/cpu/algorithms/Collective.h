@@ -21,6 +21,7 @@ namespace ringtree {
 // bytes), kept by the engine across ops: nanoseconds per byte, 0 for none yet.
 struct PairPathTimes {
   double nsPerByte[2][64] = {};  // [0]: slots, [1]: direct
+  bool warm[2][64] = {};         // the path ran once in that class (untimed)
   bool proposeDirect(uint64_t bytes) const;
   void record(bool direct, uint64_t bytes, int64_t ns);
 };

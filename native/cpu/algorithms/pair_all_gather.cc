@@ -6,9 +6,10 @@
 // they copy 4-5x slower while the direct read keeps its pace
 // (docs/PERFORMANCE.md, "Large messages (session 4)"). So each rank times
 // every op per size class and proposes the path that was faster lately; the
-// op runs direct if either rank proposes it. Every 32nd op (by sequence
-// number, the same on both ranks) runs through the slots and every 32nd
-// direct, so that each path keeps a recent time.
+// op runs direct if either rank proposes it. Every 16th op (by sequence
+// number, the same on both ranks) runs through the slots and every 16th
+// direct, so that each path keeps a recent time. A path's first op in a size
+// class is not timed: it pays for first touches of fresh buffers.
 #include <cmath>
 
 #include "cpu/Clock.h"
@@ -26,7 +27,7 @@ struct PairOffer {
   uint64_t direct;  // 1: this rank proposes the direct path
 };
 
-constexpr uint64_t kExploreEvery = 32;
+constexpr uint64_t kExploreEvery = 16;
 
 int sizeClass(uint64_t bytes) { return std::min(63, 63 - __builtin_clzll(bytes | 1)); }
 
@@ -43,6 +44,10 @@ bool PairPathTimes::proposeDirect(uint64_t bytes) const {
 void PairPathTimes::record(bool direct, uint64_t bytes, int64_t ns) {
   const int c = sizeClass(bytes);
   const double sample = double(ns) / double(bytes);
+  if (!warm[direct ? 1 : 0][c]) {
+    warm[direct ? 1 : 0][c] = true;
+    return;
+  }
   double& t = nsPerByte[direct ? 1 : 0][c];
   // Weighted towards the latest sample: a slow spell must be noticed within an op or two.
   t = t <= 0 ? sample : 0.5 * t + 0.5 * sample;
