@@ -70,6 +70,11 @@ const CONFIGS: Config[] = [
     name: 'world size 4 as two hosts of two ranks (shared memory within, TCP across)', size: 4, table: 'full',
     env: { RINGTREE_TEST_HOSTS: '2' },
   },
+  // The direct (cross-memory) all-gather and broadcast from one byte (a
+  // 2-rank all-gather otherwise takes the slots at every size).
+  { name: 'world size 2, direct paths from 1 byte (RINGTREE_DIRECT_MIN_BYTES=1)', size: 2, table: 'full', env: { RINGTREE_DIRECT_MIN_BYTES: '1' } },
+  { name: 'world size 3, direct paths from 1 byte (RINGTREE_DIRECT_MIN_BYTES=1)', size: 3, table: 'full', env: { RINGTREE_DIRECT_MIN_BYTES: '1' } },
+  { name: 'world size 4 without cross-memory copies (RINGTREE_CROSS_MEMORY=0)', size: 4, table: 'full', env: { RINGTREE_CROSS_MEMORY: '0' } },
   { name: 'world size 2 at SIMD level baseline', size: 2, table: 'simd', env: { RINGTREE_SIMD: 'baseline' } },
   {
     name: 'world size 2 at SIMD level avx2', size: 2, table: 'simd', env: { RINGTREE_SIMD: 'avx2' },

@@ -260,8 +260,8 @@ describe('mismatched collectives reject with CollectiveMismatchError on every ra
     { name: 'kind-barrier', sides: ['allReduce(', 'barrier()'] },
   ];
 
-  async function expectMismatchEverywhere(n: number, which: string, sides: [string, string]): Promise<void> {
-    const run = await spawnRanks(n, ['mismatch', which], { deadlineMs: 25_000 });
+  async function expectMismatchEverywhere(n: number, which: string, sides: [string, string], env: Record<string, string> = {}): Promise<void> {
+    const run = await spawnRanks(n, ['mismatch', which], { deadlineMs: 25_000, env });
     noHang(run);
     for (let rank = 0; rank < n; rank++) {
       const e = rejected(run, rank, 'mismatch', 'CollectiveMismatchError', MISMATCH);
@@ -288,6 +288,24 @@ describe('mismatched collectives reject with CollectiveMismatchError on every ra
     it(`root (reduce) at ${n} ranks`,
       () => expectMismatchEverywhere(n, 'root-reduce', ['root=0', 'root=1']));
   }
+
+  // The direct (cross-memory) paths, forced at these small sizes: the direct
+  // broadcast's all-to-all header exchange stands in for the verification pass.
+  const DIRECT = { RINGTREE_DIRECT_MIN_BYTES: '1' };
+  for (const n of [2, 3, 4]) {
+    // Two ranks broadcast through the slot chain at every size.
+    if (n > 2) {
+      it(`root (direct broadcast) at ${n} ranks`,
+        () => expectMismatchEverywhere(n, 'root-broadcast', ['root=0', 'root=1'], DIRECT));
+    }
+    it(`count (direct allGather) at ${n} ranks`,
+      () => expectMismatchEverywhere(n, 'count-allgather', ['count=16', 'count=17'], DIRECT));
+    it(`kind (direct allGather vs direct broadcast) at ${n} ranks`,
+      () => expectMismatchEverywhere(n, 'kind-allgather', ['allGather(', 'broadcast('], DIRECT));
+  }
+  // Two ranks above the direct threshold choose their path per op (pairAllGather).
+  it('count (2-rank allGather of 64 KiB blocks) at 2 ranks',
+    () => expectMismatchEverywhere(2, 'count-allgather-big', ['count=16410', 'count=16411']));
 });
 
 describe('abort, timeouts, signals', () => {

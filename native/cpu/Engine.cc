@@ -58,7 +58,7 @@ void copyString(char* dst, size_t cap, const std::string& s) {
 
 }  // namespace
 
-Engine::Engine(const EngineOptions& options) : options_(options) {}
+Engine::Engine(const EngineOptions& options) : options_(options), pairTimes_(std::make_unique<PairPathTimes>()) {}
 
 Engine::~Engine() { destroy(); }
 
@@ -161,6 +161,9 @@ Status Engine::start(CompletionSink sink) {
              word == kCrossMemoryMagic;
   }
   transport_->self()->crossMemoryOk.store(direct ? 1 : 0, std::memory_order_release);
+  // RINGTREE_DIRECT_MIN_BYTES: one threshold for every direct path (tests
+  // force them at small sizes with 1). Every rank of a job must see the same.
+  if (const char* v = getenv("RINGTREE_DIRECT_MIN_BYTES"); v && *v) directMinOverride_ = strtoull(v, nullptr, 10);
   wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   p2p_ = std::make_unique<P2pEngine>(this, transport_.get(), [this](uint64_t id, const Status& s) { complete(id, s); });
   started_ = true;
@@ -178,6 +181,19 @@ bool Engine::peerDestroyed(int peer) const {
 }
 
 void Engine::unlink() { transport_->segment().unlink(); }
+
+uint64_t Engine::directMinBytes(OpKind kind) const {
+  if (directMinOverride_) return directMinOverride_;
+  // A 2-rank all-gather that could go direct chooses per op (pairAllGather);
+  // it is usually faster through the slots at every size. Cached blocks (up
+  // to 8 MiB each): two memcpys, into a slot and out of it on the other core,
+  // beat one process_vm_readv, which pins every page it copies (13 GB/s here
+  // against 48). Larger ones: the slots stay cached and the output is
+  // streamed, where the kernel copy reads every output line before writing
+  // it: 6.8-7.3 GB/s busbw at 32-128 MiB against 4.9-6.5 direct.
+  if (kind == OpKind::AllGather && options_.size == 2) return UINT64_MAX;
+  return kDirectMinBytes;
+}
 
 void Engine::complete(uint64_t id, const Status& status) {
   if (sink_) sink_(id, status);
@@ -303,11 +319,17 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
   const uint64_t chunkBytes = op.chunkBytes ? op.chunkBytes : options_.chunkBytes;
   CollectiveArgs args{transport_.get(), &op,
                       size_t(std::clamp<uint64_t>(chunkBytes / es, 1, transport_->slotBytes() / es))};
-  args.streamOutput = op.outputBytes >= kStreamOutputBytes && op.output != op.input;
+  // In place too for a broadcast (its receivers overwrite their whole output)
+  // and for a large all-gather (every block but ours).
+  args.streamOutput =
+      op.outputBytes >= kStreamOutputBytes &&
+      (op.output != op.input || op.kind == OpKind::Broadcast ||
+       (op.kind == OpKind::AllGather && op.outputBytes >= kStreamInPlaceAllGatherBytes));
   args.inlineBudgetNs = inlineBudgetNs;
   args.deferred = deferred;
   args.ahead = ahead;
   args.stream = &oneHopStream_;
+  args.pairTimes = pairTimes_.get();
   // Traffic attributed to this op: the collective class has one user at a time.
   const int n = options_.size;
   // One executor at a time (execMutex_), and a deferred op is the next one
@@ -332,14 +354,21 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
       case OpKind::AllReduce: s = tree ? treeAllReduce(args) : ringAllReduce(args); break;
       case OpKind::ReduceScatter: s = ringReduceScatter(args); break;
       case OpKind::AllGather:
-        s = useDirect(*transport_, op.count * es) ? directAllGather(args) : ringAllGather(args);
+        if (n == 2 && !directMinOverride_ && useDirect(*transport_, op.count * es))
+          s = pairAllGather(args);
+        else
+          s = useDirect(*transport_, op.count * es, directMinBytes(OpKind::AllGather)) ? directAllGather(args)
+                                                                                       : ringAllGather(args);
         break;
       case OpKind::Broadcast:
         // At 2 ranks the slot chain keeps both cores copying (the root into
         // slots, the peer out of them, overlapped) and beat the peer reading
-        // alone through the kernel by 1.5-2.5x at every size from 1 to 128 MiB.
+        // alone through the kernel by 1.5-2.5x at every size from 1 to 128 MiB;
+        // it also beat both ranks copying half each through the kernel
+        // (process_vm_writev + process_vm_readv) from 8 MiB, once the peer
+        // streams its output.
         s = tree                                                      ? treeBroadcast(args)
-            : n > 2 && useDirect(*transport_, op.count * es) ? directBroadcast(args)
+            : n > 2 && useDirect(*transport_, op.count * es, directMinBytes(OpKind::Broadcast)) ? directBroadcast(args)
                                                               : ringBroadcast(args);
         break;
       case OpKind::Reduce: s = tree ? treeReduce(args) : ringReduce(args); break;

@@ -21,6 +21,8 @@
 
 namespace ringtree {
 
+struct PairPathTimes;
+
 class P2pEngine;
 
 struct EngineOptions {
@@ -143,12 +145,16 @@ class Engine {
   // The queued ops that may travel in one message after `first` (a 2-rank
   // one-hop allreduce), popped from the queue (queueMutex_ held).
   void takeBatch(const OpDesc& first, std::vector<std::pair<uint64_t, OpDesc>>* batch);
+  // Bytes per published buffer from which a collective of `kind` runs direct.
+  uint64_t directMinBytes(OpKind kind) const;
   void collectiveLoop();
   void watchdogLoop();
   Status adoptPublishedFailure();
   void complete(uint64_t id, const Status& status);
 
   EngineOptions options_;
+  uint64_t directMinOverride_ = 0;  // RINGTREE_DIRECT_MIN_BYTES, 0: the defaults
+  std::unique_ptr<PairPathTimes> pairTimes_;  // pairAllGather's path times (one executor at a time)
   std::unique_ptr<PeerTransport> transport_;
   CompletionSink sink_;
   std::unique_ptr<P2pEngine> p2p_;

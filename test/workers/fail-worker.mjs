@@ -72,6 +72,9 @@ const scenarios = {
       case 'root-reduce': p = comm.reduce(new Float32Array(16), { ...t, root: odd ? 1 : 0 }); break;
       case 'kind': p = odd ? comm.broadcast(new Float32Array(16), t) : comm.allReduce(new Float32Array(16), t); break;
       case 'kind-barrier': p = odd ? comm.barrier(t) : comm.allReduce(new Float32Array(16), t); break;
+      case 'count-allgather': p = comm.allGather(new Float32Array(odd ? 17 : 16), new Float32Array((odd ? 17 : 16) * comm.size), t); break;
+      case 'count-allgather-big': p = comm.allGather(new Float32Array(odd ? 16411 : 16410), new Float32Array((odd ? 16411 : 16410) * comm.size), t); break;
+      case 'kind-allgather': p = odd ? comm.broadcast(new Float32Array(16 * comm.size), t) : comm.allGather(new Float32Array(16), new Float32Array(16 * comm.size), t); break;
       default: throw new Error(`unknown mismatch ${arg}`);
     }
     await capture('mismatch', p);

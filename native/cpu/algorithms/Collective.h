@@ -18,6 +18,15 @@
 
 namespace ringtree {
 
+// pairAllGather's recent times per path and size class (log2 of the block
+// bytes), kept by the engine across ops: nanoseconds per byte, 0 for none yet.
+struct PairPathTimes {
+  double nsPerByte[2][64] = {};  // [0]: slots, [1]: direct
+  bool warm[2][64] = {};         // the path ran once in that class (untimed)
+  bool proposeDirect(uint64_t bytes) const;
+  void record(bool direct, uint64_t bytes, int64_t ns);
+};
+
 struct CollectiveArgs {
   Transport* transport;
   const OpDesc* op;
@@ -39,6 +48,7 @@ struct CollectiveArgs {
   // the peer sent, kept by the engine from one op to the next.
   const std::vector<const OpDesc*>* ahead = nullptr;
   struct OneHopStream* stream = nullptr;
+  PairPathTimes* pairTimes = nullptr;  // pairAllGather only
 };
 
 // Where the receive side of the one-hop exchange stands in a batch from its
@@ -69,6 +79,10 @@ inline uint64_t batchRecordBytes(uint64_t dataBytes) { return sizeof(MsgHeader) 
 
 // Output bytes at or above which streamOutput is used.
 constexpr uint64_t kStreamOutputBytes = 8ull << 20;
+// The same for an in-place all-gather. Below it streaming lost (6.9-7.1
+// against 7.8-8.2 GB/s busbw at 16 MiB, 2 ranks): part of the output stays
+// cached from one call to the next.
+constexpr uint64_t kStreamInPlaceAllGatherBytes = 32ull << 20;
 
 // Signatures: one function per algorithm file.
 Status ringAllReduce(const CollectiveArgs& args);
@@ -84,6 +98,8 @@ Status treeReduce(const CollectiveArgs& args);
 // (useDirect()): ring's verification and mismatch semantics, one copy per byte.
 Status directAllGather(const CollectiveArgs& args);
 Status directBroadcast(const CollectiveArgs& args);
+// Two ranks that could go direct: slots or direct per op, by recent times.
+Status pairAllGather(const CollectiveArgs& args);
 
 inline MsgHeader stampHeader(const OpDesc& op, uint32_t step, uint32_t chunk, uint64_t bytes) {
   MsgHeader h{};
@@ -177,6 +193,35 @@ inline void copyBytes(void* dst, const void* src, size_t bytes) {
   if (dst != src && bytes) std::memcpy(dst, src, bytes);
 }
 
+// copyBytes for the 2-rank all-gather's slot-sized copies: an explicit vector
+// loop instead of memcpy's `rep movsb` (glibc's choice for 8 KiB to L2-sized
+// copies on AMD). It was 13 % faster at 16 MiB and fewer runs fell into the
+// mode where the exchange moves at a fifth of its speed (docs/PERFORMANCE.md,
+// "Large messages (session 4)"). A broadcast root reading its input from
+// memory into slots was faster with memcpy (16.9-18.8 against 13.8-16.7 GB/s).
+inline void copyChunk(void* dst, const void* src, size_t bytes) {
+#if defined(__x86_64__)
+  if (dst != src && bytes >= 4096) {
+    char* d = static_cast<char*>(dst);
+    const char* s = static_cast<const char*>(src);
+    size_t body = bytes & ~size_t(63);
+    for (size_t i = 0; i < body; i += 64) {
+      __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+      __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 16));
+      __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 32));
+      __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 48));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), a);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i + 16), b);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i + 32), c);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i + 48), e);
+    }
+    std::memcpy(d + body, s + body, bytes - body);
+    return;
+  }
+#endif
+  copyBytes(dst, src, bytes);
+}
+
 // copyBytes for final results: non-temporal stores when `stream` (see
 // CollectiveArgs::streamOutput). SSE2 is part of x86-64, so no dispatch.
 inline void copyToOutput(void* dst, const void* src, size_t bytes, bool stream) {
@@ -207,6 +252,12 @@ inline void copyToOutput(void* dst, const void* src, size_t bytes, bool stream) 
   }
 #endif
   copyBytes(dst, src, bytes);
+}
+
+// A bulk result chunk: streamed (copyToOutput) or through copyChunk.
+inline void copyChunkToOutput(void* dst, const void* src, size_t bytes, bool stream) {
+  if (stream) copyToOutput(dst, src, bytes, true);
+  else copyChunk(dst, src, bytes);
 }
 
 // The 2-rank allreduce that fits one message: both ranks send their whole
@@ -240,57 +291,67 @@ inline Status verifyRing(const CollectiveArgs& a) {
   return Status::ok();
 }
 
-// Whether a collective publishing `bytes` per buffer runs direct: every peer
-// on this host and readable. Every rank decides alike (the same count, and
-// crossMemoryOk flags all set before the first op).
-inline bool useDirect(Transport& t, uint64_t bytes) {
-  if (bytes < kDirectMinBytes || t.size() < 2) return false;
+// Whether a collective publishing `bytes` per buffer runs direct: at least
+// `minBytes`, and every peer on this host and readable. Every rank decides
+// alike (the same count and threshold, and crossMemoryOk flags all set before
+// the first op).
+inline bool useDirect(Transport& t, uint64_t bytes, uint64_t minBytes = kDirectMinBytes) {
+  if (bytes < minBytes || t.size() < 2) return false;
   for (int p = 0; p < t.size(); p++)
     if (p != t.rank() && t.directPid(p) < 0) return false;
   return true;
 }
 
-// Take peer `p`'s published buffer (its DirectBuffer message), check that it
-// publishes `bytes`, and read them into `dst` with one cross-memory copy.
-inline Status readPublished(const OpDesc& op, Transport& t, int p, uint64_t bytes, void* dst) {
+// Publish one of our buffers to peer `p` (a kDirectStep message).
+inline Status publishDirect(const OpDesc& op, Transport& t, int p, const void* address, uint64_t bytes) {
+  const DirectBuffer mine{reinterpret_cast<uint64_t>(address), bytes};
+  char* slot;
+  RT_CHECK(t.acquireSend(p, &slot));
+  std::memcpy(slot, &mine, sizeof mine);
+  t.commitSend(p, stampHeader(op, kDirectStep, 0, sizeof mine));
+  return Status::ok();
+}
+
+// Take peer `p`'s published buffer (its DirectBuffer message) and check
+// that it publishes `bytes`.
+inline Status receivePublished(const OpDesc& op, Transport& t, int p, uint64_t bytes, DirectBuffer* theirs) {
   const MsgHeader* h;
   const char* in;
   RT_CHECK(t.acquireRecv(p, &h, &in));
   RT_CHECK(checkHeader(op, *h, p, t.rank(), kDirectStep, 0, sizeof(DirectBuffer)));
-  DirectBuffer theirs;
-  std::memcpy(&theirs, in, sizeof theirs);
+  std::memcpy(theirs, in, sizeof *theirs);
   t.releaseRecv(p);
-  if (theirs.bytes != bytes)
+  if (theirs->bytes != bytes)
     return Status(StatusCode::Internal, "protocol error from rank " + std::to_string(p) + " in " + describeOp(op) +
-                                            ": it published " + std::to_string(theirs.bytes) + " bytes, expected " +
+                                            ": it published " + std::to_string(theirs->bytes) + " bytes, expected " +
                                             std::to_string(bytes), {}, p);
-  RT_CHECK(readCrossMemory(t.directPid(p), p, theirs.address, dst, bytes));
-  t.countDirect(p, 0, bytes);
   return Status::ok();
 }
 
-// The end of a direct all-gather: tell every peer we are done reading its
-// buffer, and wait until every peer is done reading ours (our input must not
-// change or vanish before). `bytes`: our published buffer, for stats().
-inline Status finishDirect(const CollectiveArgs& a, uint64_t bytes) {
-  const OpDesc& op = *a.op;
-  Transport& t = *a.transport;
-  const int n = t.size(), r = t.rank();
-  for (int k = 1; k < n; k++) {
-    const int p = mod(r + k, n);
-    char* slot;
-    RT_CHECK(t.acquireSend(p, &slot));
-    t.commitSend(p, stampHeader(op, kDirectStep + 1, 0, 0));
-  }
-  for (int k = 1; k < n; k++) {
-    const int p = mod(r - k, n);
-    const MsgHeader* h;
-    const char* in;
-    RT_CHECK(t.acquireRecv(p, &h, &in));
-    RT_CHECK(checkHeader(op, *h, p, r, kDirectStep + 1, 0, 0));
-    t.releaseRecv(p);
-    t.countDirect(p, bytes, 0);
-  }
+// Take peer `p`'s published buffer, check that it publishes `bytes`, read
+// them into `dst` with one cross-memory copy, and tell `p` we are done with
+// it. Saying so at once, not after every read, lets `p` find our word
+// waiting when it gets to it instead of sleeping until it comes.
+inline Status readPublished(const OpDesc& op, Transport& t, int p, uint64_t bytes, void* dst) {
+  DirectBuffer theirs;
+  RT_CHECK(receivePublished(op, t, p, bytes, &theirs));
+  RT_CHECK(readCrossMemory(t.directPid(p), p, theirs.address, dst, bytes));
+  t.countDirect(p, 0, bytes);
+  char* slot;
+  RT_CHECK(t.acquireSend(p, &slot));
+  t.commitSend(p, stampHeader(op, kDirectStep + 1, 0, 0));
+  return Status::ok();
+}
+
+// Wait until peer `p` is done reading our published buffer (which must not
+// change or vanish before). `bytes`: that buffer, for stats().
+inline Status awaitDone(const OpDesc& op, Transport& t, int p, uint64_t bytes) {
+  const MsgHeader* h;
+  const char* in;
+  RT_CHECK(t.acquireRecv(p, &h, &in));
+  RT_CHECK(checkHeader(op, *h, p, t.rank(), kDirectStep + 1, 0, 0));
+  t.releaseRecv(p);
+  t.countDirect(p, bytes, 0);
   return Status::ok();
 }
 

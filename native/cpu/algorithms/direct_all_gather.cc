@@ -6,6 +6,8 @@
 #include "cpu/algorithms/Collective.h"
 #include "cpu/transport/CrossMemory.h"
 
+#include <vector>
+
 namespace ringtree {
 
 Status directAllGather(const CollectiveArgs& a) {
@@ -17,20 +19,27 @@ Status directAllGather(const CollectiveArgs& a) {
   copyBytes(elemPtr(op.output, uint64_t(r) * op.count, es), op.input, bytes);
   // Publish our block (for in place, the input is our block of the output,
   // which this op never writes).
-  const DirectBuffer mine{reinterpret_cast<uint64_t>(op.input), bytes};
-  for (int k = 1; k < n; k++) {
-    const int p = mod(r + k, n);
-    char* slot;
-    RT_CHECK(t.acquireSend(p, &slot));
-    std::memcpy(slot, &mine, sizeof mine);
-    t.commitSend(p, stampHeader(op, kDirectStep, 0, sizeof mine));
-  }
-  // Read the peers' blocks, each rank starting at a different peer.
-  for (int k = 1; k < n; k++) {
-    const int p = mod(r - k, n);
+  for (int k = 1; k < n; k++) RT_CHECK(publishDirect(op, t, mod(r + k, n), op.input, bytes));
+  // Read the peers' blocks, each rank starting at a different peer but
+  // taking first any block already published: with more ranks than cores a
+  // peer that has not started yet would cost a sleep and a wake-up. Then
+  // wait until every peer has read ours.
+  std::vector<bool> read(size_t(n), false);
+  read[size_t(r)] = true;
+  for (int left = n - 1; left > 0; left--) {
+    int p = -1;
+    for (int k = 1; k < n && p < 0; k++) {
+      const int q = mod(r - k, n);
+      const char* data;
+      if (!read[size_t(q)] && t.pollRecv(q, &data)) p = q;
+    }
+    for (int k = 1; k < n && p < 0; k++)
+      if (!read[size_t(mod(r - k, n))]) p = mod(r - k, n);
     RT_CHECK(readPublished(op, t, p, bytes, elemPtr(op.output, uint64_t(p) * op.count, es)));
+    read[size_t(p)] = true;
   }
-  return finishDirect(a, bytes);
+  for (int k = 1; k < n; k++) RT_CHECK(awaitDone(op, t, mod(r + k, n), bytes));
+  return Status::ok();
 }
 
 }  // namespace ringtree

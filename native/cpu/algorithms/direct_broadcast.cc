@@ -1,9 +1,14 @@
-// Direct broadcast between processes of one host: after the ring's
-// verification pass, the root publishes the address of its buffer and every
-// other rank reads it straight into its output with one kernel copy
-// (cross-memory attach); the root returns once every rank has read it.
-// A chain through slots copies each byte twice per rank and moves at the
-// pace of its slowest hop.
+// Direct broadcast between processes of one host: the root publishes the
+// address of its buffer and every other rank reads it straight into its
+// output with one kernel copy (cross-memory attach); the root returns once
+// every rank has read it. A chain through slots copies each byte twice per
+// rank and moves at the pace of its slowest hop.
+//
+// Every rank also sends its header to every other rank, and checks the n-1
+// it receives: no rank finishes unless every rank agrees about the call
+// (verifyRing's guarantee). Unlike verifyRing's n-1 hops one after another,
+// these messages all travel at once, and the root's doubles as its publish.
+// With more ranks than cores each hop was a wake-up of a sleeping rank.
 #include "cpu/algorithms/Collective.h"
 #include "cpu/transport/CrossMemory.h"
 
@@ -12,36 +17,26 @@ namespace ringtree {
 Status directBroadcast(const CollectiveArgs& a) {
   const OpDesc& op = *a.op;
   Transport& t = *a.transport;
-  const int n = t.size(), r = t.rank();
+  const int n = t.size(), r = t.rank(), root = op.root;
   const uint64_t bytes = op.count * dtypeSize(op.dtype);
-  RT_CHECK(verifyRing(a));
-  if (r == op.root) {
+  // Non-roots publish no buffer (address 0): their message is their header.
+  const void* mine = r == root ? op.input : nullptr;
+  for (int k = 1; k < n; k++) RT_CHECK(publishDirect(op, t, mod(r + k, n), mine, bytes));
+  if (r == root) {
     copyBytes(op.output, op.input, bytes);
-    const DirectBuffer mine{reinterpret_cast<uint64_t>(op.input), bytes};
-    for (int k = 1; k < n; k++) {
-      const int p = mod(r + k, n);
-      char* slot;
-      RT_CHECK(t.acquireSend(p, &slot));
-      std::memcpy(slot, &mine, sizeof mine);
-      t.commitSend(p, stampHeader(op, kDirectStep, 0, sizeof mine));
-    }
+    DirectBuffer theirs;
+    for (int k = 1; k < n; k++) RT_CHECK(receivePublished(op, t, mod(r - k, n), bytes, &theirs));
     // The input must stay untouched until every rank has read it.
-    for (int k = 1; k < n; k++) {
-      const int p = mod(r + k, n);
-      const MsgHeader* h;
-      const char* in;
-      RT_CHECK(t.acquireRecv(p, &h, &in));
-      RT_CHECK(checkHeader(op, *h, p, r, kDirectStep + 1, 0, 0));
-      t.releaseRecv(p);
-      t.countDirect(p, bytes, 0);
-    }
+    for (int k = 1; k < n; k++) RT_CHECK(awaitDone(op, t, mod(r + k, n), bytes));
     return Status::ok();
   }
-  const int root = op.root;
+  // The root's buffer first: its readers are the critical path.
   RT_CHECK(readPublished(op, t, root, bytes, op.output));
-  char* slot;
-  RT_CHECK(t.acquireSend(root, &slot));
-  t.commitSend(root, stampHeader(op, kDirectStep + 1, 0, 0));
+  DirectBuffer theirs;
+  for (int k = 1; k < n; k++) {
+    const int p = mod(r - k, n);
+    if (p != root) RT_CHECK(receivePublished(op, t, p, bytes, &theirs));
+  }
   return Status::ok();
 }
 

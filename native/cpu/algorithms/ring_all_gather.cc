@@ -26,7 +26,7 @@ Status ringAllGather(const CollectiveArgs& a) {
         chunkRange(0, count, sent, a.chunkElems, &b, &e);
         char* slot;
         RT_CHECK(t.acquireSend(right, &slot));
-        copyBytes(slot, elemPtr(op.input, b, es), (e - b) * es);
+        copyChunk(slot, elemPtr(op.input, b, es), (e - b) * es);
         t.commitSend(right, stampHeader(op, 0, uint32_t(sent), (e - b) * es));
       }
       uint64_t b, e;
@@ -35,7 +35,7 @@ Status ringAllGather(const CollectiveArgs& a) {
       const char* in;
       RT_CHECK(t.acquireRecv(left, &h, &in));
       RT_CHECK(checkHeader(op, *h, left, r, 0, uint32_t(c), (e - b) * es));
-      copyToOutput(elemPtr(op.output, uint64_t(left) * count + b, es), in, (e - b) * es, a.streamOutput);
+      copyChunkToOutput(elemPtr(op.output, uint64_t(left) * count + b, es), in, (e - b) * es, a.streamOutput);
       t.releaseRecv(left);
     }
     return Status::ok();

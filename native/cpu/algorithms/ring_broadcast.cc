@@ -37,7 +37,7 @@ Status ringBroadcast(const CollectiveArgs& a) {
       copyBytes(slot, in, bytes);
       t.commitSend(right, stampHeader(op, uint32_t(pos), uint32_t(c), bytes));
     }
-    copyBytes(elemPtr(op.output, b, es), in, bytes);
+    copyToOutput(elemPtr(op.output, b, es), in, bytes, a.streamOutput);
     t.releaseRecv(left);
   }
   return Status::ok();
