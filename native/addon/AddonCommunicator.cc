@@ -104,16 +104,11 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     }
     size_ = opts.size;
     rank_ = opts.rank;
-    // The synchronous hot path (RawRunSyncArgs): an own function property
+    // The hot paths (Raw: runSyncArgs, submitArgs): own function properties
     // whose data is this object. It is only reached through this JS object,
     // which outlives nothing it points to.
-    napi_value fast;
-    if (napi_create_function(env, "runSyncArgs", NAPI_AUTO_LENGTH, &AddonCommunicator::RawRunSyncArgs, this, &fast) ==
-        napi_ok)
-      info.This().As<Napi::Object>().Set("runSyncArgs", Napi::Value(env, fast));
-    if (napi_create_function(env, "submitArgs", NAPI_AUTO_LENGTH, &AddonCommunicator::RawSubmitArgs, this, &fast) ==
-        napi_ok)
-      info.This().As<Napi::Object>().Set("submitArgs", Napi::Value(env, fast));
+    DefineRaw<6, &AddonCommunicator::RunSyncArgs>(env, info.This().As<Napi::Object>(), "runSyncArgs");
+    DefineRaw<8, &AddonCommunicator::SubmitArgs>(env, info.This().As<Napi::Object>(), "submitArgs");
     tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
                                           "ringtree-completions", 0, 1);
     tsfnLive_ = true;
@@ -401,19 +396,22 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     return failureObject(env, s);
   }
 
-  // runSyncArgs(code, count, chunkBytes, timeoutMs, input, output): runSync
-  // for the synchronous hot path (lib/binding.ts documents `code`). A plain
-  // function on the instance with `this` as its data, not an ObjectWrap
-  // method: it skips the unwrap, the property reads of a descriptor object
-  // and node-addon-api's argument copies (about 3 us of the 4 a 2-float
-  // allReduceSync cost at world size 1). Returns null or a failure record;
-  // `before: true` when the communicator had failed before the call (nothing ran).
-  static napi_value RawRunSyncArgs(napi_env rawEnv, napi_callback_info cbinfo) {
-    size_t argc = 6;
-    napi_value argv[6];
+  // The hot paths' entry points: plain functions whose data is this object,
+  // taking at most N arguments, handed to `Method`.
+  using RawMethod = napi_value (AddonCommunicator::*)(Napi::Env, size_t, napi_value*);
+  template <size_t N, RawMethod Method>
+  static napi_value Raw(napi_env rawEnv, napi_callback_info cbinfo) {
+    size_t argc = N;
+    napi_value argv[N];
     void* data = nullptr;
     if (napi_get_cb_info(rawEnv, cbinfo, &argc, argv, nullptr, &data) != napi_ok) return nullptr;
-    return static_cast<AddonCommunicator*>(data)->RunSyncArgs(Napi::Env(rawEnv), argc, argv);
+    return (static_cast<AddonCommunicator*>(data)->*Method)(Napi::Env(rawEnv), argc, argv);
+  }
+  template <size_t N, RawMethod Method>
+  void DefineRaw(Napi::Env env, Napi::Object self, const char* name) {
+    napi_value fn;
+    if (napi_create_function(env, name, NAPI_AUTO_LENGTH, &Raw<N, Method>, this, &fn) == napi_ok)
+      self.Set(name, Napi::Value(env, fn));
   }
 
   // The hot paths' argument form: (code, count, chunkBytes, timeoutMs, input,
@@ -460,27 +458,28 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
 
   // submitArgs(code, count, chunkBytes, timeoutMs, input, output, callback,
   // stage): submit() for collectives in the argument form (ParseArgs).
-  static napi_value RawSubmitArgs(napi_env rawEnv, napi_callback_info cbinfo) {
-    size_t argc = 8;
-    napi_value argv[8];
-    void* data = nullptr;
-    if (napi_get_cb_info(rawEnv, cbinfo, &argc, argv, nullptr, &data) != napi_ok) return nullptr;
-    auto* self = static_cast<AddonCommunicator*>(data);
-    Napi::Env env(rawEnv);
-    if (!self->Alive(env)) return nullptr;
+  napi_value SubmitArgs(Napi::Env env, size_t argc, napi_value* argv) {
+    if (!Alive(env)) return nullptr;
     OpDesc d;
-    if (!self->ParseArgs(env, "submitArgs", argc, argv, &d)) return nullptr;
+    if (!ParseArgs(env, "submitArgs", argc, argv, &d)) return nullptr;
     napi_valuetype cbType;
-    if (argc < 7 || napi_typeof(rawEnv, argv[6], &cbType) != napi_ok || cbType != napi_function) {
+    if (argc < 7 || napi_typeof(env, argv[6], &cbType) != napi_ok || cbType != napi_function) {
       Napi::TypeError::New(env, "callback must be a function").ThrowAsJavaScriptException();
       return nullptr;
     }
     bool stage = false;
-    if (argc >= 8) napi_get_value_bool(rawEnv, argv[7], &stage);
-    self->Enqueue(env, d, Napi::Value(env, argv[6]), Napi::Value(env, argv[4]), Napi::Value(env, argv[5]), stage);
+    if (argc >= 8) napi_get_value_bool(env, argv[7], &stage);
+    Enqueue(env, d, Napi::Value(env, argv[6]), Napi::Value(env, argv[4]), Napi::Value(env, argv[5]), stage);
     return nullptr;
   }
 
+  // runSyncArgs(code, count, chunkBytes, timeoutMs, input, output): runSync
+  // for the synchronous hot path (lib/binding.ts documents `code`). A plain
+  // function on the instance with `this` as its data, not an ObjectWrap
+  // method: it skips the unwrap, the property reads of a descriptor object
+  // and node-addon-api's argument copies (about 3 us of the 4 a 2-float
+  // allReduceSync cost at world size 1). Returns null or a failure record;
+  // `before: true` when the communicator had failed before the call (nothing ran).
   napi_value RunSyncArgs(Napi::Env env, size_t argc, napi_value* argv) {
     if (!Alive(env)) return nullptr;
     FlushStaged();

@@ -193,6 +193,36 @@ inline void copyBytes(void* dst, const void* src, size_t bytes) {
   if (dst != src && bytes) std::memcpy(dst, src, bytes);
 }
 
+#if defined(__x86_64__)
+// The SSE2 copy loop copyChunk and copyToOutput share: 64 bytes per round
+// through four 16-byte registers, plain (Stream = false) or non-temporal
+// stores (true, which need `d` 16-byte aligned and fence before returning:
+// streaming stores are weakly ordered), then memcpy for the tail.
+template <bool Stream>
+inline void copyLines64(char* d, const char* s, size_t bytes) {
+  const size_t body = bytes & ~size_t(63);
+  for (size_t i = 0; i < body; i += 64) {
+    __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 16));
+    __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 32));
+    __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 48));
+    if constexpr (Stream) {
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i), a);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 16), b);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 32), c);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 48), e);
+    } else {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), a);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i + 16), b);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i + 32), c);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i + 48), e);
+    }
+  }
+  if constexpr (Stream) _mm_sfence();
+  std::memcpy(d + body, s + body, bytes - body);
+}
+#endif
+
 // copyBytes for the 2-rank all-gather's slot-sized copies: an explicit vector
 // loop instead of memcpy's `rep movsb` (glibc's choice for 8 KiB to L2-sized
 // copies on AMD). It was 13 % faster at 16 MiB and fewer runs fell into the
@@ -202,20 +232,7 @@ inline void copyBytes(void* dst, const void* src, size_t bytes) {
 inline void copyChunk(void* dst, const void* src, size_t bytes) {
 #if defined(__x86_64__)
   if (dst != src && bytes >= 4096) {
-    char* d = static_cast<char*>(dst);
-    const char* s = static_cast<const char*>(src);
-    size_t body = bytes & ~size_t(63);
-    for (size_t i = 0; i < body; i += 64) {
-      __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
-      __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 16));
-      __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 32));
-      __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 48));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), a);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i + 16), b);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i + 32), c);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i + 48), e);
-    }
-    std::memcpy(d + body, s + body, bytes - body);
+    copyLines64<false>(static_cast<char*>(dst), static_cast<const char*>(src), bytes);
     return;
   }
 #endif
@@ -234,20 +251,7 @@ inline void copyToOutput(void* dst, const void* src, size_t bytes, bool stream) 
     d += head;
     s += head;
     bytes -= head;
-    size_t body = bytes & ~size_t(63);
-    for (size_t i = 0; i < body; i += 64) {
-      __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
-      __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 16));
-      __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 32));
-      __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 48));
-      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i), a);
-      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 16), b);
-      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 32), c);
-      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 48), e);
-    }
-    // Streaming stores are weakly ordered: fence before anyone may read.
-    _mm_sfence();
-    std::memcpy(d + body, s + body, bytes - body);
+    copyLines64<true>(d, s, bytes);
     return;
   }
 #endif
