@@ -126,11 +126,11 @@ export interface NativeCommunicator {
     callback: (failure: NativeFailureRecord | null) => void, stage?: boolean): void;
   /**
    * {@link submit} for collectives in runSyncArgs' argument form (numbers and
-   * views; `output` true: in place). `stage`: hold the op until
+   * views; in place by the code's bit 48). `stage`: hold the op until
    * {@link flush}.
    */
   submitArgs(code: number, count: number, chunkBytes: number, timeoutMs: number,
-    input: ArrayBufferView | null, output: ArrayBufferView | null | true,
+    input: ArrayBufferView | null, output: ArrayBufferView | null,
     callback: (failure: NativeFailureRecord | null) => void, stage: boolean): void;
   /**
    * Hand collectives submitted with `stage` true to the engine. The caller
@@ -146,13 +146,19 @@ export interface NativeCommunicator {
   /**
    * {@link runSync} with the descriptor by position (the synchronous hot
    * path: no property reads). `code` = kind + 16 dtype + 256 op + 4096
-   * algorithm + 65536 (root + 1), kind being the native op code (1 allReduce,
-   * 2 reduceScatter, 3 allGather, 4 broadcast, 5 reduce, 6 barrier).
-   * `output` true: the output is `input` (in place; saves reading the same
-   * array's view twice).
+   * algorithm + 65536 (root + 1) + 2^48 if in place, kind being the native
+   * op code (1 allReduce, 2 reduceScatter, 3 allGather, 4 broadcast, 5
+   * reduce, 6 barrier). In place: the output is `input` and `output` is not
+   * read (pass null).
    */
   runSyncArgs(code: number, count: number, chunkBytes: number, timeoutMs: number,
-    input: ArrayBufferView | null, output: ArrayBufferView | null | true): NativeFailureRecord | null;
+    input: ArrayBufferView | null, output: ArrayBufferView | null): NativeFailureRecord | null;
+  /**
+   * Repeat the last {@link runSyncArgs} call's op with its arguments as
+   * parsed then. Only for a call whose arrays are the same objects with the
+   * same lengths (their data pointers are reused); throws if there was none.
+   */
+  runSyncAgain(): NativeFailureRecord | null;
   /**
    * Where runSyncArgs writes each synchronous op's start and end
    * (CLOCK_MONOTONIC, ms, the clock of process.hrtime()); kept referenced.

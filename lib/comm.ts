@@ -1009,8 +1009,9 @@ export class Communicator {
       // the native side a property lookup per field. The callback's closure
       // holds `desc`, and the engine holds references to the views anyway.
       const input = desc.input ?? null, output = desc.output ?? null;
-      this.native!.submitArgs(nativeCode(kind, desc), desc.count, desc.chunkBytes, desc.timeoutMs,
-        input, output !== null && output === input ? true : output, (failure) => {
+      const inPlace = output !== null && output === input;
+      this.native!.submitArgs(nativeCode(kind, desc, inPlace), desc.count, desc.chunkBytes, desc.timeoutMs,
+        input, inPlace ? null : output, (failure) => {
           this.recorder.finish(rec, failure);
           if (failure) settle.reject(this.fromNative(failure, kind, seq, options.timeoutMs));
           else settle.resolve();
@@ -1041,29 +1042,41 @@ export class Communicator {
       if (this.poison) throw this.repoison(kind);
       const o = options as SyncOptionFields;
       let m = this.lastSync;
-      if (m === null || m.kind !== kind || m.a !== a || m.b !== b || m.o !== options || m.la !== (a === null ? 0 : a.length) ||
-        m.lb !== (b === null ? 0 : b.length) || m.op !== o.op || m.algorithm !== o.algorithm || m.dtype !== o.dtype ||
-        m.timeoutMs !== o.timeoutMs || m.chunkBytes !== o.chunkBytes || m.root !== o.root || m.out !== o.out) {
+      let failure: NativeFailureRecord | null;
+      // The same call as the last one, arrays still as long as they were
+      // (a detached or shrunk buffer reads length 0): the engine repeats the
+      // op it parsed then (runSyncAgain), without reading the arguments.
+      if (m !== null && m.kind === kind && m.a === a && m.b === b && m.o === options && m.la === (a === null ? 0 : a.length) &&
+        m.lb === (b === null ? 0 : b.length) && m.op === o.op && m.algorithm === o.algorithm && m.dtype === o.dtype &&
+        m.timeoutMs === o.timeoutMs && m.chunkBytes === o.chunkBytes && m.root === o.root && m.out === o.out &&
+        m.lo === (o.out == null ? 0 : (o.out as HostArray).length)) {
+        ++this.collSeq;
+        failure = this.native!.runSyncAgain();
+      } else {
         this.lastSync = null;
         const desc = build();
+        const inPlace = desc.output != null && desc.output === desc.input;
         m = {
           kind, a, b, o: options, la: a === null ? 0 : a.length, lb: b === null ? 0 : b.length, op: o.op, algorithm: o.algorithm,
           dtype: o.dtype, timeoutMs: o.timeoutMs, chunkBytes: o.chunkBytes, root: o.root, out: o.out,
-          code: nativeCode(kind, desc),
+          lo: o.out == null ? 0 : (o.out as HostArray).length,
+          code: nativeCode(kind, desc, inPlace),
           count: desc.count, descChunkBytes: desc.chunkBytes, descTimeoutMs: desc.timeoutMs,
-          input: desc.input ?? null, output: desc.output != null && desc.output === desc.input ? true : desc.output ?? null,
+          input: desc.input ?? null, output: inPlace ? null : desc.output ?? null,
           details: { count: desc.count, dtype: desc.dtype, op: desc.op, root: desc.root, sync: true },
         };
-        this.lastSync = m;
+        ++this.collSeq;
+        failure = this.native!.runSyncArgs(m.code, m.count, m.descChunkBytes, m.descTimeoutMs, m.input, m.output);
+        // Parsed and checked natively (it throws otherwise): runSyncAgain may repeat it.
+        if (!failure?.before) this.lastSync = m;
       }
-      const seq = ++this.collSeq;
-      const failure = this.native!.runSyncArgs(m.code, m.count, m.descChunkBytes, m.descTimeoutMs, m.input, m.output);
       const clock = this.syncClock;
       if (failure?.before) {
         this.collSeq--;
         this.poison = this.fromNative(failure, kind);
         throw this.repoison(kind);
       }
+      const seq = this.collSeq;
       this.recorder.record(kind, seq, m.details, clock[0]! + this.epochOffsetMs, clock[1]! + this.epochOffsetMs, failure);
       if (failure) throw this.fromNative(failure, `${kind}Sync`, seq, m.descTimeoutMs);
     } catch (e) {
@@ -1077,15 +1090,19 @@ interface SyncOptionFields { op?: unknown; algorithm?: unknown; dtype?: unknown;
 
 interface SyncMemo {
   kind: CollectiveName; a: HostArray | null; b: HostArray | null; o: CollectiveOptions; la: number; lb: number;
-  op: unknown; algorithm: unknown; dtype: unknown; timeoutMs: unknown; chunkBytes: unknown; root: unknown; out: unknown;
+  op: unknown; algorithm: unknown; dtype: unknown; timeoutMs: unknown; chunkBytes: unknown; root: unknown; out: unknown; lo: number;
   code: number; count: number; descChunkBytes: number; descTimeoutMs: number;
-  input: HostArray | null; output: HostArray | null | true; details: Record<string, unknown>;
+  input: HostArray | null; output: HostArray | null; details: Record<string, unknown>;
 }
 
-/** The `code` argument of runSyncArgs / submitArgs (lib/binding.ts). */
-function nativeCode(kind: CollectiveName, desc: NativeOpDescriptor): number {
-  return NATIVE_KIND_CODES[kind] + desc.dtype * 16 + desc.op * 256 + desc.algorithm * 4096 + (desc.root + 1) * 65536;
+/** The `code` argument of runSyncArgs / submitArgs (lib/binding.ts); `inPlace`: the output is the input. */
+function nativeCode(kind: CollectiveName, desc: NativeOpDescriptor, inPlace: boolean): number {
+  return NATIVE_KIND_CODES[kind] + desc.dtype * 16 + desc.op * 256 + desc.algorithm * 4096 + (desc.root + 1) * 65536 +
+    (inPlace ? IN_PLACE_CODE : 0);
 }
+
+/** Bit 48 of a native op code: in place (lib/binding.ts). */
+const IN_PLACE_CODE = 2 ** 48;
 
 /** native/cpu/Op.h's OpKind codes, for runSyncArgs and submitArgs. */
 const NATIVE_KIND_CODES: Record<CollectiveName, number> = {

@@ -167,6 +167,87 @@ describe('init() in process', () => {
     await comm.destroy();
   });
 
+  it('a repeated synchronous call is re-read when its arrays, their lengths or its options change', async () => {
+    // The second of two identical calls reuses the first one's parsed
+    // arguments (runSyncAgain): data pointers included. Any change must
+    // make it parse again, or it would read or write memory it no longer owns.
+    const comm = await init({ rank: 0, worldSize: 1 });
+    const x = new Float32Array([1, 2, 3]);
+    const out = new Float32Array(3);
+    const o: { out?: Float32Array } = { out };
+    comm.allReduceSync(x, o);
+    x[0] = 5;
+    comm.allReduceSync(x, o);                       // repeated: same pointers, new data
+    expect([...out]).toEqual([5, 2, 3]);
+    const out2 = new Float32Array(3);
+    o.out = out2;                                    // same options object, new output
+    comm.allReduceSync(x, o);
+    expect([...out2]).toEqual([5, 2, 3]);
+    out.fill(-1);
+    comm.allReduceSync(x, o);
+    expect([...out]).toEqual([-1, -1, -1]);          // the old output is left alone
+    // A detached input reads as empty: a 0-element allreduce, which must not
+    // copy from the transferred memory (still alive in the clone).
+    out2.fill(-1);
+    const moved = structuredClone(x.buffer, { transfer: [x.buffer] });
+    expect(x.length).toBe(0);
+    expect(() => comm.allReduceSync(x, o)).toThrow(/`out` has 3 elements but `x` has 0/);
+    expect([...out2]).toEqual([-1, -1, -1]);
+    expect([...new Float32Array(moved)]).toEqual([5, 2, 3]);
+    // A detached output is rejected before a byte moves.
+    const y = new Float32Array([7, 8]);
+    const yOut = new Float32Array(2);
+    const oy = { out: yOut };
+    comm.allReduceSync(y, oy);
+    const movedOut = structuredClone(yOut.buffer, { transfer: [yOut.buffer] });
+    new Float32Array(movedOut).fill(-1);
+    expect(() => comm.allReduceSync(y, oy)).toThrow(InvalidArgumentError);
+    expect([...new Float32Array(movedOut)]).toEqual([-1, -1]);
+    // A resizable buffer shrunk under a length-tracking view.
+    const rab = new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer & { resize(n: number): void })(16, { maxByteLength: 16 });
+    const z = new Float32Array(rab);
+    z.set([1, 2, 3, 4]);
+    const oz = {};
+    comm.allReduceSync(z, oz);                       // in place
+    comm.allReduceSync(z, oz);
+    rab.resize(8);
+    comm.allReduceSync(z, oz);
+    expect(z.length).toBe(2);
+    expect([...z]).toEqual([1, 2]);
+    expect(comm.recentOps().at(-1)!.count).toBe(2);
+    await comm.destroy();
+  });
+
+  it('synchronous ops keep their recorded times on CLOCK_MONOTONIC past the TSC clock\'s calibration and re-anchoring', async () => {
+    // The engine times ops with the TSC (native/cpu/Clock.cc): clock_gettime
+    // for the first 20 ms, then extrapolated and re-anchored every second.
+    // 1.5 s of calls covers all three; each sampled op must lie within the
+    // Date.now() readings around it, and ops must not go back in time.
+    const comm = await init({ rank: 0, worldSize: 1 });
+    const x = new Float32Array([1, 2]);
+    const options = {};
+    const start = Date.now();
+    let checked = 0;
+    let lastEnd = -Infinity;
+    while (Date.now() - start < 1500) {
+      for (let i = 0; i < 200; i++) comm.allReduceSync(x, options);
+      const before = Date.now();
+      comm.allReduceSync(x, options);
+      const after = Date.now();
+      const op = comm.recentOps().at(-1)!;
+      expect(op.startedAt).toBeGreaterThanOrEqual(before - 2);
+      expect(op.endedAt!).toBeGreaterThanOrEqual(op.startedAt);
+      expect(op.endedAt!).toBeLessThanOrEqual(after + 2);
+      expect(op.startedAt).toBeGreaterThanOrEqual(lastEnd - 0.05);
+      lastEnd = op.endedAt!;
+      checked++;
+    }
+    expect(checked).toBeGreaterThan(10);
+    const ops = comm.recentOps();
+    for (let i = 1; i < ops.length; i++) expect(ops[i]!.startedAt).toBeGreaterThanOrEqual(ops[i - 1]!.endedAt! - 0.05);
+    await comm.destroy();
+  });
+
   it('a port in use is a BackendUnavailableError naming the address and the remedy', async () => {
     const busy = createServer();
     const port = await new Promise<number>((res) => busy.listen(0, '127.0.0.1', () => res((busy.address() as { port: number }).port)));

@@ -108,6 +108,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     // whose data is this object. It is only reached through this JS object,
     // which outlives nothing it points to.
     DefineRaw<6, &AddonCommunicator::RunSyncArgs>(env, info.This().As<Napi::Object>(), "runSyncArgs");
+    DefineRaw<1, &AddonCommunicator::RunSyncAgain>(env, info.This().As<Napi::Object>(), "runSyncAgain");
     DefineRaw<8, &AddonCommunicator::SubmitArgs>(env, info.This().As<Napi::Object>(), "submitArgs");
     tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
                                           "ringtree-completions", 0, 1);
@@ -416,8 +417,9 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
 
   // The hot paths' argument form: (code, count, chunkBytes, timeoutMs, input,
   // output, ...), numbers and views only (no descriptor object, whose
-  // property reads intern a string per field and call). `output` true: in
-  // place. Checks the buffers against the op (CheckBuffers).
+  // property reads intern a string per field and call). Bit 48 of `code`:
+  // in place (the output is the input; `output` is not read). Checks the
+  // buffers against the op (CheckBuffers).
   bool ParseArgs(Napi::Env env, const char* name, size_t argc, napi_value* argv, OpDesc* d) {
     int64_t code = 0, count = 0, chunkBytes = 0, timeoutMs = 0;
     if (argc < 6 || napi_get_value_int64(env, argv[0], &code) != napi_ok ||
@@ -440,15 +442,14 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     d->dtype = DType(dt);
     d->op = ReduceOp(rop);
     d->algorithm = Algorithm(algo);
-    d->root = int32_t((code >> 16) - 1);
+    d->root = int32_t(((code >> 16) & 0xffffffff) - 1);
     d->count = count < 0 ? 0 : uint64_t(count);
     d->chunkBytes = uint64_t(std::max<int64_t>(0, chunkBytes));
     d->timeoutMs = timeoutMs;
     const size_t es = dtypeSize(d->dtype);
     if (!FastView(env, argv[4], &d->input, &d->inputBytes, es, "input")) return false;
-    napi_valuetype outType;
-    if (napi_typeof(env, argv[5], &outType) == napi_ok && outType == napi_boolean) {
-      d->output = const_cast<void*>(d->input);  // `true`: in place
+    if ((code >> 48) & 1) {
+      d->output = const_cast<void*>(d->input);
       d->outputBytes = d->inputBytes;
     } else if (!FastView(env, argv[5], &d->output, &d->outputBytes, es, "output")) {
       return false;
@@ -488,10 +489,39 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
       f.Set("before", true);
       return f;
     }
-    OpDesc d;
-    if (!ParseArgs(env, "runSyncArgs", argc, argv, &d)) return nullptr;
+    syncPrepared_ = false;
+    syncDesc_ = OpDesc();
+    if (!ParseArgs(env, "runSyncArgs", argc, argv, &syncDesc_)) return nullptr;
+    syncPrepared_ = true;
+    return RunPrepared(env);
+  }
+
+  // runSyncAgain(): runSyncArgs with the arguments of the last runSyncArgs
+  // call on this communicator, as parsed and checked then: a loop repeating
+  // one synchronous call skips reading its numbers and views (about a third
+  // of the call's cost at world size 1). lib/comm.ts calls it only when the
+  // call matches that one and its arrays still have the lengths they had (a
+  // detached or shrunk buffer reads length 0), so the data pointers are still
+  // those of live, attached buffers: V8 moved them off the heap when they
+  // were first read and never moves them again.
+  napi_value RunSyncAgain(Napi::Env env, size_t, napi_value*) {
+    if (!Alive(env)) return nullptr;
+    if (!syncPrepared_) {
+      Napi::Error::New(env, "runSyncAgain: no runSyncArgs call to repeat").ThrowAsJavaScriptException();
+      return nullptr;
+    }
+    FlushStaged();
+    if (engine_->hasFailed()) {
+      Napi::Object f = failureObject(env, engine_->failure());
+      f.Set("before", true);
+      return f;
+    }
+    return RunPrepared(env);
+  }
+
+  napi_value RunPrepared(Napi::Env env) {
     Engine::OpTimes times;
-    Status s = engine_->runSync(d, &times);
+    Status s = engine_->runSync(syncDesc_, &times);
     if (syncClock_) {
       syncClock_[0] = double(times.startNs) / 1e6;
       syncClock_[1] = double(times.endNs) / 1e6;
@@ -679,6 +709,9 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
   // setSyncClock's array: [start, end] of the last synchronous op (ms).
   Napi::Reference<Napi::Float64Array> syncClockRef_;
   double* syncClock_ = nullptr;
+  // The last runSyncArgs op, for runSyncAgain (valid when syncPrepared_).
+  OpDesc syncDesc_;
+  bool syncPrepared_ = false;
   int size_ = 1;
   int rank_ = 0;
   uint64_t nextId_ = 1;

@@ -15,6 +15,14 @@ inline int64_t monotonicNs() {
   return int64_t(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
 }
 
+// CLOCK_MONOTONIC nanoseconds for timing ops (their start and end, and the
+// deadline taken from the start): the TSC extrapolated from clock_gettime
+// where the kernel keeps time with the TSC (x86-64), clock_gettime elsewhere
+// and during the first 20 ms. Within microseconds of monotonicNs(), and
+// monotonic per thread except across a once-a-second re-anchoring (by at
+// most the drift since the last one).
+int64_t opClockNs();
+
 class Deadline {
  public:
   Deadline() : atNs_(std::numeric_limits<int64_t>::max()) {}

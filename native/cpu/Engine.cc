@@ -307,7 +307,7 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
   me->collSeq.store(op.seq, std::memory_order_release);
   me->inOp.store(1, std::memory_order_release);
   // One clock read serves the deadline and the op's start time.
-  const int64_t nowNs = monotonicNs();
+  const int64_t nowNs = opClockNs();
   OpWaiter waiter(this, op);
   waiter.deadline = Deadline::afterMsFrom(nowNs, op.timeoutMs);
   transport_->setWaiter(&waiter);
@@ -387,7 +387,7 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
     st.count++;
     if (!s.isOk()) st.failed++;
     st.byAlgorithm[op.algorithm == Algorithm::Tree ? 1 : 0]++;
-    const int64_t endNs = monotonicNs();
+    const int64_t endNs = std::max(opClockNs(), startNs);
     st.timeNs += endNs - startNs;
     if (times) *times = {startNs, endNs};
     for (int p = 0; p < n; p++) {
