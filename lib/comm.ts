@@ -311,16 +311,27 @@ export class Communicator {
 
   /** Synchronous {@link allReduce} for latency-bound loops: drains queued async work first, then blocks this thread (up to `timeoutMs`). @throws the same errors the async form rejects with. */
   allReduceSync(x: HostArray, options: AllReduceOptions = {}): void {
-    this.sync('allReduce', x, null, options, () => {
-      const dtype = dtypeOf(x, options.dtype, 'x');
-      const out = (options.out ?? x) as HostArray;
-      this.checkSameKind(out, 'out', x, dtype, options.dtype);
-      if (out.length !== x.length) {
-        throw new InvalidArgumentError(`\`out\` has ${out.length} elements but \`x\` has ${x.length}`, this.where('allReduce'));
-      }
-      this.checkAlias('allReduce', x, out, 0);
-      return this.collectiveDesc('allReduce', options, dtype, x.length, { input: x, output: out, op: options.op });
-    });
+    this.sync('allReduce', x, null, options, Communicator.allReduceBuilder);
+  }
+
+  // The synchronous forms' descriptor builders: static, so that a call
+  // allocates no closure (sync() runs one only when its memo misses).
+  private static readonly allReduceBuilder: SyncBuilder = (c, x, _y, o) => c.allReduceDesc(x!, o);
+  private static readonly reduceScatterBuilder: SyncBuilder = (c, x, y, o) => c.reduceScatterDesc(x!, y!, o);
+  private static readonly allGatherBuilder: SyncBuilder = (c, x, y, o) => c.allGatherDesc(x!, y!, o);
+  private static readonly broadcastBuilder: SyncBuilder = (c, x, _y, o) => c.broadcastDesc(x!, o);
+  private static readonly reduceBuilder: SyncBuilder = (c, x, _y, o) => c.reduceDesc(x!, o);
+  private static readonly barrierBuilder: SyncBuilder = (c, _x, _y, o) => c.collective('barrier', o, 'float32', 0, {});
+
+  private allReduceDesc(x: HostArray, options: AllReduceOptions): NativeOpDescriptor & { input: HostArray; output: HostArray } {
+    const dtype = dtypeOf(x, options.dtype, 'x');
+    const out = (options.out ?? x) as HostArray;
+    this.checkSameKind(out, 'out', x, dtype, options.dtype);
+    if (out.length !== x.length) {
+      throw new InvalidArgumentError(`\`out\` has ${out.length} elements but \`x\` has ${x.length}`, this.where('allReduce'));
+    }
+    this.checkAlias('allReduce', x, out, 0);
+    return this.collectiveDesc('allReduce', options, dtype, x.length, { input: x, output: out, op: options.op });
   }
 
   /**
@@ -339,7 +350,7 @@ export class Communicator {
 
   /** Synchronous {@link reduceScatter}. */
   reduceScatterSync(x: HostArray, y: HostArray, options: ReduceScatterOptions = {}): void {
-    this.sync('reduceScatter', x, y, options, () => this.reduceScatterDesc(x, y, options));
+    this.sync('reduceScatter', x, y, options, Communicator.reduceScatterBuilder);
   }
 
   /**
@@ -358,7 +369,7 @@ export class Communicator {
 
   /** Synchronous {@link allGather}. */
   allGatherSync(x: HostArray, y: HostArray, options: CollectiveOptions = {}): void {
-    this.sync('allGather', x, y, options, () => this.allGatherDesc(x, y, options));
+    this.sync('allGather', x, y, options, Communicator.allGatherBuilder);
   }
 
   /** Copy the root's `x` to every rank (into `out` when given, else into `x`). */
@@ -375,7 +386,7 @@ export class Communicator {
 
   /** Synchronous {@link broadcast}. */
   broadcastSync(x: HostArray, options: BroadcastOptions = {}): void {
-    this.sync('broadcast', x, null, options, () => this.broadcastDesc(x, options));
+    this.sync('broadcast', x, null, options, Communicator.broadcastBuilder);
   }
 
   /** Reduce every rank's `x` onto the root (into `out` when given, else into `x` on the root only). */
@@ -392,7 +403,7 @@ export class Communicator {
 
   /** Synchronous {@link reduce}. */
   reduceSync(x: HostArray, options: ReduceOptions = {}): void {
-    this.sync('reduce', x, null, options, () => this.reduceDesc(x, options));
+    this.sync('reduce', x, null, options, Communicator.reduceBuilder);
   }
 
   /**
@@ -420,7 +431,7 @@ export class Communicator {
 
   /** Synchronous {@link barrier}. */
   barrierSync(options: OpOptions = {}): void {
-    this.sync('barrier', null, null, options, () => this.collective('barrier', options, 'float32', 0, {}));
+    this.sync('barrier', null, null, options, Communicator.barrierBuilder);
   }
 
   /**
@@ -1034,8 +1045,7 @@ export class Communicator {
    */
   private lastSync: SyncMemo | null = null;
 
-  private sync(kind: CollectiveName, a: HostArray | null, b: HostArray | null, options: CollectiveOptions,
-    build: () => NativeOpDescriptor & { input?: HostArray | null; output?: HostArray | null }): void {
+  private sync(kind: CollectiveName, a: HostArray | null, b: HostArray | null, options: CollectiveOptions, build: SyncBuilder): void {
     try {
       // checkUsable() without asking the engine: runSyncArgs answers that.
       if (this.destroyed || !this.native) throw new AbortedError('the communicator was destroyed', { ...this.where(kind), remedy: 'Create a new communicator with init().' });
@@ -1054,7 +1064,7 @@ export class Communicator {
         failure = this.native!.runSyncAgain();
       } else {
         this.lastSync = null;
-        const desc = build();
+        const desc = build(this, a, b, options);
         const inPlace = desc.output != null && desc.output === desc.input;
         m = {
           kind, a, b, o: options, la: a === null ? 0 : a.length, lb: b === null ? 0 : b.length, op: o.op, algorithm: o.algorithm,
@@ -1084,6 +1094,10 @@ export class Communicator {
     }
   }
 }
+
+/** Builds a synchronous call's descriptor from its arguments (checking them). */
+type SyncBuilder = (c: Communicator, a: HostArray | null, b: HostArray | null, options: CollectiveOptions) =>
+  NativeOpDescriptor & { input?: HostArray | null; output?: HostArray | null };
 
 /** The option fields a synchronous call's descriptor depends on. */
 interface SyncOptionFields { op?: unknown; algorithm?: unknown; dtype?: unknown; timeoutMs?: unknown; chunkBytes?: unknown; root?: unknown; out?: unknown }
