@@ -297,16 +297,7 @@ export class Communicator {
       return this.device('allReduce', [x, options.out ?? x], options, (t, out) =>
         [{ kind: 'allReduce', send: t, recv: out, count: t.length, dtype: t.dtype, op: options.op, root: 0, sendBytes: t.byteLength, recvBytes: t.byteLength }]);
     }
-    return this.async('allReduce', () => {
-      const dtype = dtypeOf(x, options.dtype, 'x');
-      const out = (options.out ?? x) as HostArray;
-      this.checkSameKind(out, 'out', x, dtype, options.dtype);
-      if (out.length !== x.length) {
-        throw new InvalidArgumentError(`\`out\` has ${out.length} elements but \`x\` has ${x.length}`, this.where('allReduce'));
-      }
-      this.checkAlias('allReduce', x, out, 0);
-      return this.collective('allReduce', options, dtype, x.length, { input: x, output: out, op: options.op });
-    }, options.signal);
+    return this.async('allReduce', () => this.allReduceDesc(x, options), options.signal);
   }
 
   /** Synchronous {@link allReduce} for latency-bound loops: drains queued async work first, then blocks this thread (up to `timeoutMs`). @throws the same errors the async form rejects with. */
