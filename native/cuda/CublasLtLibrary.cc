@@ -27,24 +27,17 @@ CublasLtLibrary& CublasLtLibrary::instance() {
 bool CublasLtLibrary::tryLoad(const std::string& candidate) {
   // libcublas itself is opened first so that a candidate names one
   // installation (and its libcublasLt dependency resolves from there).
-  void* blas = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!blas) {
-    const char* e = dlerror();
-    attempts_.push_back(candidate + ": " + (e ? e : "dlopen failed"));
-    return false;
-  }
+  void* blas = open(candidate);
+  if (!blas) return false;
   std::string ltName = siblingLt(candidate);
-  void* handle = ltName.empty() ? nullptr : dlopen(ltName.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (ltName.empty()) attempts_.push_back(candidate + " (no libcublasLt name): not a libcublas file name");
+  void* handle = ltName.empty() ? nullptr : open(ltName);
   if (!handle) {
-    const char* e = dlerror();
-    attempts_.push_back((ltName.empty() ? candidate + " (no libcublasLt name)" : ltName) + ": " + (e ? e : "dlopen failed"));
     dlclose(blas);
     return false;
   }
   std::string missing;
-#define RT_REQUIRE(field, sym)                                             \
-  field = reinterpret_cast<decltype(field)>(dlsym(handle, sym));           \
-  if (!field) missing += (missing.empty() ? "" : ", ") + std::string(sym);
+#define RT_REQUIRE(field, sym) bind(field, dlsym(handle, sym), sym, missing);
   RT_REQUIRE(create, "cublasLtCreate") RT_REQUIRE(destroy, "cublasLtDestroy") RT_REQUIRE(getVersion, "cublasLtGetVersion")
   RT_REQUIRE(matmulDescCreate, "cublasLtMatmulDescCreate") RT_REQUIRE(matmulDescDestroy, "cublasLtMatmulDescDestroy")
   RT_REQUIRE(matmulDescSetAttribute, "cublasLtMatmulDescSetAttribute")
@@ -64,30 +57,15 @@ bool CublasLtLibrary::tryLoad(const std::string& candidate) {
   getStatusName = reinterpret_cast<PFN_cublasLtGetStatusName>(dlsym(handle, "cublasLtGetStatusName"));
   getStatusString = reinterpret_cast<PFN_cublasLtGetStatusString>(dlsym(handle, "cublasLtGetStatusString"));
   version_ = getVersion();
-  // dladdr, not dlinfo: dlinfo needs glibc 2.34 (the prebuild's floor is 2.28).
-  Dl_info info;
-  path_ = dladdr(reinterpret_cast<void*>(matmul), &info) && info.dli_fname && info.dli_fname[0] ? info.dli_fname : ltName;
+  path_ = fileOf(reinterpret_cast<void*>(matmul), ltName);
   return true;
 }
 
 Status CublasLtLibrary::load(const std::vector<std::string>& candidates) {
-  std::lock_guard<std::mutex> lk(mutex_);
-  if (attempted_) return result_;
-  attempted_ = true;
-  for (const std::string& c : candidates) {
-    if (tryLoad(c)) {
-      loaded_ = true;
-      result_ = Status::ok();
-      return result_;
-    }
-  }
-  std::string tried;
-  for (const std::string& a : attempts_) tried += "\n  - " + a;
-  result_ = Status(StatusCode::BackendUnavailable,
-                   "cuBLAS/cuBLASLt (libcublas.so + libcublasLt.so, CUDA 12 or 13) was not found, so device-array GEMM "
-                   "is unavailable. Tried:" + tried,
-                   kCublasRemedy);
-  return result_;
+  return loadOnce(candidates,
+                  "cuBLAS/cuBLASLt (libcublas.so + libcublasLt.so, CUDA 12 or 13) was not found, so device-array GEMM "
+                  "is unavailable.",
+                  kCublasRemedy);
 }
 
 Status CublasLtLibrary::check(cublasStatus_t s, const char* what) const {

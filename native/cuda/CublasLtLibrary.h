@@ -5,24 +5,20 @@
 // toolkit ship them together.
 #pragma once
 
-#include <mutex>
 #include <string>
 #include <vector>
 
-#include "core/status.h"
 #include "cuda/CublasLtApi.h"
+#include "cuda/DynamicLibrary.h"
 
 namespace ringtree::cuda {
 
-class CublasLtLibrary {
+class CublasLtLibrary : public DynamicLibrary {
  public:
   static CublasLtLibrary& instance();
 
   // Idempotent: later calls return the first result.
   Status load(const std::vector<std::string>& candidates);
-  bool loaded() const { return loaded_; }
-  const std::string& path() const { return path_; }
-  const std::vector<std::string>& attempts() const { return attempts_; }
   // cublasLtGetVersion(), e.g. 120903 for 12.9.3; 0 when not loaded.
   size_t version() const { return version_; }
 
@@ -51,14 +47,8 @@ class CublasLtLibrary {
 
  private:
   CublasLtLibrary() = default;
-  bool tryLoad(const std::string& candidate);
+  bool tryLoad(const std::string& candidate) override;
 
-  std::mutex mutex_;
-  bool attempted_ = false;
-  bool loaded_ = false;
-  Status result_;
-  std::string path_;
-  std::vector<std::string> attempts_;
   size_t version_ = 0;
 };
 

@@ -11,13 +11,6 @@ const char* kDriverRemedy =
     "Install the NVIDIA driver (R450 or newer; CUDA 12 NCCL/cuBLAS wheels need R525+) so that libcuda.so.1 is on the "
     "loader path, or set RINGTREE_CUDA_DRIVER_PATH to its full path. Host arrays keep working on the CPU backend.";
 
-// The file a symbol came from (dladdr, not dlinfo: dlinfo needs glibc 2.34
-// and the prebuild's floor is 2.28).
-std::string dlopenedPath(void* symbol, const std::string& fallback) {
-  Dl_info info;
-  if (symbol && dladdr(symbol, &info) && info.dli_fname && info.dli_fname[0]) return info.dli_fname;
-  return fallback;
-}
 }  // namespace
 
 CudaDriver& CudaDriver::instance() {
@@ -37,27 +30,21 @@ void* CudaDriver::resolve(void* handle, const char* name, int cudaVersion) {
   return dlsym(handle, name);
 }
 
-Status CudaDriver::tryLoad(const std::string& candidate) {
-  void* handle = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!handle) {
-    const char* e = dlerror();
-    attempts_.push_back(candidate + ": " + (e ? e : "dlopen failed"));
-    return Status(StatusCode::BackendUnavailable, "cannot open " + candidate);
-  }
+bool CudaDriver::tryLoad(const std::string& candidate) {
+  void* handle = open(candidate);
+  if (!handle) return false;
   auto* version = reinterpret_cast<PFN_cuDriverGetVersion>(dlsym(handle, "cuDriverGetVersion"));
   int v = 0;
   if (!version || version(&v) != CUDA_SUCCESS) {
     attempts_.push_back(candidate + ": not a CUDA driver (cuDriverGetVersion missing or failing)");
     dlclose(handle);
-    return Status(StatusCode::BackendUnavailable, "not a driver");
+    return false;
   }
   getProcAddress_ = reinterpret_cast<PFN_cuGetProcAddress>(dlsym(handle, "cuGetProcAddress"));
   // Ask for the CUDA 12.0 ABI, or the driver's own when it is older.
   const int abi = v < 12000 ? v : 12000;
   std::string missing;
-#define RT_REQUIRE(fn)                                                              \
-  fn = reinterpret_cast<decltype(fn)>(resolve(handle, #fn, abi));                  \
-  if (!fn) missing += (missing.empty() ? "" : ", ") + std::string(#fn);
+#define RT_REQUIRE(fn) bind(fn, resolve(handle, #fn, abi), #fn, missing);
   RT_REQUIRE(cuInit) RT_REQUIRE(cuDriverGetVersion) RT_REQUIRE(cuDeviceGet) RT_REQUIRE(cuDeviceGetCount)
   RT_REQUIRE(cuDeviceGetName) RT_REQUIRE(cuDeviceGetAttribute) RT_REQUIRE(cuDeviceTotalMem)
   RT_REQUIRE(cuDevicePrimaryCtxRetain) RT_REQUIRE(cuDevicePrimaryCtxRelease) RT_REQUIRE(cuCtxSetCurrent)
@@ -71,7 +58,7 @@ Status CudaDriver::tryLoad(const std::string& candidate) {
     attempts_.push_back(candidate + ": missing " + missing);
     dlclose(handle);
     getProcAddress_ = nullptr;
-    return Status(StatusCode::BackendUnavailable, "incomplete driver");
+    return false;
   }
 #define RT_OPTIONAL(fn) fn = reinterpret_cast<decltype(fn)>(resolve(handle, #fn, abi));
   RT_OPTIONAL(cuMemAllocAsync) RT_OPTIONAL(cuMemFreeAsync) RT_OPTIONAL(cuModuleLoadData)
@@ -79,36 +66,22 @@ Status CudaDriver::tryLoad(const std::string& candidate) {
 #undef RT_OPTIONAL
   viaProcAddress_ = getProcAddress_ != nullptr;
   driverVersion_ = v;
-  path_ = dlopenedPath(reinterpret_cast<void*>(version), candidate);
-  return Status::ok();
+  path_ = fileOf(reinterpret_cast<void*>(version), candidate);
+  return true;
 }
 
 Status CudaDriver::load(const std::vector<std::string>& candidates) {
-  std::lock_guard<std::mutex> lk(mutex_);
-  if (attempted_) return result_;
-  attempted_ = true;
-  for (const std::string& c : candidates) {
-    if (tryLoad(c).isOk()) {
-      CUresult r = cuInit(0);
-      if (r != CUDA_SUCCESS) {
-        result_ = check(r, "cuInit");
-        result_ = Status(StatusCode::BackendUnavailable,
-                         "the CUDA driver at " + path_ + " loaded but cuInit failed: " + result_.message(),
-                         r == CUDA_ERROR_NO_DEVICE ? "This host has no usable NVIDIA GPU (check nvidia-smi and "
-                                                     "CUDA_VISIBLE_DEVICES). Host arrays keep working."
-                                                   : kDriverRemedy);
-        return result_;
-      }
-      loaded_ = true;
-      result_ = Status::ok();
-      return result_;
-    }
-  }
-  std::string tried;
-  for (const std::string& a : attempts_) tried += "\n  - " + a;
-  result_ = Status(StatusCode::BackendUnavailable, "the CUDA driver (libcuda.so.1) was not found. Tried:" + tried,
-                   kDriverRemedy);
-  return result_;
+  return loadOnce(candidates, "the CUDA driver (libcuda.so.1) was not found.", kDriverRemedy);
+}
+
+Status CudaDriver::afterLoad() {
+  CUresult r = cuInit(0);
+  if (r == CUDA_SUCCESS) return Status::ok();
+  return Status(StatusCode::BackendUnavailable,
+                "the CUDA driver at " + path_ + " loaded but cuInit failed: " + check(r, "cuInit").message(),
+                r == CUDA_ERROR_NO_DEVICE ? "This host has no usable NVIDIA GPU (check nvidia-smi and "
+                                            "CUDA_VISIBLE_DEVICES). Host arrays keep working."
+                                          : kDriverRemedy);
 }
 
 Status CudaDriver::check(CUresult r, const char* what) const {
@@ -126,10 +99,10 @@ Status CudaDriver::check(CUresult r, const char* what) const {
 }
 
 Status CudaDriver::makeCurrent(int device) {
-  if (!loaded_) return result_;
+  if (!loaded()) return Status(StatusCode::BackendUnavailable, "the CUDA driver is not loaded", kDriverRemedy);
   CUcontext ctx = nullptr;
   {
-    std::lock_guard<std::mutex> lk(mutex_);
+    std::lock_guard<std::mutex> lk(contextsMutex_);
     if (device < 0) return Status(StatusCode::InvalidArgument, "device ordinal must be >= 0");
     if (size_t(device) >= contexts_.size()) contexts_.resize(size_t(device) + 1, nullptr);
     if (!contexts_[size_t(device)]) {

@@ -6,12 +6,12 @@
 #include <string>
 #include <vector>
 
-#include "core/status.h"
 #include "cuda/CudaApi.h"
+#include "cuda/DynamicLibrary.h"
 
 namespace ringtree::cuda {
 
-class CudaDriver {
+class CudaDriver : public DynamicLibrary {
  public:
   // The process-wide driver. load() must have succeeded before use.
   static CudaDriver& instance();
@@ -20,9 +20,6 @@ class CudaDriver {
   // order; the first that opens and has every required entry point wins.
   // Idempotent: later calls return the first result.
   Status load(const std::vector<std::string>& candidates);
-  bool loaded() const { return loaded_; }
-  const std::string& path() const { return path_; }
-  const std::vector<std::string>& attempts() const { return attempts_; }
   int driverVersion() const { return driverVersion_; }
   bool viaGetProcAddress() const { return viaProcAddress_; }
 
@@ -69,18 +66,14 @@ class CudaDriver {
 
  private:
   CudaDriver() = default;
-  Status tryLoad(const std::string& candidate);
+  bool tryLoad(const std::string& candidate) override;
+  Status afterLoad() override;  // cuInit
   void* resolve(void* handle, const char* name, int cudaVersion);
 
-  std::mutex mutex_;
-  bool attempted_ = false;
-  bool loaded_ = false;
-  Status result_;
-  std::string path_;
-  std::vector<std::string> attempts_;
   int driverVersion_ = 0;
   bool viaProcAddress_ = false;
   PFN_cuGetProcAddress getProcAddress_ = nullptr;
+  std::mutex contextsMutex_;
   std::vector<CUcontext> contexts_;  // retained primary context per device
 };
 

@@ -23,16 +23,10 @@ std::string NcclLibrary::versionString(int code) {
 }
 
 bool NcclLibrary::tryLoad(const std::string& candidate) {
-  void* handle = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!handle) {
-    const char* e = dlerror();
-    attempts_.push_back(candidate + ": " + (e ? e : "dlopen failed"));
-    return false;
-  }
+  void* handle = open(candidate);
+  if (!handle) return false;
   std::string missing;
-#define RT_REQUIRE(field, sym)                                             \
-  field = reinterpret_cast<decltype(field)>(dlsym(handle, sym));           \
-  if (!field) missing += (missing.empty() ? "" : ", ") + std::string(sym);
+#define RT_REQUIRE(field, sym) bind(field, dlsym(handle, sym), sym, missing);
   RT_REQUIRE(getVersion, "ncclGetVersion") RT_REQUIRE(getUniqueId, "ncclGetUniqueId")
   RT_REQUIRE(commInitRankConfig, "ncclCommInitRankConfig") RT_REQUIRE(commSplit, "ncclCommSplit")
   RT_REQUIRE(commFinalize, "ncclCommFinalize") RT_REQUIRE(commDestroy, "ncclCommDestroy")
@@ -55,28 +49,13 @@ bool NcclLibrary::tryLoad(const std::string& candidate) {
     dlclose(handle);
     return false;
   }
-  // dladdr, not dlinfo: dlinfo needs glibc 2.34 (the prebuild's floor is 2.28).
-  Dl_info info;
-  path_ = dladdr(reinterpret_cast<void*>(getVersion), &info) && info.dli_fname && info.dli_fname[0] ? info.dli_fname : candidate;
+  path_ = fileOf(reinterpret_cast<void*>(getVersion), candidate);
   version_ = v;
   return true;
 }
 
 Status NcclLibrary::load(const std::vector<std::string>& candidates) {
-  std::lock_guard<std::mutex> lk(mutex_);
-  if (attempted_) return result_;
-  attempted_ = true;
-  for (const std::string& c : candidates) {
-    if (tryLoad(c)) {
-      loaded_ = true;
-      result_ = Status::ok();
-      return result_;
-    }
-  }
-  std::string tried;
-  for (const std::string& a : attempts_) tried += "\n  - " + a;
-  result_ = Status(StatusCode::BackendUnavailable, "NCCL 2.18+ (libnccl.so.2) was not found. Tried:" + tried, kNcclRemedy);
-  return result_;
+  return loadOnce(candidates, "NCCL 2.18+ (libnccl.so.2) was not found.", kNcclRemedy);
 }
 
 Status NcclLibrary::check(ncclResult_t r, const char* what, ncclComm_t comm) const {

@@ -2,25 +2,21 @@
 // (ncclCommSplit, non-blocking communicators); newer entry points are probed.
 #pragma once
 
-#include <mutex>
 #include <string>
 #include <vector>
 
-#include "core/status.h"
+#include "cuda/DynamicLibrary.h"
 #include "cuda/NcclApi.h"
 
 namespace ringtree::cuda {
 
-class NcclLibrary {
+class NcclLibrary : public DynamicLibrary {
  public:
   static NcclLibrary& instance();
 
   // Try each candidate in order (file names for dlopen's search, or paths).
   // Idempotent: later calls return the first result.
   Status load(const std::vector<std::string>& candidates);
-  bool loaded() const { return loaded_; }
-  const std::string& path() const { return path_; }
-  const std::vector<std::string>& attempts() const { return attempts_; }
   // NCCL_VERSION code, e.g. 22703 for 2.27.3; 0 when not loaded.
   int version() const { return version_; }
   static std::string versionString(int code);
@@ -52,14 +48,8 @@ class NcclLibrary {
 
  private:
   NcclLibrary() = default;
-  bool tryLoad(const std::string& candidate);
+  bool tryLoad(const std::string& candidate) override;
 
-  std::mutex mutex_;
-  bool attempted_ = false;
-  bool loaded_ = false;
-  Status result_;
-  std::string path_;
-  std::vector<std::string> attempts_;
   int version_ = 0;
 };
 
