@@ -24,48 +24,16 @@
 //
 // Options: --dry-run, --out DIR, --skip-sweep, --max-bytes N (default 1 GiB),
 // --no-vitest (run the real-GPU checks directly even where vitest is installed).
-import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { checkScript } from './check-steps.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const flag = (name) => args.includes(name);
-const option = (name, fallback) => {
-  const i = args.indexOf(name);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
-};
-if (flag('--help') || flag('-h')) {
-  console.log('usage: node scripts/gpu-check.mjs [--dry-run] [--out DIR] [--skip-sweep] [--max-bytes N] [--no-vitest]');
-  process.exit(0);
-}
-const dryRun = flag('--dry-run');
-const outDir = path.resolve(option('--out', process.env.OUT || path.join(root, 'bench', 'results')));
+const { root, args, flag, option, dryRun, outDir, results, mark, step, finish, run, lastJson } =
+  checkScript('gpu-check', 'usage: node scripts/gpu-check.mjs [--dry-run] [--out DIR] [--skip-sweep] [--max-bytes N] [--no-vitest]');
 const maxBytes = Number(option('--max-bytes', String(1 << 30)));
 const cudaHome = process.env.CUDA_HOME || process.env.CUDA_PATH || '/usr/local/cuda';
 const ncclInclude = process.env.RINGTREE_NCCL_INCLUDE || '';
-const results = [];
-const t0 = Date.now();
-
-function step(name, ok, detail = '') {
-  results.push({ name, ok, detail });
-  const mark = ok === true ? 'ok' : ok === false ? 'FAILED' : 'skipped';
-  console.log(`[gpu-check] ${name}: ${mark}${detail ? ` - ${detail}` : ''}`);
-}
-function finish(code) {
-  console.log(`[gpu-check] done in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${results.map((r) => `${r.name}=${r.ok === true ? 'ok' : r.ok === false ? 'FAILED' : 'skipped'}`).join(' ')}`);
-  process.exit(code ?? (results.some((r) => r.ok === false) ? 1 : 0));
-}
-function run(cmd, argv, opts = {}) {
-  const r = spawnSync(cmd, argv, { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20, ...opts });
-  return { status: r.status, signal: r.signal, stdout: r.stdout ?? '', stderr: r.stderr ?? '', error: r.error };
-}
-const lastJson = (text) => {
-  const lines = text.trim().split('\n').filter((l) => l.trim().startsWith('{'));
-  try { return lines.length ? JSON.parse(lines[lines.length - 1]) : null; } catch { return null; }
-};
 const sizes = [];
 for (let b = 8; b <= maxBytes; b *= 2) sizes.push(b);
 
@@ -218,7 +186,7 @@ for (const bytes of sizes) {
   const b = torch.find((r) => r.bytes === bytes);
   lines.push(`| ${fmtBytes(bytes)} | ${a ? a.us.toFixed(2) : '-'} | ${a ? gbps(bytes, a.us) : '-'} | ${a ? a.inPlaceUs.toFixed(2) : '-'} | ${b ? b.us.toFixed(2) : '-'} | ${a && b ? (b.us / a.inPlaceUs).toFixed(2) : '-'} |`);
 }
-lines.push('', '## Checks', '', ...results.map((r) => `- ${r.name}: ${r.ok === true ? 'ok' : r.ok === false ? 'FAILED' : 'skipped'}${r.detail ? ` (${r.detail.split('\n')[0]})` : ''}`), '');
+lines.push('', '## Checks', '', ...results.map((r) => `- ${r.name}: ${mark(r.ok)}${r.detail ? ` (${r.detail.split('\n')[0]})` : ''}`), '');
 writeFileSync(path.join(outDir, 'gpu-results.md'), lines.join('\n'));
 writeFileSync(path.join(outDir, 'gpu-results.json'), JSON.stringify({ card, gpu, torch: torchMeta, ringtree: ours, pytorch: torch, checks: results }, null, 2));
 console.log(lines.join('\n'));

@@ -33,44 +33,25 @@
 //
 // Options: --dry-run, --out DIR (default $OUT or bench/results), --skip-speed,
 // --iters N (default 20), --reps N (default 7).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { checkScript } from './check-steps.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const flag = (name) => args.includes(name);
-const option = (name, fallback) => {
-  const i = args.indexOf(name);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
-};
-if (flag('--help') || flag('-h')) {
-  console.log('usage: node scripts/gpu-gemm-check.mjs [--dry-run] [--out DIR] [--skip-speed] [--iters N] [--reps N]');
-  process.exit(0);
-}
-const dryRun = flag('--dry-run');
-const outDir = path.resolve(option('--out', process.env.OUT || path.join(root, 'bench', 'results')));
+const check = checkScript('gpu-gemm-check', 'usage: node scripts/gpu-gemm-check.mjs [--dry-run] [--out DIR] [--skip-speed] [--iters N] [--reps N]');
+const { root, args, flag, option, dryRun, outDir, results, mark, step, finish, run, lastJson } = check;
 const iters = Number(option('--iters', dryRun ? '3' : '20'));
 const reps = Number(option('--reps', dryRun ? '3' : '7'));
 const cudaHome = process.env.CUDA_HOME || process.env.CUDA_PATH || '/usr/local/cuda';
-const results = [];
-const t0 = Date.now();
 const report = { date: new Date().toISOString(), command: `node scripts/gpu-gemm-check.mjs ${args.join(' ')}`.trim(), dryRun };
-
-function step(name, ok, detail = '') {
-  results.push({ name, ok, detail });
-  const mark = ok === true ? 'ok' : ok === false ? 'FAILED' : 'skipped';
-  console.log(`[gpu-gemm-check] ${name}: ${mark}${detail ? ` - ${detail}` : ''}`);
-}
-function run(cmd, argv, opts = {}) {
-  const r = spawnSync(cmd, argv, { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20, ...opts });
-  return { status: r.status, signal: r.signal, stdout: r.stdout ?? '', stderr: r.stderr ?? '', error: r.error };
-}
-const lastJson = (text) => {
-  const lines = text.trim().split('\n').filter((l) => l.trim().startsWith('{'));
-  try { return lines.length ? JSON.parse(lines[lines.length - 1]) : null; } catch { return null; }
+check.beforeExit = () => {
+  report.checks = results;
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(path.join(outDir, 'gpu-gemm-results.json'), JSON.stringify(report, null, 2));
+  writeFileSync(path.join(outDir, 'gpu-gemm-results.md'), markdown());
+  console.log(`[gpu-gemm-check] wrote ${path.join(outDir, 'gpu-gemm-results.md')} and .json`);
+  if (doublesDir) rmSync(doublesDir, { recursive: true, force: true });
 };
 
 // ---- the test doubles (dry run) ----
@@ -93,17 +74,6 @@ with the correctness worker's --quick shapes and n = 64 for speed (its numbers m
   } catch (e) {
     console.log(`[gpu-gemm-check] cannot compile the test doubles (${e.message.split('\n')[0]}): steps 3-5 are skipped`);
   }
-}
-
-function finish(code) {
-  report.checks = results;
-  mkdirSync(outDir, { recursive: true });
-  writeFileSync(path.join(outDir, 'gpu-gemm-results.json'), JSON.stringify(report, null, 2));
-  writeFileSync(path.join(outDir, 'gpu-gemm-results.md'), markdown());
-  console.log(`[gpu-gemm-check] wrote ${path.join(outDir, 'gpu-gemm-results.md')} and .json`);
-  if (doublesDir) rmSync(doublesDir, { recursive: true, force: true });
-  console.log(`[gpu-gemm-check] done in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${results.map((r) => `${r.name}=${r.ok === true ? 'ok' : r.ok === false ? 'FAILED' : 'skipped'}`).join(' ')}`);
-  process.exit(code ?? (results.some((r) => r.ok === false) ? 1 : 0));
 }
 
 // ---- 1. addon ----
@@ -299,7 +269,7 @@ function markdown() {
   }
   if (report.correctness?.unsupported?.length) lines.push('## Combinations cuBLASLt has no algorithm for', '', ...report.correctness.unsupported.map((u) => `- ${u}`), '');
   if (report.correctness?.failures?.length) lines.push('## Correctness failures', '', ...report.correctness.failures.slice(0, 50).map((f) => `- ${f.name}: ${f.detail}`), '');
-  lines.push('## Checks', '', ...results.map((r) => `- ${r.name}: ${r.ok === true ? 'ok' : r.ok === false ? 'FAILED' : 'skipped'}${r.detail ? ` (${r.detail.split('\n')[0]})` : ''}`), '');
+  lines.push('## Checks', '', ...results.map((r) => `- ${r.name}: ${mark(r.ok)}${r.detail ? ` (${r.detail.split('\n')[0]})` : ''}`), '');
   return lines.join('\n');
 }
 

@@ -31,44 +31,23 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { checkScript } from './check-steps.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = process.argv.slice(2);
-const flag = (name) => args.includes(name);
-const option = (name, fallback) => {
-  const i = args.indexOf(name);
-  return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
-};
-if (flag('--help') || flag('-h')) {
-  console.log('usage: node scripts/gpu-kernels-check.mjs [--dry-run] [--out DIR] [--sizes 0,1,7,1023,65537,16777259]');
-  process.exit(0);
-}
-const dryRun = flag('--dry-run');
-const outDir = path.resolve(option('--out', process.env.OUT || path.join(root, 'bench', 'results')));
+const check = checkScript('gpu-kernels-check', 'usage: node scripts/gpu-kernels-check.mjs [--dry-run] [--out DIR] [--sizes 0,1,7,1023,65537,16777259]');
+const { root, option, dryRun, outDir, results, step } = check;
 const sizes = option('--sizes', '0,1,7,1023,65537,16777259');
-const results = [];
-const t0 = Date.now();
-
-function step(name, ok, detail = '') {
-  results.push({ name, ok, detail, seconds: (Date.now() - t0) / 1000 });
-  const mark = ok === true ? 'ok' : ok === false ? 'FAILED' : 'skipped';
-  console.log(`[gpu-kernels-check] ${name}: ${mark}${detail ? ` - ${detail}` : ''}`);
-}
-function finish(code, extra = {}) {
-  const summary = results.map((r) => `${r.name}=${r.ok === true ? 'ok' : r.ok === false ? 'FAILED' : 'skipped'}`).join(' ');
-  console.log(`[gpu-kernels-check] done in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${summary}`);
-  if (!dryRun) {
-    try {
-      mkdirSync(outDir, { recursive: true });
-      writeFileSync(path.join(outDir, 'gpu-kernels.json'), JSON.stringify({ date: new Date().toISOString(), checks: results, ...extra }, null, 2));
-      console.log(`[gpu-kernels-check] wrote ${path.join(outDir, 'gpu-kernels.json')}`);
-    } catch (e) {
-      console.log(`[gpu-kernels-check] could not write results: ${e.message}`);
-    }
+let extra = {};
+check.beforeExit = () => {
+  if (dryRun) return;
+  try {
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(path.join(outDir, 'gpu-kernels.json'), JSON.stringify({ date: new Date().toISOString(), checks: results, ...extra }, null, 2));
+    console.log(`[gpu-kernels-check] wrote ${path.join(outDir, 'gpu-kernels.json')}`);
+  } catch (e) {
+    console.log(`[gpu-kernels-check] could not write results: ${e.message}`);
   }
-  process.exit(code ?? (results.some((r) => r.ok === false) ? 1 : 0));
-}
+};
+const { finish } = check;
 
 if (dryRun) {
   console.log(`[gpu-kernels-check] dry run: nothing that needs a GPU runs. On the GPU machine this script would:
@@ -209,4 +188,5 @@ try {
 } catch (e) {
   step('ddp', false, `${e.name}: ${e.message}`);
 }
-finish(undefined, { card, kernels, ddp: ddpRows });
+extra = { card, kernels, ddp: ddpRows };
+finish();
