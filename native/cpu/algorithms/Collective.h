@@ -141,6 +141,18 @@ inline Status checkHeader(const OpDesc& op, const MsgHeader& h, int peer, int se
   return Status::ok();
 }
 
+// The ring algorithms' message steps. sendCopy: `bytes` of `src` to `peer`
+// as the op's message (step, chunk). sendReduced: `in` (a peer's message)
+// reduced with `mine` (elems elements) into that message instead.
+// recvChecked: the next message from `peer`, checked to be the op's (step,
+// chunk) of `bytes` bytes; the caller releases it.
+inline Status sendCopy(const CollectiveArgs& a, int peer, const void* src, uint64_t bytes, uint32_t step,
+                       uint64_t chunk);
+inline Status sendReduced(const CollectiveArgs& a, int peer, const char* in, const void* mine, uint64_t elems,
+                          uint32_t step, uint64_t chunk);
+inline Status recvChecked(const CollectiveArgs& a, int peer, uint32_t step, uint64_t chunk, uint64_t bytes,
+                          const MsgHeader** h, const char** in);
+
 // Step numbers at or above this mark the verification pass, not data.
 constexpr uint32_t kVerifyStep = 0x40000000u;
 // Steps of the direct algorithms' messages: kDirectStep carries a
@@ -357,6 +369,31 @@ inline Status awaitDone(const OpDesc& op, Transport& t, int p, uint64_t bytes) {
   t.releaseRecv(p);
   t.countDirect(p, bytes, 0);
   return Status::ok();
+}
+
+inline Status sendCopy(const CollectiveArgs& a, int peer, const void* src, uint64_t bytes, uint32_t step,
+                       uint64_t chunk) {
+  char* slot;
+  RT_CHECK(a.transport->acquireSend(peer, &slot));
+  copyBytes(slot, src, bytes);
+  a.transport->commitSend(peer, stampHeader(*a.op, step, uint32_t(chunk), bytes));
+  return Status::ok();
+}
+
+inline Status sendReduced(const CollectiveArgs& a, int peer, const char* in, const void* mine, uint64_t elems,
+                          uint32_t step, uint64_t chunk) {
+  const OpDesc& op = *a.op;
+  char* slot;
+  RT_CHECK(a.transport->acquireSend(peer, &slot));
+  reduce(slot, in, mine, elems, op.dtype, op.op);
+  a.transport->commitSend(peer, stampHeader(op, step, uint32_t(chunk), elems * dtypeSize(op.dtype)));
+  return Status::ok();
+}
+
+inline Status recvChecked(const CollectiveArgs& a, int peer, uint32_t step, uint64_t chunk, uint64_t bytes,
+                          const MsgHeader** h, const char** in) {
+  RT_CHECK(a.transport->acquireRecv(peer, h, in));
+  return checkHeader(*a.op, **h, peer, a.transport->rank(), step, uint32_t(chunk), bytes);
 }
 
 }  // namespace ringtree

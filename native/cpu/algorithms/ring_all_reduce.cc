@@ -130,10 +130,7 @@ Status ringAllReduce(const CollectiveArgs& a) {
     uint64_t b, e;
     // Step 0: our own segment r goes to the right as is.
     seg(r, c, &b, &e);
-    char* slot;
-    RT_CHECK(t.acquireSend(right, &slot));
-    copyBytes(slot, elemPtr(op.input, b, es), (e - b) * es);
-    t.commitSend(right, stampHeader(op, 0, uint32_t(c), (e - b) * es));
+    RT_CHECK(sendCopy(a, right, elemPtr(op.input, b, es), (e - b) * es, 0, c));
 
     // Reduce-scatter steps: receive the partial sum of segment r-s-1, add ours.
     for (int s = 0; s < n - 1; s++) {
@@ -142,15 +139,13 @@ Status ringAllReduce(const CollectiveArgs& a) {
       const uint64_t bytes = (e - b) * es;
       const MsgHeader* h;
       const char* in;
-      RT_CHECK(t.acquireRecv(left, &h, &in));
-      RT_CHECK(checkHeader(op, *h, left, r, uint32_t(s), uint32_t(c), bytes));
+      RT_CHECK(recvChecked(a, left, uint32_t(s), c, bytes, &h, &in));
       if (s < n - 2) {
-        RT_CHECK(t.acquireSend(right, &slot));
-        reduce(slot, in, elemPtr(op.input, b, es), e - b, op.dtype, op.op);
-        t.commitSend(right, stampHeader(op, uint32_t(s + 1), uint32_t(c), bytes));
+        RT_CHECK(sendReduced(a, right, in, elemPtr(op.input, b, es), e - b, uint32_t(s + 1), c));
       } else {
         // Segment sg = r+1 is now fully reduced: finish it in the slot that
         // starts the all-gather, and copy it to the output from there.
+        char* slot;
         RT_CHECK(t.acquireSend(right, &slot));
         reduce(slot, in, elemPtr(op.input, b, es), e - b, op.dtype, op.op);
         if (op.op == ReduceOp::Avg) divideBy(slot, e - b, op.dtype, n);
@@ -168,14 +163,9 @@ Status ringAllReduce(const CollectiveArgs& a) {
       const uint32_t step = uint32_t(n - 1 + s);
       const MsgHeader* h;
       const char* in;
-      RT_CHECK(t.acquireRecv(left, &h, &in));
-      RT_CHECK(checkHeader(op, *h, left, r, step, uint32_t(c), bytes));
+      RT_CHECK(recvChecked(a, left, step, c, bytes, &h, &in));
       copyToOutput(elemPtr(op.output, b, es), in, bytes, a.streamOutput);
-      if (step + 1 < lastStep) {
-        RT_CHECK(t.acquireSend(right, &slot));
-        copyBytes(slot, in, bytes);
-        t.commitSend(right, stampHeader(op, step + 1, uint32_t(c), bytes));
-      }
+      if (step + 1 < lastStep) RT_CHECK(sendCopy(a, right, in, bytes, step + 1, c));
       t.releaseRecv(left);
     }
   }

@@ -25,23 +25,16 @@ Status ringReduceScatter(const CollectiveArgs& a) {
   for (uint64_t c = 0; c < chunks; c++) {
     uint64_t b, e;
     seg(mod(r - 1, n), c, &b, &e);
-    char* slot;
-    RT_CHECK(t.acquireSend(right, &slot));
-    copyBytes(slot, elemPtr(op.input, b, es), (e - b) * es);
-    t.commitSend(right, stampHeader(op, 0, uint32_t(c), (e - b) * es));
+    RT_CHECK(sendCopy(a, right, elemPtr(op.input, b, es), (e - b) * es, 0, c));
 
     for (int s = 0; s < n - 1; s++) {
       const int sg = mod(r - s - 2, n);
       seg(sg, c, &b, &e);
-      const uint64_t bytes = (e - b) * es;
       const MsgHeader* h;
       const char* in;
-      RT_CHECK(t.acquireRecv(left, &h, &in));
-      RT_CHECK(checkHeader(op, *h, left, r, uint32_t(s), uint32_t(c), bytes));
+      RT_CHECK(recvChecked(a, left, uint32_t(s), c, (e - b) * es, &h, &in));
       if (s < n - 2) {
-        RT_CHECK(t.acquireSend(right, &slot));
-        reduce(slot, in, elemPtr(op.input, b, es), e - b, op.dtype, op.op);
-        t.commitSend(right, stampHeader(op, uint32_t(s + 1), uint32_t(c), bytes));
+        RT_CHECK(sendReduced(a, right, in, elemPtr(op.input, b, es), e - b, uint32_t(s + 1), c));
       } else {
         // sg == r: the output may be the in-place position of the input, which
         // reduce() allows (exact aliasing).
