@@ -475,26 +475,7 @@ describe('synchronous collectives', () => {
 
 describe('heartbeat', () => {
   it('a SIGSTOPped rank is lost after RINGTREE_HEARTBEAT_TIMEOUT_MS: PeerLostError on the others', async () => {
-    let stoppedAt = 0;
-    const reported = new Set<number>();
-    const run = await spawnRanks(3, ['heartbeat'], {
-      env: { RINGTREE_HEARTBEAT_TIMEOUT_MS: '1500' },
-      deadlineMs: 25_000,
-      onResult: (r, children) => {
-        if (r.event === 'stop-me') {
-          process.kill(Number(resultOfPid(children, 2)), 'SIGSTOP');
-          stoppedAt = Date.now();
-        }
-        if (r.event === 'done' && r.rank !== 2) reported.add(r.rank);
-        if (reported.size === 2) {
-          // The survivors are done: wake the stopped rank and kill it.
-          const pid = resultOfPid(children, 2);
-          try { process.kill(pid, 'SIGCONT'); process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-        }
-      },
-    });
-    noHang(run);
-    expect(stoppedAt).toBeGreaterThan(0);
+    const { run, stoppedAt } = await stopRank2(3, {});
     for (const rank of [0, 1]) {
       const e = rejected(run, rank, 'waiting', 'PeerLostError', PEER_LOST);
       expect(e.peer).toBe(2);
@@ -507,6 +488,34 @@ describe('heartbeat', () => {
     expect(run.exits.map((x) => x.code)).toEqual([0, 0, null]);
   });
 });
+
+/**
+ * The 'heartbeat' scenario with RINGTREE_HEARTBEAT_TIMEOUT_MS=1500: rank 2
+ * asks to be SIGSTOPped; once both survivors are done it is woken and killed.
+ */
+async function stopRank2(size: number, env: Record<string, string>): Promise<{ run: Awaited<ReturnType<typeof spawnRanks>>; stoppedAt: number }> {
+  let stoppedAt = 0;
+  const reported = new Set<number>();
+  const run = await spawnRanks(size, ['heartbeat'], {
+    env: { ...env, RINGTREE_HEARTBEAT_TIMEOUT_MS: '1500' },
+    deadlineMs: 25_000,
+    onResult: (r, children) => {
+      if (r.event === 'stop-me') {
+        process.kill(Number(resultOfPid(children, 2)), 'SIGSTOP');
+        stoppedAt = Date.now();
+      }
+      if (r.event === 'done' && r.rank !== 2) reported.add(r.rank);
+      if (reported.size === 2) {
+        // The survivors are done: wake the stopped rank and kill it.
+        const pid = resultOfPid(children, 2);
+        try { process.kill(pid, 'SIGCONT'); process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+    },
+  });
+  noHang(run);
+  expect(stoppedAt).toBeGreaterThan(0);
+  return { run, stoppedAt };
+}
 
 /** The pid of the child that runs `rank` (children are pushed in rank order). */
 function resultOfPid(children: ChildProcess[], rank: number): number {
@@ -533,25 +542,7 @@ describe('over TCP', () => {
   });
 
   it('a SIGSTOPped remote rank is lost after RINGTREE_HEARTBEAT_TIMEOUT_MS', async () => {
-    let stoppedAt = 0;
-    const reported = new Set<number>();
-    const run = await spawnRanks(3, ['heartbeat'], {
-      env: { ...TCP, RINGTREE_HEARTBEAT_TIMEOUT_MS: '1500' },
-      deadlineMs: 25_000,
-      onResult: (r, children) => {
-        if (r.event === 'stop-me') {
-          process.kill(Number(resultOfPid(children, 2)), 'SIGSTOP');
-          stoppedAt = Date.now();
-        }
-        if (r.event === 'done' && r.rank !== 2) reported.add(r.rank);
-        if (reported.size === 2) {
-          const pid = resultOfPid(children, 2);
-          try { process.kill(pid, 'SIGCONT'); process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-        }
-      },
-    });
-    noHang(run);
-    expect(stoppedAt).toBeGreaterThan(0);
+    const { run, stoppedAt } = await stopRank2(3, TCP);
     for (const rank of [0, 1]) {
       const e = rejected(run, rank, 'waiting', 'PeerLostError', PEER_LOST);
       expect(e.peer).toBe(2);
