@@ -301,7 +301,7 @@ export class Communicator {
   }
 
   /** Synchronous {@link allReduce} for latency-bound loops: drains queued async work first, then blocks this thread (up to `timeoutMs`). @throws the same errors the async form rejects with. */
-  allReduceSync(x: HostArray, options: AllReduceOptions = {}): void {
+  allReduceSync(x: HostArray, options: AllReduceOptions = NO_OPTIONS): void {
     this.sync('allReduce', x, null, options, Communicator.allReduceBuilder);
   }
 
@@ -340,7 +340,7 @@ export class Communicator {
   }
 
   /** Synchronous {@link reduceScatter}. */
-  reduceScatterSync(x: HostArray, y: HostArray, options: ReduceScatterOptions = {}): void {
+  reduceScatterSync(x: HostArray, y: HostArray, options: ReduceScatterOptions = NO_OPTIONS): void {
     this.sync('reduceScatter', x, y, options, Communicator.reduceScatterBuilder);
   }
 
@@ -359,7 +359,7 @@ export class Communicator {
   }
 
   /** Synchronous {@link allGather}. */
-  allGatherSync(x: HostArray, y: HostArray, options: CollectiveOptions = {}): void {
+  allGatherSync(x: HostArray, y: HostArray, options: CollectiveOptions = NO_OPTIONS): void {
     this.sync('allGather', x, y, options, Communicator.allGatherBuilder);
   }
 
@@ -376,7 +376,7 @@ export class Communicator {
   }
 
   /** Synchronous {@link broadcast}. */
-  broadcastSync(x: HostArray, options: BroadcastOptions = {}): void {
+  broadcastSync(x: HostArray, options: BroadcastOptions = NO_OPTIONS): void {
     this.sync('broadcast', x, null, options, Communicator.broadcastBuilder);
   }
 
@@ -393,7 +393,7 @@ export class Communicator {
   }
 
   /** Synchronous {@link reduce}. */
-  reduceSync(x: HostArray, options: ReduceOptions = {}): void {
+  reduceSync(x: HostArray, options: ReduceOptions = NO_OPTIONS): void {
     this.sync('reduce', x, null, options, Communicator.reduceBuilder);
   }
 
@@ -421,7 +421,7 @@ export class Communicator {
   }
 
   /** Synchronous {@link barrier}. */
-  barrierSync(options: OpOptions = {}): void {
+  barrierSync(options: OpOptions = NO_OPTIONS): void {
     this.sync('barrier', null, null, options, Communicator.barrierBuilder);
   }
 
@@ -1085,6 +1085,13 @@ export class Communicator {
     }
   }
 }
+
+/**
+ * The synchronous forms' default options: one object, so that a loop of
+ * calls without options hits sync()'s memo (a `= {}` default would be a new
+ * object per call).
+ */
+const NO_OPTIONS: Readonly<Record<string, never>> = Object.freeze({});
 
 /** Builds a synchronous call's descriptor from its arguments (checking them). */
 type SyncBuilder = (c: Communicator, a: HostArray | null, b: HostArray | null, options: CollectiveOptions) =>

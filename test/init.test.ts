@@ -218,6 +218,22 @@ describe('init() in process', () => {
     await comm.destroy();
   });
 
+  it('a loop of synchronous calls without options parses its arguments once (the default options are one object)', async () => {
+    const comm = await init({ rank: 0, worldSize: 1 });
+    const native = (comm as unknown as { native: Record<string, (...a: unknown[]) => unknown> }).native;
+    const counts = { parsed: 0, repeated: 0 };
+    const parse = native.runSyncArgs!, again = native.runSyncAgain!;
+    native.runSyncArgs = (...a: unknown[]) => { counts.parsed++; return parse.apply(native, a); };
+    native.runSyncAgain = () => { counts.repeated++; return again.apply(native, []); };
+    const x = new Float64Array([1, 2]);
+    for (let i = 0; i < 5; i++) comm.allReduceSync(x);
+    for (let i = 0; i < 5; i++) comm.barrierSync();
+    for (let i = 0; i < 5; i++) comm.broadcastSync(x);
+    expect(counts).toEqual({ parsed: 3, repeated: 12 });
+    expect([...x]).toEqual([1, 2]);
+    await comm.destroy();
+  });
+
   it('synchronous ops keep their recorded times on CLOCK_MONOTONIC past the TSC clock\'s calibration and re-anchoring', async () => {
     // The engine times ops with the TSC (native/cpu/Clock.cc): clock_gettime
     // for the first 20 ms, then extrapolated and re-anchored every second.
