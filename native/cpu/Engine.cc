@@ -50,9 +50,11 @@ int pidfdOpen(int pid) {
 
 // RINGTREE_COALESCE_US's default where ranks outnumber cores. 4 ranks on 2
 // cores, all-gather 1 MiB, 50 in flight, median us per op over 4 interleaved
-// runs: 257 never holding, 221 at 2000, 213 at 4000; synchronous calls 158.
-// Windows of 1 ms or of one op's duration gained 0-10 %.
-constexpr int64_t kDefaultCoalesceUs = 2000;
+// runs: 257 never holding, 221 at 2000, 213 at 4000 (synchronous calls: 158);
+// 8000 and 60000 were no better than 4000. Windows of 1 ms or of one op's
+// duration gained 0-10 %. In the bench (80 in flight): 293-347 us never
+// holding, 260 at 2000, 224-255 at 4000; Open MPI 170-185.
+constexpr int64_t kDefaultCoalesceUs = 4000;
 
 // What peers read to test cross-memory attach (RankControl::probeAddr).
 const volatile uint64_t kCrossMemoryProbe = kCrossMemoryMagic;
