@@ -243,14 +243,17 @@ void Engine::completeCollective(uint64_t id, const Status& status, int64_t durat
   if (more && status.isOk() && !holdTimerBroken_ && !stopping_.load(std::memory_order_acquire) &&
       !failed_.load(std::memory_order_acquire)) {
     const int64_t now = monotonicNs();
-    if (held_.empty()) {
+    // A window opens only for an op short enough that the next one may
+    // finish inside it: holding a long op (a 16 MiB allreduce at 4 ranks
+    // takes 6-9 ms) would only add the timer's wake-up to the JS thread's.
+    if (held_.empty() && 2 * durationNs <= coalesceCapNs_) {
       const int64_t window = coalesceCapNs_;
       held_.emplace_back(id, status);
       holdDeadlineNs_ = now + window;
       holdSoftDeadlineNs_ = now + std::max(window / 2, window - 2 * durationNs);
       armHoldTimer(holdDeadlineNs_);
       return;
-    } else if (now < holdSoftDeadlineNs_) {
+    } else if (!held_.empty() && now < holdSoftDeadlineNs_) {
       held_.emplace_back(id, status);
       return;
     }
