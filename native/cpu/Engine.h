@@ -1,6 +1,6 @@
 // The CPU communicator: one transport (shared memory on this host, TCP to
-// other hosts), a collective executor thread, a point-to-point thread and a
-// watchdog. Backend-neutral of Node-API:
+// other hosts), a collective executor thread, a point-to-point thread, a
+// watchdog and, where completions are held (RINGTREE_COALESCE_US), a timer. Backend-neutral of Node-API:
 // completions leave through a sink callback.
 #pragma once
 
