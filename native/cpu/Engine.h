@@ -1,6 +1,6 @@
 // The CPU communicator: one transport (shared memory on this host, TCP to
-// other hosts), a collective executor thread, a point-to-point thread and a
-// watchdog. Backend-neutral of Node-API:
+// other hosts), a collective executor thread, a point-to-point thread, a
+// watchdog and, where completions are held (RINGTREE_COALESCE_US), a timer. Backend-neutral of Node-API:
 // completions leave through a sink callback.
 #pragma once
 
@@ -149,6 +149,16 @@ class Engine {
   uint64_t directMinBytes(OpKind kind) const;
   void collectiveLoop();
   void watchdogLoop();
+  // Completion moderation (RINGTREE_COALESCE_US): a collective that finishes
+  // while more wait in the queue may be held for a bounded time so that the
+  // next ones reach the sink with it (one wake-up of the JS thread instead of
+  // several). `durationNs`: how long the op ran; `more`: ops follow it
+  // (queued, or later in the same batch).
+  void completeCollective(uint64_t id, const Status& status, int64_t durationNs, bool more);
+  // Hands every held completion to the sink, in order (holdMutex_ held).
+  void flushHeldLocked();
+  void armHoldTimer(int64_t atNs);
+  void holdTimerLoop();
   Status adoptPublishedFailure();
   void complete(uint64_t id, const Status& status);
 
@@ -186,6 +196,22 @@ class Engine {
   std::vector<int> peerPidfds_;
   int64_t lastHeartbeatSentNs_ = 0;
   int wakeFd_ = -1;  // eventfd that stops the watchdog
+  // Held completions (completeCollective). Sink calls for collectives
+  // happen under holdMutex_, so the timer thread and the collective thread
+  // never reorder them.
+  int64_t coalesceCapNs_ = 0;     // 0: never hold
+  std::mutex holdMutex_;
+  std::vector<std::pair<uint64_t, Status>> held_;
+  // The collective thread adds to a hold until the soft deadline and
+  // delivers it with the first op that finishes after it; the timer fires at
+  // the hard deadline, only when no op finished in between (a long or
+  // blocked op), so a steady stream of ops costs no timer wake-up. The soft
+  // deadline leaves two op durations (at least half the window) for that.
+  int64_t holdSoftDeadlineNs_ = 0;
+  int64_t holdDeadlineNs_ = 0;
+  bool holdTimerBroken_ = false;  // the timer thread gave up: hold nothing
+  int holdTimerFd_ = -1;  // timerfd: armed without waking anyone, fires only when a hold expires
+  std::thread holdTimerThread_;
   std::thread collectiveThread_;
   std::thread watchdogThread_;
   bool started_ = false;
