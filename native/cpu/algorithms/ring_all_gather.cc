@@ -33,8 +33,7 @@ Status ringAllGather(const CollectiveArgs& a) {
       chunkRange(0, count, c, a.chunkElems, &b, &e);
       const MsgHeader* h;
       const char* in;
-      RT_CHECK(t.acquireRecv(left, &h, &in));
-      RT_CHECK(checkHeader(op, *h, left, r, 0, uint32_t(c), (e - b) * es));
+      RT_CHECK(recvChecked(a, left, 0, c, (e - b) * es, &h, &in));
       copyChunkToOutput(elemPtr(op.output, uint64_t(left) * count + b, es), in, (e - b) * es, a.streamOutput);
       t.releaseRecv(left);
     }
@@ -45,22 +44,14 @@ Status ringAllGather(const CollectiveArgs& a) {
     uint64_t b, e;
     chunkRange(0, count, c, a.chunkElems, &b, &e);
     const uint64_t bytes = (e - b) * es;
-    char* slot;
-    RT_CHECK(t.acquireSend(right, &slot));
-    copyBytes(slot, elemPtr(op.input, b, es), bytes);
-    t.commitSend(right, stampHeader(op, 0, uint32_t(c), bytes));
+    RT_CHECK(sendCopy(a, right, elemPtr(op.input, b, es), bytes, 0, c));
     for (int s = 0; s < n - 1; s++) {
       const int sg = mod(r - s - 1, n);
       const MsgHeader* h;
       const char* in;
-      RT_CHECK(t.acquireRecv(left, &h, &in));
-      RT_CHECK(checkHeader(op, *h, left, r, uint32_t(s), uint32_t(c), bytes));
+      RT_CHECK(recvChecked(a, left, uint32_t(s), c, bytes, &h, &in));
       copyBytes(elemPtr(op.output, uint64_t(sg) * count + b, es), in, bytes);
-      if (s < n - 2) {
-        RT_CHECK(t.acquireSend(right, &slot));
-        copyBytes(slot, in, bytes);
-        t.commitSend(right, stampHeader(op, uint32_t(s + 1), uint32_t(c), bytes));
-      }
+      if (s < n - 2) RT_CHECK(sendCopy(a, right, in, bytes, uint32_t(s + 1), c));
       t.releaseRecv(left);
     }
   }

@@ -20,23 +20,15 @@ Status ringBroadcast(const CollectiveArgs& a) {
     uint64_t b, e;
     chunkRange(0, count, c, a.chunkElems, &b, &e);
     const uint64_t bytes = (e - b) * es;
-    char* slot;
     if (pos == 0) {
-      RT_CHECK(t.acquireSend(right, &slot));
-      copyBytes(slot, elemPtr(op.input, b, es), bytes);
-      t.commitSend(right, stampHeader(op, 0, uint32_t(c), bytes));
+      RT_CHECK(sendCopy(a, right, elemPtr(op.input, b, es), bytes, 0, c));
       continue;
     }
     const MsgHeader* h;
     const char* in;
-    RT_CHECK(t.acquireRecv(left, &h, &in));
-    RT_CHECK(checkHeader(op, *h, left, r, uint32_t(pos - 1), uint32_t(c), bytes));
+    RT_CHECK(recvChecked(a, left, uint32_t(pos - 1), c, bytes, &h, &in));
     // Forward first: the next rank's wait is the critical path.
-    if (pos < n - 1) {
-      RT_CHECK(t.acquireSend(right, &slot));
-      copyBytes(slot, in, bytes);
-      t.commitSend(right, stampHeader(op, uint32_t(pos), uint32_t(c), bytes));
-    }
+    if (pos < n - 1) RT_CHECK(sendCopy(a, right, in, bytes, uint32_t(pos), c));
     copyToOutput(elemPtr(op.output, b, es), in, bytes, a.streamOutput);
     t.releaseRecv(left);
   }
