@@ -7,10 +7,10 @@
 // cores). Each case spawns ranks of test/workers/coalesce-worker.mjs and has
 // a hard deadline after which its processes are SIGKILLed and it fails.
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { cleanEnv, freePort } from './processes.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const worker = path.join(repoRoot, 'test', 'workers', 'coalesce-worker.mjs');
@@ -21,27 +21,6 @@ interface Result {
   secondSettledFirst?: boolean; flag?: number;
 }
 interface Run { results: Result[]; codes: (number | null)[]; output: string; timedOut: boolean }
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** The test runner's environment without rendezvous or ringtree variables. */
-function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (/^(RINGTREE_|RANK$|WORLD_SIZE$|LOCAL_RANK$|LOCAL_WORLD_SIZE$|MASTER_|OMPI_|PMI_|SLURM_|GROUP_)/.test(k)) continue;
-    env[k] = v;
-  }
-  return { ...env, ...extra };
-}
 
 let jobCounter = 0;
 
@@ -57,7 +36,7 @@ async function runRanks(n: number, scenario: string, env: Record<string, string>
     const child = spawn(process.execPath, [worker, scenario], {
       cwd: repoRoot,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: baseEnv({
+      env: cleanEnv({
         RANK: String(rank), WORLD_SIZE: String(n), LOCAL_RANK: String(rank), LOCAL_WORLD_SIZE: String(n),
         MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), RINGTREE_JOB_ID: jobId, ...env,
       }),

@@ -5,12 +5,12 @@
 // deadline after which all its processes are SIGKILLed and the case fails.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCli, cliPath } from './fixtures/launch/cli.js';
+import { cleanEnv, freePort } from './processes.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const worker = path.join(repoRoot, 'test', 'workers', 'fail-worker.mjs');
@@ -58,23 +58,7 @@ afterAll(() => {
 
 /** The test runner's environment without any rendezvous or ringtree variables. */
 function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (/^(RINGTREE_|RANK$|WORLD_SIZE$|LOCAL_RANK$|LOCAL_WORLD_SIZE$|MASTER_|OMPI_|PMI_|SLURM_|GROUP_)/.test(k)) continue;
-    env[k] = v;
-  }
-  return { ...env, RINGTREE_FLIGHT_RECORDER_DIR: recorderDir, ...extra };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
+  return cleanEnv({ RINGTREE_FLIGHT_RECORDER_DIR: recorderDir, ...extra });
 }
 
 let jobCounter = 0;

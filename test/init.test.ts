@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { init } from '../lib/init.js';
+import { freePort } from './processes.js';
 import { BackendUnavailableError, InvalidArgumentError, TimeoutError } from '../lib/errors.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -13,16 +14,6 @@ const worker = path.join(root, 'test', 'workers', 'init-env.mjs');
 beforeAll(() => {
   execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: root });
 }, 120_000);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface RankResult { ok: boolean; rank?: number; size?: number; sum?: number; name?: string; message?: string; code?: string }
 

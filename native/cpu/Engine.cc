@@ -563,12 +563,12 @@ void Engine::collectiveLoop() {
       }
       if (batch.empty()) {
         Status s;
-        const int64_t startNs = coalesceCapNs_ ? monotonicNs() : 0;
+        OpTimes times;  // execute() times the op anyway; a hold uses its duration
         {
           std::lock_guard<std::mutex> ex(execMutex_);
-          s = execute(item.second);
+          s = execute(item.second, 0, nullptr, &times);
         }
-        const int64_t durationNs = coalesceCapNs_ ? monotonicNs() - startNs : 0;
+        const int64_t durationNs = times.endNs - times.startNs;
         {
           std::lock_guard<std::mutex> lk(queueMutex_);
           running_ = false;

@@ -1,0 +1,24 @@
+// Helpers for tests that launch real ranks as child processes.
+import net from 'node:net';
+
+/** A TCP port that was free on 127.0.0.1 a moment ago (for MASTER_PORT). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** The test runner's environment without rendezvous or ringtree variables, plus `extra`. */
+export function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (/^(RINGTREE_|RANK$|WORLD_SIZE$|LOCAL_RANK$|LOCAL_WORLD_SIZE$|MASTER_|OMPI_|PMI_|SLURM_|GROUP_)/.test(k)) continue;
+    env[k] = v;
+  }
+  return { ...env, ...extra };
+}
