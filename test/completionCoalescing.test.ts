@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { cleanEnv, freePort } from './processes.js';
+import { cleanEnv, freePort, onLines } from './processes.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const worker = path.join(repoRoot, 'test', 'workers', 'coalesce-worker.mjs');
@@ -42,17 +42,10 @@ async function runRanks(n: number, scenario: string, env: Record<string, string>
       }),
     });
     children.push(child);
-    let buf = '';
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      buf += chunk;
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        output += `[${rank}] ${line}\n`;
-        const m = /^RESULT (\{.*\})$/.exec(line);
-        if (m) results.push(JSON.parse(m[1]!) as Result);
-      }
+    onLines(child.stdout!, (line) => {
+      output += `[${rank}] ${line}\n`;
+      const m = /^RESULT (\{.*\})$/.exec(line);
+      if (m) results.push(JSON.parse(m[1]!) as Result);
     });
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { output += `[${rank} stderr] ${chunk}`; });
     child.on('close', (code) => {

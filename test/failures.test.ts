@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCli, cliPath } from './fixtures/launch/cli.js';
-import { cleanEnv, freePort } from './processes.js';
+import { cleanEnv, freePort, onLines } from './processes.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const worker = path.join(repoRoot, 'test', 'workers', 'fail-worker.mjs');
@@ -110,19 +110,11 @@ async function spawnRanks(n: number, args: string[], o: SpawnOptions): Promise<R
       }),
     });
     children.push(child);
-    let buf = '';
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        output += `[${rank}] ${line}\n`;
-        for (const r of parseResults(line)) {
-          results.push(r);
-          o.onResult?.(r, children);
-        }
+    onLines(child.stdout!, (line) => {
+      output += `[${rank}] ${line}\n`;
+      for (const r of parseResults(line)) {
+        results.push(r);
+        o.onResult?.(r, children);
       }
     });
     child.stderr!.setEncoding('utf8');

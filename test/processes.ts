@@ -22,3 +22,18 @@ export function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   }
   return { ...env, ...extra };
 }
+
+/** Calls `onLine` with each complete line `stream` emits (without its newline). */
+export function onLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+  let buf = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      onLine(line);
+    }
+  });
+}
