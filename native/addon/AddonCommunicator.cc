@@ -1,5 +1,5 @@
 // Node-API face of the CPU engine: argument unpacking, buffer pinning,
-// Promise plumbing through one thread-safe function with batched completions.
+// Promise plumbing through one completion channel (batched completions).
 #include <napi.h>
 
 #include <unistd.h>
@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "addon/CompletionChannel.h"
 #include "addon/registry.h"
 #include "addon/StatusJs.h"
 #include "cpu/Engine.h"
@@ -110,10 +111,8 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     DefineRaw<6, &AddonCommunicator::RunSyncArgs>(env, info.This().As<Napi::Object>(), "runSyncArgs");
     DefineRaw<1, &AddonCommunicator::RunSyncAgain>(env, info.This().As<Napi::Object>(), "runSyncAgain");
     DefineRaw<8, &AddonCommunicator::SubmitArgs>(env, info.This().As<Napi::Object>(), "submitArgs");
-    tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
-                                          "ringtree-completions", 0, 1);
-    tsfnLive_ = true;
-    tsfn_.Unref(env);
+    completions_ = std::make_unique<CompletionChannel<Completion>>(
+        env, "ringtree-completions", [this](Napi::Env e, std::vector<Completion>& batch) { Deliver(e, batch); });
     napi_add_env_cleanup_hook(env, &AddonCommunicator::CleanupHook, this);
     hookInstalled_ = true;
   }
@@ -133,14 +132,11 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     self->Shutdown();
   }
 
-  // Stops the engine (joins its threads) and lets go of the thread-safe function.
+  // Stops the engine (joins its threads), then closes the completion channel.
   void Shutdown() {
     if (engine_ && !destroyed_) FlushStaged();
     if (engine_) engine_->destroy();
-    if (tsfnLive_) {
-      tsfnLive_ = false;
-      tsfn_.Release();
-    }
+    if (completions_) completions_->close();
   }
 
   bool Alive(Napi::Env env) {
@@ -151,7 +147,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
 
   Napi::Value Start(const Napi::CallbackInfo& info) {
     if (!Alive(info.Env())) return info.Env().Undefined();
-    Status s = engine_->start([this](uint64_t id, const Status& st) { OnComplete(id, st); });
+    Status s = engine_->start([this](const Completion* c, size_t n) { completions_->postMany(c, c + n); });
     if (!s.isOk()) throwStatus(info.Env(), s);
     return info.Env().Undefined();
   }
@@ -278,7 +274,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     pending_.emplace(id, std::move(p));
     if (pending_.size() == 1) {
       // Pending work keeps the process (and this object) alive; idle does not.
-      tsfn_.Ref(env);
+      completions_->ref();
       Ref();
     }
   }
@@ -591,16 +587,13 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     if (destroyed_ || !engine_) return env.Undefined();
     FlushStaged();  // the engine rejects them with the rest of its queue
     destroyed_ = true;
-    engine_->destroy();  // joins the threads: every pending op is in completed_ now
-    Deliver(env);
+    engine_->destroy();  // joins the threads: every pending op is in the channel now
+    completions_->drainNow();
     if (hookInstalled_) {
       napi_remove_env_cleanup_hook(env, &AddonCommunicator::CleanupHook, this);
       hookInstalled_ = false;
     }
-    if (tsfnLive_) {
-      tsfnLive_ = false;
-      tsfn_.Release();
-    }
+    completions_->close();
     return env.Undefined();
   }
 
@@ -662,24 +655,8 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     return info.Env().Undefined();
   }
 
-  // Engine threads: queue the completion and wake the JS thread once per batch.
-  void OnComplete(uint64_t id, const Status& s) {
-    std::lock_guard<std::mutex> lk(completedMutex_);
-    completed_.emplace_back(id, s);
-    if (!scheduled_ && tsfnLive_) {
-      scheduled_ = true;
-      tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function) { Deliver(env); });
-    }
-  }
-
   // JS thread: settle every completed op, then release its buffers.
-  void Deliver(Napi::Env env) {
-    std::vector<std::pair<uint64_t, Status>> batch;
-    {
-      std::lock_guard<std::mutex> lk(completedMutex_);
-      batch.swap(completed_);
-      scheduled_ = false;
-    }
+  void Deliver(Napi::Env env, std::vector<Completion>& batch) {
     for (auto& [id, status] : batch) {
       auto it = pending_.find(id);
       if (it == pending_.end()) continue;
@@ -693,17 +670,15 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
         fprintf(stderr, "ringtree: a completion callback threw: %s\n", e.Message().c_str());
       }
       if (pending_.empty()) {
-        if (tsfnLive_) tsfn_.Unref(env);
+        completions_->unref();
         Unref();
       }
     }
   }
 
   std::unique_ptr<Engine> engine_;
-  Napi::ThreadSafeFunction tsfn_;
-  // False until the constructor made the thread-safe function: a failed
-  // construction must not release what it never created.
-  bool tsfnLive_ = false;
+  // Null until the constructor made it (a failed construction has none).
+  std::unique_ptr<CompletionChannel<Completion>> completions_;
   bool hookInstalled_ = false;
   bool destroyed_ = false;
   // setSyncClock's array: [start, end] of the last synchronous op (ms).
@@ -719,9 +694,6 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
   static constexpr size_t kMaxStaged = 512;
   std::vector<std::pair<uint64_t, OpDesc>> staged_;
   std::unordered_map<uint64_t, PendingJs> pending_;
-  std::mutex completedMutex_;
-  std::vector<std::pair<uint64_t, Status>> completed_;
-  bool scheduled_ = false;
 };
 
 void registerCommunicator(Napi::Env env, Napi::Object exports) {

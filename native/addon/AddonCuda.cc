@@ -9,10 +9,10 @@
 #include <cstring>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <unordered_map>
 #include <vector>
 
+#include "addon/CompletionChannel.h"
 #include "addon/registry.h"
 #include "addon/StatusJs.h"
 #include "cuda/CublasLtLibrary.h"
@@ -56,7 +56,7 @@ bool hostView(Napi::Value v, void** data, size_t* bytes) {
 }
 
 // Settles and releases arriving from worker threads, delivered on the JS
-// thread in batches through one thread-safe function per environment.
+// thread in batches through one completion channel per environment.
 class Completions {
  public:
   struct Pending {
@@ -66,11 +66,8 @@ class Completions {
     bool released = false;
   };
 
-  explicit Completions(Napi::Env env) {
-    tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
-                                          "ringtree-gpu-completions", 0, 1);
-    tsfn_.Unref(env);
-  }
+  explicit Completions(Napi::Env env)
+      : channel_(env, "ringtree-gpu-completions", [this](Napi::Env e, std::vector<Event>& batch) { deliver(e, batch); }) {}
 
   // Registers a pending op; returns its id. The process stays alive while any is pending.
   uint64_t add(Napi::Env env, Napi::Function cb, const std::vector<Napi::Value>& keep) {
@@ -80,28 +77,22 @@ class Completions {
     for (const Napi::Value& v : keep) {
       if (v.IsObject()) p.keep.push_back(Napi::Reference<Napi::Value>::New(v, 1));
     }
-    if (pending_.size() == 1 && live_) tsfn_.Ref(env);
+    if (pending_.size() == 1) channel_.ref();
     return id;
   }
 
   std::function<void(const Status&)> settler(uint64_t id) {
-    return [this, id](const Status& s) { push(id, s, false); };
+    return [this, id](const Status& s) { channel_.post({id, s, false, 0}); };
   }
   // The callback also gets a number (e.g. a timed run's milliseconds).
   std::function<void(const Status&, double)> valueSettler(uint64_t id) {
-    return [this, id](const Status& s, double v) { push(id, s, false, v); };
+    return [this, id](const Status& s, double v) { channel_.post({id, s, false, v}); };
   }
   std::function<void()> releaser(uint64_t id) {
-    return [this, id]() { push(id, Status::ok(), true); };
+    return [this, id]() { channel_.post({id, Status::ok(), true, 0}); };
   }
 
-  void close() {
-    std::lock_guard<std::mutex> lk(mutex_);
-    if (live_) {
-      live_ = false;
-      tsfn_.Release();
-    }
-  }
+  void close() { channel_.close(); }
 
  private:
   struct Event {
@@ -111,22 +102,7 @@ class Completions {
     double value;
   };
 
-  void push(uint64_t id, const Status& s, bool release, double value = 0) {
-    std::lock_guard<std::mutex> lk(mutex_);
-    events_.push_back({id, s, release, value});
-    if (!scheduled_ && live_) {
-      scheduled_ = true;
-      tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function) { deliver(env); });
-    }
-  }
-
-  void deliver(Napi::Env env) {
-    std::vector<Event> batch;
-    {
-      std::lock_guard<std::mutex> lk(mutex_);
-      batch.swap(events_);
-      scheduled_ = false;
-    }
+  void deliver(Napi::Env env, std::vector<Event>& batch) {
     for (Event& e : batch) {
       auto it = pending_.find(e.id);
       if (it == pending_.end()) continue;
@@ -147,16 +123,12 @@ class Completions {
       auto again = pending_.find(e.id);
       if (again != pending_.end() && again->second.settled && again->second.released) pending_.erase(again);
     }
-    if (pending_.empty() && live_) tsfn_.Unref(env);
+    if (pending_.empty()) channel_.unref();
   }
 
-  Napi::ThreadSafeFunction tsfn_;
-  bool live_ = true;
-  std::mutex mutex_;
-  bool scheduled_ = false;
-  std::vector<Event> events_;
   std::unordered_map<uint64_t, Pending> pending_;  // JS thread only
   uint64_t nextId_ = 0;
+  CompletionChannel<Event> channel_;  // last: closed before the rest goes
 };
 
 struct GpuState {
@@ -959,7 +931,7 @@ void registerCuda(Napi::Env env, Napi::Object exports) {
   Napi::Function bufferCtor = DeviceBuffer::Define(env);
   st->deviceBufferCtor = Napi::Persistent(bufferCtor);
   env.SetInstanceData<GpuState>(st);
-  // At exit: stop every worker (joins threads, aborts NCCL), then let go of the TSFN.
+  // At exit: stop every worker (joins threads, aborts NCCL), then close the completion channel.
   napi_add_env_cleanup_hook(
       env,
       [](void* arg) {

@@ -1,17 +1,17 @@
 // Node-API face of CPU GEMM: gemm() (asynchronous, on the GEMM worker
 // thread), gemmSync() (on the calling thread), blasInfo(), and a test hook
 // that forces the portable fallback. Completions come back through one
-// thread-safe function per environment, unref'd while nothing is pending so
+// completion channel per environment, unref'd while nothing is pending so
 // that an idle process exits.
 #include <napi.h>
 
 #include <cstdio>
 #include <memory>
-#include <mutex>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "addon/CompletionChannel.h"
 #include "addon/registry.h"
 #include "addon/StatusJs.h"
 #include "cpu/gemm/BlasLibrary.h"
@@ -114,11 +114,11 @@ class GemmContext {
     p.b = Napi::Persistent(info[2].As<Napi::Object>());
     p.c = Napi::Persistent(info[3].As<Napi::Object>());
     pending_.emplace(id, std::move(p));
-    if (pending_.size() == 1) tsfn_.Ref(env);  // pending work keeps the process alive
+    if (pending_.size() == 1) completions_->ref();  // pending work keeps the process alive
     s = worker_->submit(id, d);
     if (!s.isOk()) {
       pending_.erase(id);
-      if (pending_.empty()) tsfn_.Unref(env);
+      if (pending_.empty()) completions_->unref();
       callback.Call({failureObject(env, s)});
     }
     return env.Undefined();
@@ -137,43 +137,26 @@ class GemmContext {
     Napi::FunctionReference callback;
     Napi::ObjectReference a, b, c;
   };
+  using Done = std::pair<uint64_t, Status>;  // a job's id and how it ended
 
   Status EnsureStarted(Napi::Env env) {
     if (closed_) return Status(StatusCode::Aborted, "gemm: the environment is shutting down");
     if (worker_) return Status::ok();
-    tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
-                                          "ringtree-gemm-completions", 0, 1);
-    tsfn_.Unref(env);
-    tsfnLive_ = true;
-    worker_ = std::make_unique<GemmWorker>([this](uint64_t id, const Status& st) { OnComplete(id, st); });
+    completions_ = std::make_unique<CompletionChannel<Done>>(
+        env, "ringtree-gemm-completions", [this](Napi::Env e, std::vector<Done>& batch) { Deliver(e, batch); });
+    worker_ = std::make_unique<GemmWorker>([this](uint64_t id, const Status& st) { completions_->post({id, st}); });
     return Status::ok();
   }
 
-  // Worker thread: queue the completion; wake the JS thread once per batch.
-  void OnComplete(uint64_t id, const Status& s) {
-    std::lock_guard<std::mutex> lock(completedMutex_);
-    completed_.emplace_back(id, s);
-    if (!scheduled_ && tsfnLive_) {
-      scheduled_ = true;
-      tsfn_.NonBlockingCall([this](Napi::Env env, Napi::Function) { Deliver(env); });
-    }
-  }
-
   // JS thread: settle every completed job, then let go of its arrays.
-  void Deliver(Napi::Env env) {
-    std::vector<std::pair<uint64_t, Status>> batch;
-    {
-      std::lock_guard<std::mutex> lock(completedMutex_);
-      batch.swap(completed_);
-      scheduled_ = false;
-    }
+  void Deliver(Napi::Env env, std::vector<Done>& batch) {
     for (auto& [id, status] : batch) {
       auto it = pending_.find(id);
       if (it == pending_.end()) continue;
       Napi::HandleScope scope(env);
       Pending p = std::move(it->second);
       pending_.erase(it);
-      if (pending_.empty() && tsfnLive_) tsfn_.Unref(env);
+      if (pending_.empty()) completions_->unref();
       Napi::Value arg = status.isOk() ? env.Null() : Napi::Value(failureObject(env, status));
       p.callback.Value().Call({arg});
       if (env.IsExceptionPending()) {
@@ -184,30 +167,20 @@ class GemmContext {
   }
 
   // Environment teardown: finish the running job (its arrays are still
-  // referenced), drop the queued ones, release the thread-safe function.
+  // referenced), drop the queued ones, close the channel.
   static void CleanupHook(void* arg) {
     auto* self = static_cast<GemmContext*>(arg);
     self->closed_ = true;
     if (self->worker_) self->worker_->stop();
-    {
-      std::lock_guard<std::mutex> lock(self->completedMutex_);
-      if (self->tsfnLive_) {
-        self->tsfnLive_ = false;
-        self->tsfn_.Release();
-      }
-    }
+    if (self->completions_) self->completions_->close();
     delete self;
   }
 
+  std::unique_ptr<CompletionChannel<Done>> completions_;  // made with the worker
   std::unique_ptr<GemmWorker> worker_;
-  Napi::ThreadSafeFunction tsfn_;
-  bool tsfnLive_ = false;
   bool closed_ = false;
   uint64_t nextId_ = 1;
   std::unordered_map<uint64_t, Pending> pending_;
-  std::mutex completedMutex_;
-  std::vector<std::pair<uint64_t, Status>> completed_;
-  bool scheduled_ = false;
 };
 
 Napi::Value BlasInfo(const Napi::CallbackInfo& info) {

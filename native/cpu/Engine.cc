@@ -48,12 +48,15 @@ int pidfdOpen(int pid) {
 #endif
 }
 
-// RINGTREE_COALESCE_US's default where ranks outnumber cores. 4 ranks on 2
-// cores, all-gather 1 MiB, 50 in flight, median us per op over 4 interleaved
-// runs: 257 never holding, 221 at 2000, 213 at 4000 (synchronous calls: 158);
-// 8000 and 60000 were no better than 4000. Windows of 1 ms or of one op's
-// duration gained 0-10 %. In the bench (80 in flight): 293-347 us never
-// holding, 260 at 2000, 224-255 at 4000; Open MPI 170-185.
+// RINGTREE_COALESCE_US's default. 4 ranks on 2 cores, all-gather 1 MiB, 50
+// in flight, median us per op over 4 interleaved runs: 257 never holding, 221
+// at 2000, 213 at 4000 (synchronous calls: 158); 8000 and 60000 were no
+// better than 4000. Windows of 1 ms or of one op's duration gained 0-10 %. In
+// the bench (80 in flight): 293-347 us never holding, 260 at 2000, 224-255 at
+// 4000; Open MPI 170-185. 2 ranks on 2 cores (bench allgather -b 1M -e 4M,
+// ratios to Open MPI at 1 / 2 / 4 MiB, two runs each): never holding
+// 0.64-0.71 / 0.90-0.98 / 1.00-1.10, 4000 0.84-0.87 / 1.14-1.32 / 1.23-1.37,
+// 1000 and 500 in between.
 constexpr int64_t kDefaultCoalesceUs = 4000;
 
 // What peers read to test cross-memory attach (RankControl::probeAddr).
@@ -175,12 +178,12 @@ Status Engine::start(CompletionSink sink) {
   if (const char* v = getenv("RINGTREE_DIRECT_MIN_BYTES"); v && *v) directMinOverride_ = strtoull(v, nullptr, 10);
   wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   // RINGTREE_COALESCE_US: the longest a finished collective may wait for the
-  // ones queued behind it before its completion goes to JS (0: never). By
-  // default only where ranks outnumber cores (no spinning): there a wake-up
-  // of a JS thread stalls the ring (completeCollective); with a core per
-  // rank it did not measurably help (2 ranks, all-gather 1 MiB in flight).
+  // ones queued behind it before its completion goes to JS (0: never). A
+  // wake-up of the JS thread takes a core from the ring (completeCollective),
+  // with a core per rank too: the woken thread lands on the collective
+  // thread's core and preempts it.
   {
-    int64_t capUs = options_.spin ? 0 : kDefaultCoalesceUs;
+    int64_t capUs = kDefaultCoalesceUs;
     if (const char* v = getenv("RINGTREE_COALESCE_US"); v && *v) capUs = strtoll(v, nullptr, 10);
     coalesceCapNs_ = std::max<int64_t>(0, capUs) * 1000;
   }
@@ -220,15 +223,16 @@ uint64_t Engine::directMinBytes(OpKind kind) const {
 }
 
 void Engine::complete(uint64_t id, const Status& status) {
-  if (sink_) sink_(id, status);
+  const Completion one(id, status);
+  if (sink_) sink_(&one, 1);
 }
 
-// Interrupt moderation for the Promise path. With ranks outnumbering cores,
-// every completion handed to the sink wakes the rank's JS thread, which then
-// takes a core from a collective thread (ours or a peer's) in the middle of
-// the next op, and every rank of that op waits for the preempted one: at 4
-// ranks on 2 cores each wake-up cost the ring about 13 us of JS per rank, 50
-// us per op. Holding a completion while more ops are queued behind it lets
+// Interrupt moderation for the Promise path. Every completion handed to the
+// sink wakes the rank's JS thread, which then takes a core from a collective
+// thread (ours or a peer's) in the middle of the next op, and every rank of
+// that op waits for the preempted one: at 4 ranks on 2 cores each wake-up
+// cost the ring about 13 us of JS per rank, 50 us per op; at 2 ranks on 2
+// cores the woken thread lands on its collective thread's core. Holding a completion while more ops are queued behind it lets
 // one wake-up settle several. A hold never starts when nothing is queued
 // behind the op (the last op of a burst, a lone awaited op), never holds an
 // error, lasts at most coalesceCapNs_ (the timer thread delivers it if the
@@ -258,14 +262,18 @@ void Engine::completeCollective(uint64_t id, const Status& status, int64_t durat
       return;
     }
   }
-  const bool wasHolding = !held_.empty();
+  if (held_.empty()) {
+    complete(id, status);
+    return;
+  }
+  held_.emplace_back(id, status);  // one hand-over for the hold and this op
   flushHeldLocked();
-  complete(id, status);
-  if (wasHolding) armHoldTimer(0);  // disarm: nothing left to deliver
+  armHoldTimer(0);  // disarm: nothing left to deliver
 }
 
 void Engine::flushHeldLocked() {
-  for (auto& [id, status] : held_) complete(id, status);
+  if (held_.empty()) return;
+  if (sink_) sink_(held_.data(), held_.size());
   held_.clear();
 }
 
@@ -824,9 +832,12 @@ void Engine::destroy() {
     std::lock_guard<std::mutex> lk(queueMutex_);
     rest.swap(queue_);
   }
+  std::vector<Completion> rejected;
+  rejected.reserve(rest.size());
   for (auto& item : rest)
-    complete(item.first, Status(StatusCode::Aborted, std::string(opKindName(item.second.kind)) +
-                                                         " never ran: the communicator was destroyed first"));
+    rejected.emplace_back(item.first, Status(StatusCode::Aborted, std::string(opKindName(item.second.kind)) +
+                                                                      " never ran: the communicator was destroyed first"));
+  if (sink_ && !rejected.empty()) sink_(rejected.data(), rejected.size());
   // Goodbye to remote ranks, so that our exit is not a lost peer to them.
   if (transport_) transport_->stopTcp(true);
   for (int fd : peerPidfds_)

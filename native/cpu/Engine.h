@@ -66,7 +66,11 @@ struct OpStats {
   int64_t timeNs = 0;  // collectives: wall time in the engine
 };
 
-using CompletionSink = std::function<void(uint64_t id, const Status& status)>;
+// One completion: the op's id (from submit) and how it ended.
+using Completion = std::pair<uint64_t, Status>;
+// Receives completions in order, several at once where the engine has them
+// together (held ones), so that the JS thread is woken once for them.
+using CompletionSink = std::function<void(const Completion* completions, size_t count)>;
 
 class Engine {
  public:
@@ -201,7 +205,7 @@ class Engine {
   // never reorder them.
   int64_t coalesceCapNs_ = 0;     // 0: never hold
   std::mutex holdMutex_;
-  std::vector<std::pair<uint64_t, Status>> held_;
+  std::vector<Completion> held_;
   // The collective thread adds to a hold until the soft deadline and
   // delivers it with the first op that finishes after it; the timer fires at
   // the hard deadline, only when no op finished in between (a long or
