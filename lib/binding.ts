@@ -93,6 +93,7 @@ export interface NativeOpStats {
   messagesSent: number;
   messagesReceived: number;
   timeMs: number;
+  ranInline: number;
 }
 
 /** One operation submitted to the native engine. */

@@ -169,6 +169,13 @@ export interface OpKindStats {
   messagesReceived: number;
   /** Time the engine spent running them, ms (collectives; 0 for send/recv). */
   timeMs: number;
+  /**
+   * Of the Promise-returning collectives, how many ran on the calling JS
+   * thread instead of the engine's: small ones (at most 256 KiB) whose peers
+   * were all already running them, and 2-rank allreduces of one message.
+   * They skip the two thread hand-offs (to the engine's thread and back).
+   */
+  ranInline: number;
 }
 
 /** {@link Communicator.stats} result: one entry per op kind. */
@@ -619,6 +626,7 @@ export class Communicator {
         count: st.count, failed: st.failed, algorithms: { ring: st.ring, tree: st.tree },
         bytesSent: st.bytesSent, bytesReceived: st.bytesReceived,
         messagesSent: st.messagesSent, messagesReceived: st.messagesReceived, timeMs: st.timeMs,
+        ranInline: st.ranInline ?? 0,
       };
     }
     return out;

@@ -2,9 +2,10 @@
 // collective that finishes while others wait behind it may be held so that
 // one wake-up of the JS thread settles several, but no completion may be
 // lost, reordered, held past its bound, or left pending by an abort or a
-// destroy(). The holds are forced with RINGTREE_COALESCE_US whatever the
-// machine's core count (by default they engage only when ranks outnumber
-// cores). Each case spawns ranks of test/workers/coalesce-worker.mjs and has
+// destroy(). RINGTREE_COALESCE_US is set where a case needs a window other
+// than the default 4 ms. The last case pins the other short cut: a small
+// awaited collective runs on the calling thread when its peers are already
+// in it. Each case spawns ranks of test/workers/coalesce-worker.mjs and has
 // a hard deadline after which its processes are SIGKILLed and it fails.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -18,7 +19,7 @@ const worker = path.join(repoRoot, 'test', 'workers', 'coalesce-worker.mjs');
 interface Settled { i: number; ok: boolean; name?: string; code?: string }
 interface Result {
   rank: number; event: string; order?: number[]; oks?: number[]; failed?: Settled[]; wrong?: unknown[];
-  secondSettledFirst?: boolean; flag?: number;
+  secondSettledFirst?: boolean; flag?: number; late?: boolean; small?: Record<string, number>; large?: number;
 }
 interface Run { results: Result[]; codes: (number | null)[]; output: string; timedOut: boolean }
 
@@ -144,5 +145,23 @@ describe('completion moderation (RINGTREE_COALESCE_US)', () => {
       expect(peer.oks, `rank ${r}`).toEqual(range(0, 10));
       expect(peer.wrong, `rank ${r}`).toEqual([]);
     }
+  });
+});
+
+describe('small awaited collectives on the calling thread (stats().ranInline)', () => {
+  it('runs them inline on the rank that arrives last, with the same data; never a 400 KB one, 3 ranks', async () => {
+    const run = await runRanks(3, 'lastArriver', {}, 60_000);
+    finishedCleanly(run, 3);
+    for (let r = 0; r < 3; r++) {
+      const res = resultOf(run, r, 'lastArriver');
+      expect(res.wrong, `rank ${r}`).toEqual([]);
+      expect(res.large, `rank ${r}: large broadcasts inline`).toBe(0);
+    }
+    // 6 of each kind; the others are in the op 3 ms before the late rank
+    // arrives, so nearly all of its ops run inline (a loaded machine may
+    // leave an early rank behind now and then).
+    const late = resultOf(run, 2, 'lastArriver');
+    expect(late.late).toBe(true);
+    for (const [kind, n] of Object.entries(late.small!)) expect(n, kind).toBeGreaterThanOrEqual(3);
   });
 });

@@ -644,6 +644,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
       o.Set("bytesReceived", numbers(st.bytesReceived));
       o.Set("messagesSent", Napi::Number::New(env, double(st.messagesSent)));
       o.Set("messagesReceived", Napi::Number::New(env, double(st.messagesReceived)));
+      o.Set("ranInline", Napi::Number::New(env, double(st.ranInline)));
       o.Set("timeMs", Napi::Number::New(env, double(st.timeNs) / 1e6));
       out.Set(i++, o);
     }

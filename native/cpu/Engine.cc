@@ -369,17 +369,41 @@ Status Engine::runSync(OpDesc desc, OpTimes* times) {
 // peer that is running answers within a few microseconds; one that is not
 // is the collective thread's business.
 constexpr int64_t kInlineBudgetNs = 20 * 1000;
+// The largest op (input or output bytes) that runs inline only because its
+// peers are already in it: about as long as the hand-offs it saves.
+constexpr uint64_t kInlineMaxBytes = 256 * 1024;
+
+// Whether every other rank is a local one already running collective `seq`
+// (and so waiting for this rank): then the op ends as soon as this rank has
+// done its part, and doing it on the caller's thread saves the hand-offs.
+bool Engine::peersAlreadyIn(uint64_t seq) const {
+  for (int p = 0; p < options_.size; p++) {
+    if (p == options_.rank) continue;
+    if (!transport_->isLocal(p)) return false;
+    const RankControl* rc = transport_->localControl(p);
+    if (rc->inOp.load(std::memory_order_acquire) == 0 || rc->collSeq.load(std::memory_order_acquire) != seq)
+      return false;
+  }
+  return true;
+}
 
 Engine::InlineResult Engine::tryInline(uint64_t id, OpDesc desc, Status* status) {
-  if (!options_.spin || options_.size != 2 || desc.kind != OpKind::AllReduce) return InlineResult::NotTried;
+  if (!isCollective(desc.kind) || options_.size < 2) return InlineResult::NotTried;
   const size_t es = dtypeSize(desc.dtype);
   const uint64_t chunkBytes = desc.chunkBytes ? desc.chunkBytes : options_.chunkBytes;
   const size_t chunkElems = size_t(std::clamp<uint64_t>(chunkBytes / es, 1, transport_->slotBytes() / es));
-  const int peer = 1 - options_.rank;
-  if (!oneHopAllReduce(*transport_, desc, chunkElems) || !transport_->canSend(peer)) return InlineResult::NotTried;
+  // A 2-rank allreduce of one message can stop half way (it is resumable):
+  // it goes inline whether or not its peer is there yet. Any other small
+  // collective goes inline only where every peer is already running it,
+  // since it cannot be handed over once started; a large one never does,
+  // so that a Promise never holds the JS thread for long.
+  const bool oneHop = options_.spin && options_.size == 2 && desc.kind == OpKind::AllReduce &&
+                      oneHopAllReduce(*transport_, desc, chunkElems) && transport_->canSend(1 - options_.rank);
+  if (!oneHop && std::max(desc.inputBytes, desc.outputBytes) > kInlineMaxBytes) return InlineResult::NotTried;
   {
     std::lock_guard<std::mutex> lk(queueMutex_);
     if (!queue_.empty() || running_ || stopping_) return InlineResult::NotTried;
+    if (!oneHop && !peersAlreadyIn(nextCollSeq_)) return InlineResult::NotTried;
     desc.seq = nextCollSeq_++;
     running_ = true;  // holds off the collective thread and runSync
   }
@@ -387,7 +411,11 @@ Engine::InlineResult Engine::tryInline(uint64_t id, OpDesc desc, Status* status)
   Status s;
   {
     std::lock_guard<std::mutex> ex(execMutex_);
-    s = execute(desc, kInlineBudgetNs, &deferred);
+    s = oneHop ? execute(desc, kInlineBudgetNs, &deferred) : execute(desc);
+  }
+  {
+    std::lock_guard<std::mutex> lk(statsMutex_);
+    stats_[size_t(desc.kind)].ranInline++;
   }
   {
     std::lock_guard<std::mutex> lk(queueMutex_);
@@ -888,7 +916,7 @@ std::vector<OpStats> Engine::stats() {
 void Engine::resetStats() {
   std::lock_guard<std::mutex> lk(statsMutex_);
   for (OpStats& st : stats_) {
-    st.count = st.failed = st.messagesSent = st.messagesReceived = 0;
+    st.count = st.failed = st.messagesSent = st.messagesReceived = st.ranInline = 0;
     st.byAlgorithm[0] = st.byAlgorithm[1] = 0;
     st.timeNs = 0;
     std::fill(st.bytesSent.begin(), st.bytesSent.end(), 0);

@@ -64,6 +64,7 @@ struct OpStats {
   uint64_t messagesSent = 0;
   uint64_t messagesReceived = 0;
   int64_t timeNs = 0;  // collectives: wall time in the engine
+  uint64_t ranInline = 0;  // async collectives run on the submitting thread (tryInline)
 };
 
 // One completion: the op's id (from submit) and how it ended.
@@ -104,10 +105,11 @@ class Engine {
   Status runSync(OpDesc desc, OpTimes* times = nullptr);
 
   // A small async collective on the calling thread when nothing is queued or
-  // running and ranks may spin: a 2-rank allreduce that fits one message,
-  // whose peer answers within a few microseconds. Saves the two thread
-  // hand-offs (to the collective thread and back through the thread-safe
-  // function) that dominate a small awaited op.
+  // running: a 2-rank allreduce that fits one message, whose peer answers
+  // within a few microseconds (where ranks may spin), or any collective of
+  // at most 256 KiB that every peer (all local) is already running. Saves the
+  // two thread hand-offs (to the collective thread and back through the
+  // thread-safe function) that dominate a small awaited op.
   enum class InlineResult {
     NotTried,  // not eligible: submit() it
     Done,      // finished here: *status is the result, the sink is not called
@@ -153,6 +155,7 @@ class Engine {
   uint64_t directMinBytes(OpKind kind) const;
   void collectiveLoop();
   void watchdogLoop();
+  bool peersAlreadyIn(uint64_t seq) const;
   // Completion moderation (RINGTREE_COALESCE_US): a collective that finishes
   // while more wait in the queue may be held for a bounded time so that the
   // next ones reach the sink with it (one wake-up of the JS thread instead of

@@ -80,6 +80,61 @@ const scenarios = {
     await comm.destroy();
   },
 
+  // Awaited collectives where rank `size - 1` always arrives last (it waits
+  // 3 ms before each): the others are already running the op, so a small one
+  // runs on its calling thread (stats().ranInline) and must give the same
+  // data as the engine's thread. A large one (400 KB) never runs inline.
+  async lastArriver() {
+    const late = rank === size - 1;
+    const wrong = [];
+    const expectEq = (what, got, want) => { if (got !== want) wrong.push({ what, got, want }); };
+    comm.resetStats();
+    for (let i = 0; i < 30; i++) {
+      if (late) await sleep(3);
+      const root = i % size;
+      switch (i % 5) {
+        case 0: {
+          const count = 1000 + i;
+          const x = new Float32Array(count).fill(i * 16 + rank), y = new Float32Array(count * size);
+          await comm.allGather(x, y);
+          for (let p = 0; p < size; p++) expectEq(`allGather ${i} block ${p}`, y[(p + 1) * count - 1], i * 16 + p);
+          break;
+        }
+        case 1: {
+          const x = new Float32Array(777).fill(rank === root ? i : -1);
+          await comm.broadcast(x, { root });
+          expectEq(`broadcast ${i}`, x[776], i);
+          break;
+        }
+        case 2: {
+          const x = new Float32Array(500 * size).fill(rank + i), y = new Float32Array(500);
+          await comm.reduceScatter(x, y);
+          expectEq(`reduceScatter ${i}`, y[499], size * i + (size * (size - 1)) / 2);
+          break;
+        }
+        case 3: {
+          const x = new Float64Array(333).fill(rank + 1);
+          await comm.reduce(x, { root, op: 'max' });
+          if (rank === root) expectEq(`reduce ${i}`, x[332], size);
+          break;
+        }
+        default: await comm.barrier();
+      }
+    }
+    const small = comm.stats();
+    comm.resetStats();
+    for (let i = 0; i < 6; i++) {
+      if (late) await sleep(3);
+      const x = new Float32Array(100_000).fill(rank === 0 ? i : -1);
+      await comm.broadcast(x, { root: 0 });
+      expectEq(`large broadcast ${i}`, x[99_999], i);
+    }
+    const large = comm.stats();
+    const inline = (st) => Object.fromEntries(['allGather', 'broadcast', 'reduceScatter', 'reduce', 'barrier'].map((k) => [k, st[k].ranInline]));
+    report('lastArriver', { late, wrong, small: inline(small), large: large.broadcast.ranInline });
+    await comm.destroy();
+  },
+
   // A held completion must reach JS even when the op queued behind it cannot
   // run yet: rank 1 issues the second all-gather only after rank 0 told it
   // (point to point) that its first all-gather resolved. Holding the first
