@@ -14,7 +14,6 @@
 #include <napi.h>
 
 #include <atomic>
-#include <cstdio>
 #include <functional>
 #include <memory>
 #include <mutex>

@@ -54,9 +54,10 @@ int pidfdOpen(int pid) {
 // better than 4000. Windows of 1 ms or of one op's duration gained 0-10 %. In
 // the bench (80 in flight): 293-347 us never holding, 260 at 2000, 224-255 at
 // 4000; Open MPI 170-185. 2 ranks on 2 cores (bench allgather -b 1M -e 4M,
-// ratios to Open MPI at 1 / 2 / 4 MiB, two runs each): never holding
-// 0.64-0.71 / 0.90-0.98 / 1.00-1.10, 4000 0.84-0.87 / 1.14-1.32 / 1.23-1.37,
-// 1000 and 500 in between.
+// ratio to Open MPI at 1 / 2 / 4 MiB): 0.88-0.89 / 1.09-1.16 / 0.84-1.32 at
+// 4000, against 0.54-0.63 / 0.68-0.75 / 0.82-0.96 never holding before the
+// completion channel; windows of 500 and 1000 fell in between (PERFORMANCE.md,
+// "Completions to JS").
 constexpr int64_t kDefaultCoalesceUs = 4000;
 
 // What peers read to test cross-memory attach (RankControl::probeAddr).
@@ -232,12 +233,13 @@ void Engine::complete(uint64_t id, const Status& status) {
 // thread (ours or a peer's) in the middle of the next op, and every rank of
 // that op waits for the preempted one: at 4 ranks on 2 cores each wake-up
 // cost the ring about 13 us of JS per rank, 50 us per op; at 2 ranks on 2
-// cores the woken thread lands on its collective thread's core. Holding a completion while more ops are queued behind it lets
-// one wake-up settle several. A hold never starts when nothing is queued
-// behind the op (the last op of a burst, a lone awaited op), never holds an
-// error, lasts at most coalesceCapNs_ (the timer thread delivers it if the
-// collective thread is busy then), and an error, destroy() or a drained
-// queue delivers everything held at once, in order.
+// cores the woken thread lands on its collective thread's core. Holding a
+// completion while more ops are queued behind it lets one wake-up settle
+// several. A hold never starts when nothing is queued behind the op (the
+// last op of a burst, a lone awaited op), never holds an error, lasts at
+// most coalesceCapNs_ (the timer thread delivers it if the collective thread
+// is busy then), and an error, destroy() or a drained queue delivers
+// everything held at once, in order.
 void Engine::completeCollective(uint64_t id, const Status& status, int64_t durationNs, bool more) {
   if (coalesceCapNs_ == 0) {
     complete(id, status);
@@ -396,7 +398,9 @@ Engine::InlineResult Engine::tryInline(uint64_t id, OpDesc desc, Status* status)
   // it goes inline whether or not its peer is there yet. Any other small
   // collective goes inline only where every peer is already running it,
   // since it cannot be handed over once started; a large one never does,
-  // so that a Promise never holds the JS thread for long.
+  // so that a Promise never holds the JS thread for long. (A peer that froze
+  // inside the op, e.g. SIGSTOP, holds this thread as it would a *Sync call:
+  // until the peer is found lost or the op's deadline.)
   const bool oneHop = options_.spin && options_.size == 2 && desc.kind == OpKind::AllReduce &&
                       oneHopAllReduce(*transport_, desc, chunkElems) && transport_->canSend(1 - options_.rank);
   if (!oneHop && std::max(desc.inputBytes, desc.outputBytes) > kInlineMaxBytes) return InlineResult::NotTried;
