@@ -63,6 +63,12 @@ export interface NativeCommunicatorOptions {
   chunkBytes: number;
   /** Spin before sleeping (false when ranks exceed usable cores). */
   spin: boolean;
+  /**
+   * Hold finished collectives while more are queued, so one JS wake-up
+   * settles several (true when the ranks' collective and JS threads together
+   * outnumber usable cores). RINGTREE_COALESCE_US overrides it.
+   */
+  holdCompletions: boolean;
   /** Heartbeat deadline for a silent peer (ms). */
   heartbeatTimeoutMs: number;
   /** Global ranks on this host in segment order (default: all ranks). */

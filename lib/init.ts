@@ -177,10 +177,13 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
   let jobId = envJobId ?? randomBytes(6).toString('hex');
 
   const createNative = (r: number, size: number, shmName: string, create: boolean, localRanks?: number[]): NativeCommunicator => {
+    // Each local rank runs a collective thread and a JS thread: where they
+    // outnumber the cores, a JS wake-up takes a core from the ring.
+    const local = localRanks?.length ?? size, cores = usableCores();
     try {
       return new binding.Communicator({
         rank: r, size, shmName, create, slotBytes: tuning.slotBytes, slots: tuning.slots,
-        chunkBytes: tuning.chunkBytes, spin: (localRanks?.length ?? size) <= usableCores(), heartbeatTimeoutMs, fault,
+        chunkBytes: tuning.chunkBytes, spin: local <= cores, holdCompletions: 2 * local > cores, heartbeatTimeoutMs, fault,
         localRanks,
       });
     } catch (e) {

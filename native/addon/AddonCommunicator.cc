@@ -82,6 +82,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     opts.slots = uint32_t(getInt(o, "slots", opts.slots));
     opts.chunkBytes = uint64_t(getInt(o, "chunkBytes", int64_t(opts.chunkBytes)));
     opts.spin = o.Get("spin").ToBoolean();
+    opts.holdCompletions = o.Get("holdCompletions").ToBoolean();
     Napi::Value local = o.Get("localRanks");
     if (local.IsArray()) {
       Napi::Array a = local.As<Napi::Array>();

@@ -179,12 +179,14 @@ Status Engine::start(CompletionSink sink) {
   if (const char* v = getenv("RINGTREE_DIRECT_MIN_BYTES"); v && *v) directMinOverride_ = strtoull(v, nullptr, 10);
   wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   // RINGTREE_COALESCE_US: the longest a finished collective may wait for the
-  // ones queued behind it before its completion goes to JS (0: never). A
-  // wake-up of the JS thread takes a core from the ring (completeCollective),
-  // with a core per rank too: the woken thread lands on the collective
-  // thread's core and preempts it.
+  // ones queued behind it before its completion goes to JS (0: never). By
+  // default where the ranks' collective and JS threads outnumber the cores
+  // (holdCompletions): there a wake-up of a JS thread lands on a busy core
+  // and preempts a collective thread mid-op (completeCollective), even with
+  // a core per rank. With cores to spare it lands on an idle one, and a
+  // hold would only delay the Promise of an op whose successor is running.
   {
-    int64_t capUs = kDefaultCoalesceUs;
+    int64_t capUs = options_.holdCompletions ? kDefaultCoalesceUs : 0;
     if (const char* v = getenv("RINGTREE_COALESCE_US"); v && *v) capUs = strtoll(v, nullptr, 10);
     coalesceCapNs_ = std::max<int64_t>(0, capUs) * 1000;
   }

@@ -37,6 +37,10 @@ struct EngineOptions {
   uint32_t slots = 8;
   uint64_t chunkBytes = 256 * 1024;
   bool spin = true;
+  // Hold finished collectives by default (completeCollective): where the
+  // ranks' collective and JS threads outnumber the cores. RINGTREE_COALESCE_US
+  // overrides it either way.
+  bool holdCompletions = false;
   int64_t heartbeatTimeoutMs = 30000;
   // RINGTREE_FAULT: SIGKILL this rank during (faultOp, faultSeq).
   bool faultArmed = false;
