@@ -42,7 +42,7 @@
 import { loadBinding, type NativeBinding, type NativeFailureRecord } from './binding.js';
 import { isDeviceArray, type DeviceArray } from './device.js';
 import { deviceGemm, timedDeviceGemm } from './deviceGemm.js';
-import { DTYPE_CODES, dtypeOf, type DType } from './dtype.js';
+import { DTYPE_CODES, dtypeOf } from './dtype.js';
 import { RingtreeError, errorFromNative } from './errors.js';
 import { GEMM_DTYPES, checkGemmShape, describeValue, gemmFail, type GemmShape } from './gemmShape.js';
 
@@ -165,8 +165,22 @@ export interface BlasInfo {
 }
 
 /** The addon's GEMM exports (native/addon/AddonGemm.cc). */
-interface NativeGemmDescriptor extends GemmShape {
-  dtype: number;
+/**
+ * What the addon reads (native/addon/AddonGemm.cc, GemmField): the dtype
+ * code, transA, transB (0/1), m, n, k, lda, ldb, ldc, batch, strideA,
+ * strideB, strideC, alpha, beta, packed in this order. One array serves
+ * every call: the addon copies it before the call returns.
+ */
+type NativeGemmDescriptor = Float64Array;
+const GEMM_DESC: NativeGemmDescriptor = new Float64Array(15);
+
+function pack(dtype: number, s: GemmShape): NativeGemmDescriptor {
+  const d = GEMM_DESC;
+  d[0] = dtype; d[1] = s.transA ? 1 : 0; d[2] = s.transB ? 1 : 0;
+  d[3] = s.m; d[4] = s.n; d[5] = s.k; d[6] = s.lda; d[7] = s.ldb; d[8] = s.ldc;
+  d[9] = s.batch; d[10] = s.strideA; d[11] = s.strideB; d[12] = s.strideC;
+  d[13] = s.alpha; d[14] = s.beta;
+  return d;
 }
 
 interface NativeGemmBinding {
@@ -206,21 +220,23 @@ function prepare(a: GemmArray, b: GemmArray, c: GemmArray, options: GemmOptions)
   if (options.dtype !== undefined && !GEMM_DTYPES.includes(options.dtype)) {
     gemmFail(`\`dtype\` must be one of ${GEMM_DTYPES.join(', ')}, got ${describeValue(options.dtype)}`);
   }
-  const dtypes = { a: dtypeOf(a, options.dtype, 'a'), b: dtypeOf(b, options.dtype, 'b'), c: dtypeOf(c, options.dtype, 'c') };
-  for (const [name, dtype] of Object.entries(dtypes) as Array<[string, DType]>) {
-    if (!(GEMM_DTYPES as readonly string[]).includes(dtype)) {
-      gemmFail(`\`${name}\` holds ${dtype}; gemm computes in ${GEMM_DTYPES.join(', ')}`);
-    }
-  }
-  if (dtypes.b !== dtypes.a) gemmFail(`\`b\` holds ${dtypes.b} but \`a\` holds ${dtypes.a}: a, b and c must have one dtype`);
-  if (dtypes.c !== dtypes.a) gemmFail(`\`c\` holds ${dtypes.c} but \`a\` holds ${dtypes.a}: a, b and c must have one dtype`);
-  const dtype = dtypes.a as GemmDType;
+  const dtA = gemmDtypeOf(a, options.dtype, 'a'), dtB = gemmDtypeOf(b, options.dtype, 'b'), dtC = gemmDtypeOf(c, options.dtype, 'c');
+  if (dtB !== dtA) gemmFail(`\`b\` holds ${dtB} but \`a\` holds ${dtA}: a, b and c must have one dtype`);
+  if (dtC !== dtA) gemmFail(`\`c\` holds ${dtC} but \`a\` holds ${dtA}: a, b and c must have one dtype`);
+  const dtype = dtA;
   const shape = checkGemmShape(options, { a: a.length, b: b.length, c: c.length });
   // C is written while A and B are read (in blocks, by several threads):
   // any shared byte would make the result depend on the schedule.
   if (overlaps(c, a)) gemmFail('`c` overlaps `a` (views of one ArrayBuffer sharing bytes): C must not alias an input');
   if (overlaps(c, b)) gemmFail('`c` overlaps `b` (views of one ArrayBuffer sharing bytes): C must not alias an input');
-  return { desc: { dtype: DTYPE_CODES[dtype], ...shape }, a, b, c };
+  return { desc: pack(DTYPE_CODES[dtype], shape), a, b, c };
+}
+
+/** The array's dtype, which must be one GEMM computes in. */
+function gemmDtypeOf(x: GemmArray, declared: GemmDType | undefined, name: string): GemmDType {
+  const dtype = dtypeOf(x, declared, name);
+  if (!(GEMM_DTYPES as readonly string[]).includes(dtype)) gemmFail(`\`${name}\` holds ${dtype}; gemm computes in ${GEMM_DTYPES.join(', ')}`);
+  return dtype as GemmDType;
 }
 
 /** Host arrays on one side, device arrays on the other: rejected, naming the odd one. */
