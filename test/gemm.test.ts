@@ -189,6 +189,35 @@ describe.each(['blas', 'fallback'] as const)('gemm through the %s path', (mode) 
     });
   });
 
+  it('gemmSync repeats a call on the same arrays and options object, and checks again when any of them changes', () => {
+    const a = Float32Array.from([1, 2, 3, 4]), b = Float32Array.from([5, 6, 7, 8]), c = new Float32Array(4);
+    const o: GemmOptions = { m: 2, n: 2, k: 2 };
+    const ab = [19, 22, 43, 50], abT = [17, 23, 39, 53];
+    gemmSync(a, b, c, o);
+    expect([...c]).toEqual(ab);
+    c.fill(0);
+    gemmSync(a, b, c, o); // the repeated call
+    expect([...c]).toEqual(ab);
+    o.alpha = 2;
+    gemmSync(a, b, c, o);
+    expect([...c], 'alpha changed on the same options object').toEqual(ab.map((v) => 2 * v));
+    o.alpha = 1;
+    o.transB = true;
+    gemmSync(a, b, c, o);
+    expect([...c], 'transB changed').toEqual(abT);
+    o.m = 3;
+    expect(() => gemmSync(a, b, c, o), 'm grew past a').toThrow(InvalidArgumentError);
+    o.m = 2;
+    const c2 = new Float32Array(4);
+    gemmSync(a, b, c2, o);
+    expect([...c2], 'a new output array').toEqual(abT);
+    a[0] = 0; // contents are not part of the call: the repeat reads them afresh
+    gemmSync(a, b, c2, o);
+    expect([...c2]).toEqual([12, 16, 39, 53]);
+    structuredClone(b.buffer, { transfer: [b.buffer] }); // b detached: length 0
+    expect(() => gemmSync(a, b, c2, o), 'b detached').toThrow(InvalidArgumentError);
+  });
+
   it('float32 stays under 1e-5 at k = 4096; float64 under 1e-12', async () => {
     expect(await runCase({ dtype: 'float32', m: 12, n: 10, k: 4096, transB: true })).toBeLessThan(1e-5);
     expect(await runCase({ dtype: 'float64', m: 12, n: 10, k: 4096, transA: true })).toBeLessThan(1e-12);
