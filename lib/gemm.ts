@@ -164,7 +164,6 @@ export interface BlasInfo {
   error: string | null;
 }
 
-/** The addon's GEMM exports (native/addon/AddonGemm.cc). */
 /**
  * What the addon reads (native/addon/AddonGemm.cc, GemmField): the dtype
  * code, transA, transB (0/1), m, n, k, lda, ldb, ldc, batch, strideA,
@@ -183,6 +182,7 @@ function pack(dtype: number, s: GemmShape): NativeGemmDescriptor {
   return d;
 }
 
+/** The addon's GEMM exports (native/addon/AddonGemm.cc). */
 interface NativeGemmBinding {
   gemm(desc: NativeGemmDescriptor, a: ArrayBufferView, b: ArrayBufferView, c: ArrayBufferView,
     callback: (failure: NativeFailureRecord | null) => void): void;

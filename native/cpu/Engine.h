@@ -1,7 +1,7 @@
 // The CPU communicator: one transport (shared memory on this host, TCP to
 // other hosts), a collective executor thread, a point-to-point thread, a
-// watchdog and, where completions are held (RINGTREE_COALESCE_US), a timer. Backend-neutral of Node-API:
-// completions leave through a sink callback.
+// watchdog and, where completions are held (RINGTREE_COALESCE_US), a timer.
+// Backend-neutral of Node-API: completions leave through a sink callback.
 #pragma once
 
 #include <atomic>
