@@ -59,6 +59,8 @@ export interface NativeCommunicatorOptions {
   slotBytes: number;
   /** Slots per channel. */
   slots: number;
+  /** Bytes of each rank's outbox in the shared segment (0: none). */
+  outboxBytes: number;
   /** Default pipelining chunk (bytes). */
   chunkBytes: number;
   /** Spin before sleeping (false when ranks exceed usable cores). */

@@ -71,6 +71,13 @@ export interface InitOptions extends RendezvousOverrides {
   slotBytes?: number;
   /** Slots per channel (default 8; env RINGTREE_SLOTS). Must match on every rank. */
   slots?: number;
+  /**
+   * Bytes of each rank's outbox in the host's shared memory (default 4 194 304;
+   * env RINGTREE_OUTBOX_BYTES; 0: none). With 3 or more ranks on a host, a
+   * broadcast or all-gather that publishes 64 KiB up to this much per rank
+   * copies it there once for every peer to read. Must match on every rank.
+   */
+  outboxBytes?: number;
   /** Default pipelining chunk, bytes (default = slotBytes; env RINGTREE_CHUNK_BYTES). */
   chunkBytes?: number;
   /** A silent peer is lost after this many ms (default 30 000; env RINGTREE_HEARTBEAT_TIMEOUT_MS). */
@@ -163,6 +170,7 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
   const tuning: EngineTuning = {
     slotBytes,
     slots: optInt(options.slots, 'slots', envInt(env, 'RINGTREE_SLOTS', 8, 2), 2),
+    outboxBytes: optInt(options.outboxBytes, 'outboxBytes', envInt(env, 'RINGTREE_OUTBOX_BYTES', 4 << 20, 0), 0),
     chunkBytes: optInt(options.chunkBytes, 'chunkBytes', envInt(env, 'RINGTREE_CHUNK_BYTES', slotBytes, 1), 1),
     timeoutMs: optInt(options.timeoutMs, 'timeoutMs', envInt(env, 'RINGTREE_TIMEOUT_MS', 300_000, 1), 1),
   };
@@ -183,6 +191,7 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
     try {
       return new binding.Communicator({
         rank: r, size, shmName, create, slotBytes: tuning.slotBytes, slots: tuning.slots,
+        outboxBytes: tuning.outboxBytes,
         chunkBytes: tuning.chunkBytes, spin: local <= cores, holdCompletions: 2 * local > cores, heartbeatTimeoutMs, fault,
         localRanks,
       });

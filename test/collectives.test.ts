@@ -75,6 +75,19 @@ const CONFIGS: Config[] = [
   { name: 'world size 2, direct paths from 1 byte (RINGTREE_DIRECT_MIN_BYTES=1)', size: 2, table: 'full', env: { RINGTREE_DIRECT_MIN_BYTES: '1' } },
   { name: 'world size 3, direct paths from 1 byte (RINGTREE_DIRECT_MIN_BYTES=1)', size: 3, table: 'full', env: { RINGTREE_DIRECT_MIN_BYTES: '1' } },
   { name: 'world size 4 without cross-memory copies (RINGTREE_CROSS_MEMORY=0)', size: 4, table: 'full', env: { RINGTREE_CROSS_MEMORY: '0' } },
+  // From 3 ranks the outboxes carry what fits them (4 MiB each): the
+  // cross-memory paths at every size, and the ring and slots where neither
+  // goes, need the outboxes off.
+  {
+    name: 'world size 3, cross-memory paths from 1 byte without outboxes (RINGTREE_OUTBOX_BYTES=0)', size: 3, table: 'full',
+    env: { RINGTREE_DIRECT_MIN_BYTES: '1', RINGTREE_OUTBOX_BYTES: '0' },
+  },
+  { name: 'world size 4 without outboxes (RINGTREE_OUTBOX_BYTES=0)', size: 4, table: 'full', env: { RINGTREE_OUTBOX_BYTES: '0' } },
+  // Outboxes of one page from 1 byte: what fits goes through them, what does not falls back, at 4 ranks.
+  {
+    name: 'world size 4, outboxes of 4 KiB from 1 byte', size: 4, table: 'full',
+    env: { RINGTREE_DIRECT_MIN_BYTES: '1', RINGTREE_OUTBOX_BYTES: '4096' },
+  },
   { name: 'world size 2 at SIMD level baseline', size: 2, table: 'simd', env: { RINGTREE_SIMD: 'baseline' } },
   {
     name: 'world size 2 at SIMD level avx2', size: 2, table: 'simd', env: { RINGTREE_SIMD: 'avx2' },

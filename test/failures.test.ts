@@ -216,6 +216,15 @@ describe('a rank dies mid-allReduce (RINGTREE_FAULT)', () => {
     expect(shmLeftovers(run.jobId)).toEqual([]);
   });
 
+  it('in a 1 MiB allReduce through the outboxes: survivors waiting on its outbox get PeerLostError', async () => {
+    // Rank 1 dies right after publishing to rank 2: rank 2 waits for its
+    // outbox to fill, rank 0 for its publish.
+    const run = await launchRanks(3, ['fault'], { env: { ...FAULT, FAULT_ELEMS: String(256 * 1024) }, deadlineMs: 40_000 });
+    noHang(run);
+    expectSurvivorsSawPeerLost(run);
+    expect(shmLeftovers(run.jobId)).toEqual([]);
+  });
+
   it('without the launcher, survivors SIGKILLed without destroy(): the engine unlinked its segment early', async () => {
     const run = await spawnRanks(3, ['fault', 'selfkill'], { env: FAULT, deadlineMs: 30_000 });
     noHang(run);
@@ -273,6 +282,10 @@ describe('mismatched collectives reject with CollectiveMismatchError on every ra
     if (n > 2) {
       it(`root (direct broadcast) at ${n} ranks`,
         () => expectMismatchEverywhere(n, 'root-broadcast', ['root=0', 'root=1'], DIRECT));
+    }
+    if (n > 2) {
+      it(`count (allReduce through the outboxes) at ${n} ranks`,
+        () => expectMismatchEverywhere(n, 'count', ['count=16', 'count=17'], DIRECT));
     }
     it(`count (direct allGather) at ${n} ranks`,
       () => expectMismatchEverywhere(n, 'count-allgather', ['count=16', 'count=17'], DIRECT));

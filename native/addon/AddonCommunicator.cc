@@ -80,6 +80,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     opts.create = o.Get("create").ToBoolean();
     opts.slotBytes = uint64_t(getInt(o, "slotBytes", int64_t(opts.slotBytes)));
     opts.slots = uint32_t(getInt(o, "slots", opts.slots));
+    opts.outboxBytes = uint64_t(getInt(o, "outboxBytes", int64_t(opts.outboxBytes)));
     opts.chunkBytes = uint64_t(getInt(o, "chunkBytes", int64_t(opts.chunkBytes)));
     opts.spin = o.Get("spin").ToBoolean();
     opts.holdCompletions = o.Get("holdCompletions").ToBoolean();

@@ -89,7 +89,7 @@ Status Engine::create(const EngineOptions& o, std::unique_ptr<Engine>* out) {
     return Status(StatusCode::InvalidArgument, "localRanks must include this rank " + std::to_string(o.rank));
   const int localIndex = int(self - localRanks.begin());
   const int localSize = int(localRanks.size());
-  ShmLayout layout(uint32_t(localSize), o.slotBytes, o.slots);
+  ShmLayout layout(uint32_t(localSize), o.slotBytes, o.slots, o.outboxBytes);
   auto segment = std::make_unique<ShmSegment>();
   if (o.create) {
     RT_CHECK(segment->create(o.shmName, layout.totalBytes()));
@@ -100,17 +100,21 @@ Status Engine::create(const EngineOptions& o, std::unique_ptr<Engine>* out) {
     cb->slotBytes = layout.slotBytes();
     cb->slots = layout.slots();
     cb->totalBytes = layout.totalBytes();
+    cb->outboxBytes = layout.outboxBytes();
   } else {
     RT_CHECK(segment->open(o.shmName, layout.totalBytes()));
     ControlBlock* cb = layout.control(segment->base());
     if (cb->magic != kShmMagic || cb->version != kShmVersion || cb->size != uint32_t(localSize) ||
-        cb->slotBytes != layout.slotBytes() || cb->slots != layout.slots()) {
+        cb->slotBytes != layout.slotBytes() || cb->slots != layout.slots() || cb->outboxBytes != layout.outboxBytes()) {
       return Status(StatusCode::InvalidArgument,
                     "shared segment " + o.shmName + " was made for " + std::to_string(cb->size) + " local ranks, " +
-                        std::to_string(cb->slots) + " slots of " + std::to_string(cb->slotBytes) +
-                        " bytes; this rank expects " + std::to_string(localSize) + " local ranks, " +
-                        std::to_string(layout.slots()) + " slots of " + std::to_string(layout.slotBytes()),
-                    "Every rank must pass the same worldSize, RINGTREE_SLOT_BYTES and RINGTREE_SLOTS.");
+                        std::to_string(cb->slots) + " slots of " + std::to_string(cb->slotBytes) + " bytes, outboxes of " +
+                        std::to_string(cb->outboxBytes) + " bytes; this rank expects " + std::to_string(localSize) +
+                        " local ranks, " + std::to_string(layout.slots()) + " slots of " +
+                        std::to_string(layout.slotBytes()) + " bytes, outboxes of " +
+                        std::to_string(layout.outboxBytes()),
+                    "Every rank must pass the same worldSize, RINGTREE_SLOT_BYTES, RINGTREE_SLOTS and "
+                    "RINGTREE_OUTBOX_BYTES.");
     }
   }
   std::unique_ptr<Engine> e(new Engine(o));
@@ -177,6 +181,7 @@ Status Engine::start(CompletionSink sink) {
   // RINGTREE_DIRECT_MIN_BYTES: one threshold for every direct path (tests
   // force them at small sizes with 1). Every rank of a job must see the same.
   if (const char* v = getenv("RINGTREE_DIRECT_MIN_BYTES"); v && *v) directMinOverride_ = strtoull(v, nullptr, 10);
+  if (const char* v = getenv("RINGTREE_OUTBOX_MAX_BYTES"); v && *v) outboxMaxBytes_ = strtoull(v, nullptr, 10);
   wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   // RINGTREE_COALESCE_US: the longest a finished collective may wait for the
   // ones queued behind it before its completion goes to JS (0: never). By
@@ -500,14 +505,24 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
   try {
     const bool tree = op.algorithm == Algorithm::Tree;
     switch (op.kind) {
-      case OpKind::AllReduce: s = tree ? treeAllReduce(args) : ringAllReduce(args); break;
+      case OpKind::AllReduce:
+        s = tree ? treeAllReduce(args)
+            : n > 2 && useOutbox(*transport_, outboxAllReduceBytes(op.count, es, n),
+                                 directMinBytes(OpKind::AllReduce), outboxMaxBytes_)
+                ? outboxAllReduce(args)
+                : ringAllReduce(args);
+        break;
       case OpKind::ReduceScatter: s = ringReduceScatter(args); break;
       case OpKind::AllGather:
-        if (n == 2 && !directMinOverride_ && useDirect(*transport_, op.count * es))
+        if (n == 2 && !directMinOverride_ && useDirect(*transport_, op.count * es)) {
           s = pairAllGather(args);
-        else
+        } else if (n > 2 && useOutbox(*transport_, op.count * es, directMinBytes(OpKind::AllGather), outboxMaxBytes_)) {
+          args.viaOutbox = true;
+          s = directAllGather(args);
+        } else {
           s = useDirect(*transport_, op.count * es, directMinBytes(OpKind::AllGather)) ? directAllGather(args)
                                                                                        : ringAllGather(args);
+        }
         break;
       case OpKind::Broadcast:
         // At 2 ranks the slot chain keeps both cores copying (the root into
@@ -516,9 +531,12 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
         // it also beat both ranks copying half each through the kernel
         // (process_vm_writev + process_vm_readv) from 8 MiB, once the peer
         // streams its output.
-        s = tree                                                      ? treeBroadcast(args)
-            : n > 2 && useDirect(*transport_, op.count * es, directMinBytes(OpKind::Broadcast)) ? directBroadcast(args)
-                                                              : ringBroadcast(args);
+        args.viaOutbox = !tree && n > 2 &&
+                         useOutbox(*transport_, op.count * es, directMinBytes(OpKind::Broadcast), outboxMaxBytes_);
+        s = tree ? treeBroadcast(args)
+            : args.viaOutbox || (n > 2 && useDirect(*transport_, op.count * es, directMinBytes(OpKind::Broadcast)))
+                ? directBroadcast(args)
+                : ringBroadcast(args);
         break;
       case OpKind::Reduce: s = tree ? treeReduce(args) : ringReduce(args); break;
       case OpKind::Barrier: s = ringBarrier(args); break;

@@ -35,6 +35,8 @@ struct EngineOptions {
   bool create = false;
   uint64_t slotBytes = 256 * 1024;
   uint32_t slots = 8;
+  // Bytes of each rank's outbox in the shared segment (ShmLayout); 0: none.
+  uint64_t outboxBytes = 4 << 20;
   uint64_t chunkBytes = 256 * 1024;
   bool spin = true;
   // Hold finished collectives by default (completeCollective): where the
@@ -175,6 +177,7 @@ class Engine {
 
   EngineOptions options_;
   uint64_t directMinOverride_ = 0;  // RINGTREE_DIRECT_MIN_BYTES, 0: the defaults
+  uint64_t outboxMaxBytes_ = UINT64_MAX;  // RINGTREE_OUTBOX_MAX_BYTES (experiments): largest buffer through the outboxes
   std::unique_ptr<PairPathTimes> pairTimes_;  // pairAllGather's path times (one executor at a time)
   std::unique_ptr<PeerTransport> transport_;
   CompletionSink sink_;

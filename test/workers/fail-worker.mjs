@@ -50,7 +50,8 @@ const scenarios = {
   async fault() {
     const small = new Float32Array(1024).fill(1);
     await capture('warmup', comm.allReduce(small));
-    const big = new Float32Array(8 * 1024 * 1024).fill(rank + 1); // 32 MiB: many chunks
+    // 32 MiB by default: many chunks. FAULT_ELEMS: another size (1 MiB goes through the outboxes).
+    const big = new Float32Array(Number(process.env.FAULT_ELEMS ?? 8 * 1024 * 1024)).fill(rank + 1);
     report('before-fault');
     await capture('faulted', comm.allReduce(big));
     await capture('after', comm.allReduce(small));

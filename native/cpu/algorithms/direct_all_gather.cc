@@ -3,6 +3,8 @@
 // with one kernel copy (cross-memory attach), then waits until every peer
 // has read its own block. Each byte is copied once, instead of twice per hop
 // through shared-memory slots, and no rank waits for another chunk by chunk.
+// Through the outboxes (a.viaOutbox) a rank copies its block into its outbox
+// and peers copy it from there: one copy more, no kernel call.
 #include "cpu/algorithms/Collective.h"
 #include "cpu/transport/CrossMemory.h"
 
@@ -18,8 +20,11 @@ Status directAllGather(const CollectiveArgs& a) {
   const uint64_t bytes = op.count * es;
   copyBytes(elemPtr(op.output, uint64_t(r) * op.count, es), op.input, bytes);
   // Publish our block (for in place, the input is our block of the output,
-  // which this op never writes).
-  for (int k = 1; k < n; k++) RT_CHECK(publishDirect(op, t, mod(r + k, n), op.input, bytes));
+  // which this op never writes), or a copy of it in our outbox.
+  if (a.viaOutbox) resetOutbox(t);
+  const void* mine = a.viaOutbox ? nullptr : op.input;
+  for (int k = 1; k < n; k++) RT_CHECK(publishDirect(op, t, mod(r + k, n), mine, bytes));
+  if (a.viaOutbox) fillOutbox(t, op.input, bytes);
   // Read the peers' blocks, each rank starting at a different peer but
   // taking first any block already published: with more ranks than cores a
   // peer that has not started yet would cost a sleep and a wake-up. Then
@@ -35,7 +40,7 @@ Status directAllGather(const CollectiveArgs& a) {
     }
     for (int k = 1; k < n && p < 0; k++)
       if (!read[size_t(mod(r - k, n))]) p = mod(r - k, n);
-    RT_CHECK(readPublished(op, t, p, bytes, elemPtr(op.output, uint64_t(p) * op.count, es)));
+    RT_CHECK(readPublished(a, p, bytes, elemPtr(op.output, uint64_t(p) * op.count, es)));
     read[size_t(p)] = true;
   }
   for (int k = 1; k < n; k++) RT_CHECK(awaitDone(op, t, mod(r + k, n), bytes));

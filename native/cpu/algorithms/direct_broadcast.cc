@@ -1,8 +1,10 @@
 // Direct broadcast between processes of one host: the root publishes the
 // address of its buffer and every other rank reads it straight into its
 // output with one kernel copy (cross-memory attach); the root returns once
-// every rank has read it. A chain through slots copies each byte twice per
-// rank and moves at the pace of its slowest hop.
+// every rank has read it. Or the root copies it into its outbox piece by
+// piece and every other rank copies each piece out as it lands
+// (a.viaOutbox). A chain through slots copies each byte twice per rank and
+// moves at the pace of its slowest hop.
 //
 // Every rank also sends its header to every other rank, and checks the n-1
 // it receives: no rank finishes unless every rank agrees about the call
@@ -20,9 +22,12 @@ Status directBroadcast(const CollectiveArgs& a) {
   const int n = t.size(), r = t.rank(), root = op.root;
   const uint64_t bytes = op.count * dtypeSize(op.dtype);
   // Non-roots publish no buffer (address 0): their message is their header.
-  const void* mine = r == root ? op.input : nullptr;
+  // Through the outboxes the root publishes a copy in its own.
+  if (r == root && a.viaOutbox) resetOutbox(t);
+  const void* mine = r == root && !a.viaOutbox ? op.input : nullptr;
   for (int k = 1; k < n; k++) RT_CHECK(publishDirect(op, t, mod(r + k, n), mine, bytes));
   if (r == root) {
+    if (a.viaOutbox) fillOutbox(t, op.input, bytes);
     copyBytes(op.output, op.input, bytes);
     DirectBuffer theirs;
     for (int k = 1; k < n; k++) RT_CHECK(receivePublished(op, t, mod(r - k, n), bytes, &theirs));
@@ -31,7 +36,7 @@ Status directBroadcast(const CollectiveArgs& a) {
     return Status::ok();
   }
   // The root's buffer first: its readers are the critical path.
-  RT_CHECK(readPublished(op, t, root, bytes, op.output));
+  RT_CHECK(readPublished(a, root, bytes, op.output));
   DirectBuffer theirs;
   for (int k = 1; k < n; k++) {
     const int p = mod(r - k, n);

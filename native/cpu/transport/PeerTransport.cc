@@ -105,6 +105,12 @@ Status PeerTransport::acquireRecv(int peer, const MsgHeader** header, const char
 
 void PeerTransport::releaseRecv(int peer) { release(peer, kCollectiveClass); }
 
+Status PeerTransport::awaitOutboxFilled(int peer, uint64_t above, uint64_t* filled) {
+  std::atomic<uint64_t>& word = outboxFilled(peer);
+  return waitFor([&] { return (*filled = word.load(std::memory_order_acquire)) > above; }, peer,
+                 "the outbox of");
+}
+
 int PeerTransport::directPid(int peer) const {
   if (peer == rank_ || localIndex_[peer] < 0) return -1;
   if (!self()->crossMemoryOk.load(std::memory_order_acquire)) return -1;

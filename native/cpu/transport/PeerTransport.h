@@ -39,6 +39,13 @@ class PeerTransport : public Transport {
   bool canSend(int peer) override { return trySendSlot(peer, kCollectiveClass) != nullptr; }
   const MsgHeader* pollRecv(int peer, const char** data) override { return tryRecvSlot(peer, kCollectiveClass, data); }
   int directPid(int peer) const override;
+  char* outbox(int peer) override { return isLocal(peer) ? local_->outbox(localIndex_[peer]) : nullptr; }
+  uint64_t outboxBytes() const override { return local_->outboxBytes(); }
+  std::atomic<uint64_t>& outboxFilled(int peer) override { return local_->rankControl(localIndex_[peer])->outboxFilled; }
+  Status awaitOutboxFilled(int peer, uint64_t above, uint64_t* filled) override;
+  void notify(int peer) override {
+    if (isLocal(peer)) local_->ring(localIndex_[peer], kCollectiveClass);
+  }
   void countDirect(int peer, uint64_t sent, uint64_t received) override;
 
   // Any class, non-blocking (the p2p engine).

@@ -1,11 +1,18 @@
 // The layout of the one shared-memory segment the ranks of a host share.
 //
-//   ControlBlock | RankControl[size] | Channel[size*(size-1)*2]
+//   ControlBlock | RankControl[size] | Channel[size*(size-1)*2] | Outbox[size]
 //
 // Each ordered pair of ranks has two single-producer single-consumer channels:
 // class 0 carries collectives (used by one executor thread at a time), class 1
 // point-to-point traffic (the p2p thread), so a queued send never blocks a
 // collective's bytes behind it.
+//
+// Each rank also has an outbox: a buffer it writes once and every local peer
+// reads (a broadcast root's data, an all-gather block). A channel's slots
+// have one reader each, so n-1 readers of one buffer would cost n-1 copies
+// into slots; reading the writer's own memory through the kernel
+// (process_vm_readv) pins every page it copies, which costs more than the
+// copy at cached sizes.
 #pragma once
 
 #include <atomic>
@@ -17,7 +24,7 @@
 namespace ringtree {
 
 constexpr uint64_t kShmMagic = 0x52494e4754524545ULL;  // "RINGTREE"
-constexpr uint32_t kShmVersion = 3;
+constexpr uint32_t kShmVersion = 4;
 constexpr int kChannelClasses = 2;
 constexpr int kCollectiveClass = 0;
 constexpr int kP2pClass = 1;
@@ -57,8 +64,11 @@ struct alignas(64) RankControl {
   alignas(64) std::atomic<uint32_t> inOp;  // executing a collective now
   std::atomic<uint64_t> collSeq;           // seq of the current (inOp) or last collective
   std::atomic<int64_t> heartbeatNs;
+  // Third line: how many bytes of the current op's data this rank has put in
+  // its outbox so far, written as it copies, polled by the readers.
+  alignas(64) std::atomic<uint64_t> outboxFilled;
 };
-static_assert(sizeof(RankControl) == 128, "RankControl is two cache lines");
+static_assert(sizeof(RankControl) == 192, "RankControl is three cache lines");
 
 struct alignas(64) ControlBlock {
   uint64_t magic;
@@ -68,6 +78,7 @@ struct alignas(64) ControlBlock {
   uint32_t slots;
   uint32_t reserved;
   uint64_t totalBytes;
+  uint64_t outboxBytes;
   FailureRecord failure;
 };
 
@@ -80,18 +91,20 @@ inline size_t alignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 class ShmLayout {
  public:
-  ShmLayout(uint32_t size, uint64_t slotBytes, uint32_t slots)
-      : size_(size), slotBytes_(alignUp(slotBytes, 64)), slots_(slots) {
+  ShmLayout(uint32_t size, uint64_t slotBytes, uint32_t slots, uint64_t outboxBytes)
+      : size_(size), slotBytes_(alignUp(slotBytes, 64)), slots_(slots), outboxBytes_(alignUp(outboxBytes, 4096)) {
     ranksOffset_ = alignUp(sizeof(ControlBlock), 4096);
     channelsOffset_ = alignUp(ranksOffset_ + sizeof(RankControl) * size, 4096);
     slotStride_ = sizeof(MsgHeader) + slotBytes_;
     channelStride_ = alignUp(sizeof(ChannelHead) + slotStride_ * slots_, 4096);
     uint64_t channels = uint64_t(size) * (size > 0 ? size - 1 : 0) * kChannelClasses;
-    totalBytes_ = channelsOffset_ + channelStride_ * channels;
+    outboxesOffset_ = channelsOffset_ + channelStride_ * channels;
+    totalBytes_ = outboxesOffset_ + outboxBytes_ * size;
   }
   uint64_t totalBytes() const { return totalBytes_; }
   uint64_t slotBytes() const { return slotBytes_; }
   uint32_t slots() const { return slots_; }
+  uint64_t outboxBytes() const { return outboxBytes_; }
 
   ControlBlock* control(void* base) const { return static_cast<ControlBlock*>(base); }
   RankControl* rank(void* base, int r) const {
@@ -108,15 +121,21 @@ class ShmLayout {
     return reinterpret_cast<MsgHeader*>(ch + sizeof(ChannelHead) + slotStride_ * (i % slots_));
   }
   char* slotData(char* ch, uint64_t i) const { return reinterpret_cast<char*>(slotHeader(ch, i)) + sizeof(MsgHeader); }
+  // Rank `r`'s outbox (outboxBytes() of it; none when that is 0).
+  char* outbox(void* base, int r) const {
+    return outboxBytes_ ? static_cast<char*>(base) + outboxesOffset_ + outboxBytes_ * uint64_t(r) : nullptr;
+  }
 
  private:
   uint32_t size_;
   uint64_t slotBytes_;
   uint32_t slots_;
+  uint64_t outboxBytes_;
   uint64_t ranksOffset_ = 0;
   uint64_t channelsOffset_ = 0;
   uint64_t slotStride_ = 0;
   uint64_t channelStride_ = 0;
+  uint64_t outboxesOffset_ = 0;
   uint64_t totalBytes_ = 0;
 };
 

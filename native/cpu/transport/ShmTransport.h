@@ -21,6 +21,8 @@ class ShmTransport {
   int size() const { return size_; }
   size_t slotBytes() const { return layout_.slotBytes(); }
   size_t slotCount() const { return layout_.slots(); }
+  uint64_t outboxBytes() const { return layout_.outboxBytes(); }
+  char* outbox(int r) const { return layout_.outbox(segment_->base(), r); }
 
   // Non-blocking slot access; `peer` is a local index.
   char* trySendSlot(int peer, int cls);

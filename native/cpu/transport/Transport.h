@@ -8,6 +8,8 @@
 // honours the current Waiter's deadline and interrupts.
 #pragma once
 
+#include <atomic>
+
 #include <cstddef>
 
 #include "core/status.h"
@@ -54,6 +56,19 @@ class Transport {
   // process_vm_readv, or -1 when bytes to and from `peer` must go through
   // slots (a TCP peer, or a rank that cannot read its local peers).
   virtual int directPid(int peer) const { return -1; }
+  // `peer`'s outbox (ShmLayout): a buffer of outboxBytes() that `peer`
+  // writes and every rank on its host reads; nullptr for a TCP peer or
+  // when outboxes are off. outbox(rank()) is ours.
+  virtual char* outbox(int peer) { return nullptr; }
+  virtual uint64_t outboxBytes() const { return 0; }
+  // How much of the current op's data `peer` has put in its outbox
+  // (RankControl::outboxFilled); ours with peer == rank(). Only where
+  // outbox(peer) is not nullptr.
+  virtual std::atomic<uint64_t>& outboxFilled(int peer) = 0;
+  // Wait until peer's outboxFilled() exceeds `above`; *filled gets its value.
+  virtual Status awaitOutboxFilled(int peer, uint64_t above, uint64_t* filled) = 0;
+  // Wake `peer` if it sleeps waiting (after our outboxFilled() grew).
+  virtual void notify(int peer) = 0;
   // Traffic that bypassed the slots (stats()).
   virtual void countDirect(int peer, uint64_t sent, uint64_t received) {}
 };
