@@ -182,6 +182,7 @@ Status Engine::start(CompletionSink sink) {
   // force them at small sizes with 1). Every rank of a job must see the same.
   if (const char* v = getenv("RINGTREE_DIRECT_MIN_BYTES"); v && *v) directMinOverride_ = strtoull(v, nullptr, 10);
   if (const char* v = getenv("RINGTREE_OUTBOX_MAX_BYTES"); v && *v) outboxMaxBytes_ = strtoull(v, nullptr, 10);
+  if (const char* v = getenv("RINGTREE_OUTBOX_MIN_RANKS"); v && *v) outboxMinRanks_ = std::max(2, atoi(v));
   wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   // RINGTREE_COALESCE_US: the longest a finished collective may wait for the
   // ones queued behind it before its completion goes to JS (0: never). By
@@ -229,6 +230,10 @@ uint64_t Engine::directMinBytes(OpKind kind) const {
   if (kind == OpKind::AllGather && options_.size == 2) return UINT64_MAX;
   return kDirectMinBytes;
 }
+
+// The outboxes take buffers from the direct paths' threshold up (tests
+// force both with RINGTREE_DIRECT_MIN_BYTES).
+uint64_t Engine::outboxMinBytes() const { return directMinOverride_ ? directMinOverride_ : kDirectMinBytes; }
 
 void Engine::complete(uint64_t id, const Status& status) {
   const Completion one(id, status);
@@ -507,18 +512,19 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
     switch (op.kind) {
       case OpKind::AllReduce:
         s = tree ? treeAllReduce(args)
-            : n > 2 && useOutbox(*transport_, outboxAllReduceBytes(op.count, es, n),
-                                 directMinBytes(OpKind::AllReduce), outboxMaxBytes_)
+            : n >= outboxMinRanks_ && useOutbox(*transport_, outboxAllReduceBytes(op.count, es, n), outboxMinBytes(),
+                                                 outboxMaxBytes_)
                 ? outboxAllReduce(args)
                 : ringAllReduce(args);
         break;
       case OpKind::ReduceScatter: s = ringReduceScatter(args); break;
       case OpKind::AllGather:
-        if (n == 2 && !directMinOverride_ && useDirect(*transport_, op.count * es)) {
-          s = pairAllGather(args);
-        } else if (n > 2 && useOutbox(*transport_, op.count * es, directMinBytes(OpKind::AllGather), outboxMaxBytes_)) {
+        if (n >= outboxMinRanks_ &&
+            useOutbox(*transport_, op.count * es, outboxMinBytes(), outboxMaxBytes_)) {
           args.viaOutbox = true;
           s = directAllGather(args);
+        } else if (n == 2 && !directMinOverride_ && useDirect(*transport_, op.count * es)) {
+          s = pairAllGather(args);
         } else {
           s = useDirect(*transport_, op.count * es, directMinBytes(OpKind::AllGather)) ? directAllGather(args)
                                                                                        : ringAllGather(args);
@@ -531,8 +537,8 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
         // it also beat both ranks copying half each through the kernel
         // (process_vm_writev + process_vm_readv) from 8 MiB, once the peer
         // streams its output.
-        args.viaOutbox = !tree && n > 2 &&
-                         useOutbox(*transport_, op.count * es, directMinBytes(OpKind::Broadcast), outboxMaxBytes_);
+        args.viaOutbox = !tree && n >= outboxMinRanks_ &&
+                         useOutbox(*transport_, op.count * es, outboxMinBytes(), outboxMaxBytes_, true);
         s = tree ? treeBroadcast(args)
             : args.viaOutbox || (n > 2 && useDirect(*transport_, op.count * es, directMinBytes(OpKind::Broadcast)))
                 ? directBroadcast(args)

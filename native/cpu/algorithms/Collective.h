@@ -325,7 +325,7 @@ inline bool useDirect(Transport& t, uint64_t bytes, uint64_t minBytes = kDirectM
 }
 
 // Whether a collective publishing `bytes` per buffer goes through the
-// outboxes: at least `minBytes`, at most an outbox, and every peer on this
+// outboxes: at least `minBytes`, at most an outbox (or `maxBytes`), and every peer on this
 // host. The writer copies its buffer into its outbox once and each reader
 // copies it out with plain loads: two user-space copies per byte instead of
 // one kernel copy, but no page pinning, which took twice the copy's time at
@@ -333,8 +333,11 @@ inline bool useDirect(Transport& t, uint64_t bytes, uint64_t minBytes = kDirectM
 // and the page-table lock 23 % of all samples, _copy_to_iter 11 %). Every
 // rank decides alike: the same count, outbox size (checked at attach) and
 // set of local peers. Needs no process_vm_readv permission.
-inline bool useOutbox(Transport& t, uint64_t bytes, uint64_t minBytes, uint64_t maxBytes) {
-  if (bytes < minBytes || bytes > maxBytes || bytes > t.outboxBytes() || t.size() < 2) return false;
+// `wraps`: the collective can stream more than an outbox through it.
+inline bool useOutbox(Transport& t, uint64_t bytes, uint64_t minBytes, uint64_t maxBytes, bool wraps = false) {
+  if (bytes < minBytes || bytes > maxBytes || (!wraps && bytes > t.outboxBytes()) || t.outboxBytes() == 0 ||
+      t.size() < 2)
+    return false;
   for (int p = 0; p < t.size(); p++)
     if (p != t.rank() && t.outbox(p) == nullptr) return false;
   return true;
@@ -371,47 +374,85 @@ inline Status receivePublished(const OpDesc& op, Transport& t, int p, uint64_t b
 // one piece instead of after the whole buffer.
 constexpr uint64_t kOutboxPieceBytes = 256 * 1024;
 
+// Before publishing through the outbox: nothing of this op is there yet,
+// and we have taken nothing from anyone's. Peers look at these words only
+// after our publish message, whose commit orders these stores before it.
+inline void resetOutbox(Transport& t) {
+  t.outboxFilled(t.rank()).store(0, std::memory_order_relaxed);
+  t.outboxTaken(t.rank()).store(0, std::memory_order_relaxed);
+}
+
 // Put `bytes` of `src` in our outbox for this op's readers, piece by piece,
 // each piece announced in outboxFilled() and rung to the readers that sleep
 // on it. The caller has published (publishDirect, address 0) before, so the
 // readers are already copying behind us; and every reader of our last op
-// said it was done, so the outbox is ours to overwrite.
-// Bytes [skipBegin, skipEnd) no reader wants: they count as filled uncopied.
-inline void fillOutbox(Transport& t, const void* src, uint64_t bytes, uint64_t skipBegin = 0, uint64_t skipEnd = 0) {
+// said it was done, so the outbox is ours to overwrite. Bytes [skipBegin,
+// skipEnd) no reader wants: they count as filled uncopied.
+//
+// Data larger than the outbox wraps around it: a piece may overwrite only
+// what every reader has taken (outboxTaken), and `beforeWrap()` runs once
+// before the first such wait. It must make those words this op's: receive
+// every reader's publish, which each sends after its resetOutbox().
+template <class BeforeWrap>
+inline Status fillOutbox(Transport& t, const void* src, uint64_t bytes, BeforeWrap beforeWrap, uint64_t skipBegin = 0,
+                         uint64_t skipEnd = 0) {
   const int n = t.size(), r = t.rank();
   std::atomic<uint64_t>& filled = t.outboxFilled(r);
   char* box = t.outbox(r);
+  const uint64_t cap = t.outboxBytes();
+  bool wrapped = false;
   for (uint64_t off = 0; off < bytes;) {
-    uint64_t len = std::min(kOutboxPieceBytes, bytes - off);
+    const uint64_t at = off % cap;
+    uint64_t len = std::min(std::min(kOutboxPieceBytes, bytes - off), cap - at);
     if (off >= skipBegin && off < skipEnd) {
       len = skipEnd - off;
     } else {
       if (off < skipBegin) len = std::min(len, skipBegin - off);
-      copyChunk(box + off, static_cast<const char*>(src) + off, len);
+      if (off + len > cap) {
+        if (!wrapped) RT_CHECK(beforeWrap());
+        wrapped = true;
+        for (int k = 1; k < n; k++) {
+          const int p = mod(r + k, n);
+          uint64_t taken = t.outboxTaken(p).load(std::memory_order_acquire);
+          if (taken < off + len - cap) RT_CHECK(t.awaitAbove(p, t.outboxTaken(p), off + len - cap - 1, &taken));
+        }
+      }
+      copyChunk(box + at, static_cast<const char*>(src) + off, len);
     }
     off += len;
     filled.store(off, std::memory_order_release);
     for (int k = 1; k < n; k++) t.notify(mod(r + k, n));
   }
+  return Status::ok();
 }
 
-// Before publishing through the outbox: nothing of this op is there yet.
-// (Readers look at outboxFilled() only after our publish message, which is
-// ordered after this store.)
-inline void resetOutbox(Transport& t) { t.outboxFilled(t.rank()).store(0, std::memory_order_relaxed); }
+// fillOutbox for data that fits the outbox (never wraps).
+inline void fillOutbox(Transport& t, const void* src, uint64_t bytes, uint64_t skipBegin = 0, uint64_t skipEnd = 0) {
+  (void)fillOutbox(t, src, bytes, [] { return Status::ok(); }, skipBegin, skipEnd);
+}
 
-// Copy `bytes` of peer `p`'s outbox into `dst` as `p` fills it.
+// Copy `bytes` of peer `p`'s outbox into `dst` as `p` fills it; if they
+// wrap around it, say how far we are (outboxTaken) after every copy.
 inline Status readOutbox(const CollectiveArgs& a, int p, uint64_t bytes, void* dst) {
   Transport& t = *a.transport;
   const char* box = t.outbox(p);
+  const uint64_t cap = t.outboxBytes();
   std::atomic<uint64_t>& filled = t.outboxFilled(p);
+  std::atomic<uint64_t>& taken = t.outboxTaken(t.rank());
   uint64_t done = 0;
   while (done < bytes) {
     uint64_t avail = filled.load(std::memory_order_acquire);
-    if (avail <= done) RT_CHECK(t.awaitOutboxFilled(p, done, &avail));
+    if (avail <= done) RT_CHECK(t.awaitAbove(p, filled, done, &avail));
     avail = std::min(avail, bytes);
-    copyChunkToOutput(static_cast<char*>(dst) + done, box + done, avail - done, a.streamOutput);
-    done = avail;
+    while (done < avail) {
+      const uint64_t at = done % cap, len = std::min(avail - done, cap - at);
+      copyChunkToOutput(static_cast<char*>(dst) + done, box + at, len, a.streamOutput);
+      done += len;
+    }
+    if (bytes > cap) {
+      taken.store(done, std::memory_order_release);
+      t.notify(p);
+    }
   }
   return Status::ok();
 }

@@ -23,14 +23,22 @@ Status directBroadcast(const CollectiveArgs& a) {
   const uint64_t bytes = op.count * dtypeSize(op.dtype);
   // Non-roots publish no buffer (address 0): their message is their header.
   // Through the outboxes the root publishes a copy in its own.
-  if (r == root && a.viaOutbox) resetOutbox(t);
+  if (a.viaOutbox) resetOutbox(t);
   const void* mine = r == root && !a.viaOutbox ? op.input : nullptr;
   for (int k = 1; k < n; k++) RT_CHECK(publishDirect(op, t, mod(r + k, n), mine, bytes));
   if (r == root) {
-    if (a.viaOutbox) fillOutbox(t, op.input, bytes);
+    // Each reader's publish (its header), received before we wait for it
+    // to take from our outbox, or after our copies.
+    bool received = false;
+    auto receiveAll = [&]() -> Status {
+      DirectBuffer theirs;
+      for (int k = 1; k < n; k++) RT_CHECK(receivePublished(op, t, mod(r - k, n), bytes, &theirs));
+      received = true;
+      return Status::ok();
+    };
+    if (a.viaOutbox) RT_CHECK(fillOutbox(t, op.input, bytes, receiveAll));
     copyBytes(op.output, op.input, bytes);
-    DirectBuffer theirs;
-    for (int k = 1; k < n; k++) RT_CHECK(receivePublished(op, t, mod(r - k, n), bytes, &theirs));
+    if (!received) RT_CHECK(receiveAll());
     // The input must stay untouched until every rank has read it.
     for (int k = 1; k < n; k++) RT_CHECK(awaitDone(op, t, mod(r + k, n), bytes));
     return Status::ok();

@@ -47,7 +47,7 @@ Status outboxAllReduce(const CollectiveArgs& a) {
     for (int q = 0; q < n; q++) {
       uint64_t filled;
       if (q != r && t.outboxFilled(q).load(std::memory_order_acquire) < end * es)
-        RT_CHECK(t.awaitOutboxFilled(q, end * es - 1, &filled));
+        RT_CHECK(t.awaitAbove(q, t.outboxFilled(q), end * es - 1, &filled));
     }
     auto from = [&](int q) { return q == r ? elemPtr(op.input, begin, es) : t.outbox(q) + begin * es; };
     reduce(mine, from(0), from(1), end - begin, op.dtype, op.op);
@@ -68,7 +68,7 @@ Status outboxAllReduce(const CollectiveArgs& a) {
     const uint64_t pb = segmentStart(count, n, p), pBytes = segmentBytes(p);
     if (pBytes > 0) {
       uint64_t filled = t.outboxFilled(p).load(std::memory_order_acquire);
-      while (filled < reducedAt + pBytes) RT_CHECK(t.awaitOutboxFilled(p, filled, &filled));
+      while (filled < reducedAt + pBytes) RT_CHECK(t.awaitAbove(p, t.outboxFilled(p), filled, &filled));
       copyChunkToOutput(elemPtr(op.output, pb, es), t.outbox(p) + reducedAt, pBytes, a.streamOutput);
     }
     t.countDirect(p, 0, segBytes + pBytes);

@@ -105,10 +105,9 @@ Status PeerTransport::acquireRecv(int peer, const MsgHeader** header, const char
 
 void PeerTransport::releaseRecv(int peer) { release(peer, kCollectiveClass); }
 
-Status PeerTransport::awaitOutboxFilled(int peer, uint64_t above, uint64_t* filled) {
-  std::atomic<uint64_t>& word = outboxFilled(peer);
-  return waitFor([&] { return (*filled = word.load(std::memory_order_acquire)) > above; }, peer,
-                 "the outbox of");
+Status PeerTransport::awaitAbove(int peer, const std::atomic<uint64_t>& word, uint64_t above, uint64_t* value) {
+  return waitFor([&] { return (*value = word.load(std::memory_order_acquire)) > above; }, peer,
+                 "outbox progress from");
 }
 
 int PeerTransport::directPid(int peer) const {

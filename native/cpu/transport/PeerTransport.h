@@ -42,7 +42,8 @@ class PeerTransport : public Transport {
   char* outbox(int peer) override { return isLocal(peer) ? local_->outbox(localIndex_[peer]) : nullptr; }
   uint64_t outboxBytes() const override { return local_->outboxBytes(); }
   std::atomic<uint64_t>& outboxFilled(int peer) override { return local_->rankControl(localIndex_[peer])->outboxFilled; }
-  Status awaitOutboxFilled(int peer, uint64_t above, uint64_t* filled) override;
+  std::atomic<uint64_t>& outboxTaken(int peer) override { return local_->rankControl(localIndex_[peer])->outboxTaken; }
+  Status awaitAbove(int peer, const std::atomic<uint64_t>& word, uint64_t above, uint64_t* value) override;
   void notify(int peer) override {
     if (isLocal(peer)) local_->ring(localIndex_[peer], kCollectiveClass);
   }

@@ -65,8 +65,12 @@ struct alignas(64) RankControl {
   std::atomic<uint64_t> collSeq;           // seq of the current (inOp) or last collective
   std::atomic<int64_t> heartbeatNs;
   // Third line: how many bytes of the current op's data this rank has put in
-  // its outbox so far, written as it copies, polled by the readers.
+  // its outbox so far, written as it copies, polled by the readers; and how
+  // many it has taken from the outbox it reads, for a writer whose data is
+  // larger than its outbox (it wraps around, overwriting only what every
+  // reader has taken).
   alignas(64) std::atomic<uint64_t> outboxFilled;
+  std::atomic<uint64_t> outboxTaken;
 };
 static_assert(sizeof(RankControl) == 192, "RankControl is three cache lines");
 

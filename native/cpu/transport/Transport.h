@@ -61,12 +61,13 @@ class Transport {
   // when outboxes are off. outbox(rank()) is ours.
   virtual char* outbox(int peer) { return nullptr; }
   virtual uint64_t outboxBytes() const { return 0; }
-  // How much of the current op's data `peer` has put in its outbox
-  // (RankControl::outboxFilled); ours with peer == rank(). Only where
-  // outbox(peer) is not nullptr.
+  // How much of the current op's data `peer` has put in its outbox, and
+  // taken from the one it reads (RankControl::outboxFilled, outboxTaken);
+  // ours with peer == rank(). Only where outbox(peer) is not nullptr.
   virtual std::atomic<uint64_t>& outboxFilled(int peer) = 0;
-  // Wait until peer's outboxFilled() exceeds `above`; *filled gets its value.
-  virtual Status awaitOutboxFilled(int peer, uint64_t above, uint64_t* filled) = 0;
+  virtual std::atomic<uint64_t>& outboxTaken(int peer) = 0;
+  // Wait until `word` (one of peer's two above) exceeds `above`; *value gets it.
+  virtual Status awaitAbove(int peer, const std::atomic<uint64_t>& word, uint64_t above, uint64_t* value) = 0;
   // Wake `peer` if it sleeps waiting (after our outboxFilled() grew).
   virtual void notify(int peer) = 0;
   // Traffic that bypassed the slots (stats()).
