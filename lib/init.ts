@@ -73,9 +73,10 @@ export interface InitOptions extends RendezvousOverrides {
   slots?: number;
   /**
    * Bytes of each rank's outbox in the host's shared memory (default 4 194 304;
-   * env RINGTREE_OUTBOX_BYTES; 0: none). With 3 or more ranks on a host, a
-   * broadcast or all-gather that publishes 64 KiB up to this much per rank
-   * copies it there once for every peer to read. Must match on every rank.
+   * env RINGTREE_OUTBOX_BYTES; 0: none). Where every rank is on one host, a
+   * broadcast of 64 KiB or more streams through the root's outbox; from 3
+   * ranks, an all-gather block or an allreduce that fits it goes through the
+   * outboxes too (README, "Transport"). Must match on every rank.
    */
   outboxBytes?: number;
   /** Default pipelining chunk, bytes (default = slotBytes; env RINGTREE_CHUNK_BYTES). */

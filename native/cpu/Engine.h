@@ -178,7 +178,6 @@ class Engine {
 
   EngineOptions options_;
   uint64_t directMinOverride_ = 0;  // RINGTREE_DIRECT_MIN_BYTES, 0: the defaults
-  int outboxMinRanks_ = 3;  // RINGTREE_OUTBOX_MIN_RANKS (experiments): fewest ranks that use the outboxes
   uint64_t outboxMaxBytes_ = UINT64_MAX;  // RINGTREE_OUTBOX_MAX_BYTES (experiments): largest buffer through the outboxes
   std::unique_ptr<PairPathTimes> pairTimes_;  // pairAllGather's path times (one executor at a time)
   std::unique_ptr<PeerTransport> transport_;
