@@ -132,6 +132,7 @@ Status Engine::create(const EngineOptions& o, std::unique_ptr<Engine>* out) {
   me->probeAddr.store(reinterpret_cast<uint64_t>(&kCrossMemoryProbe));
   me->crossMemoryOk.store(0);
   me->heartbeatNs.store(monotonicNs());
+  me->spinCpu.store(-1);
   me->attached.store(1, std::memory_order_release);
   *out = std::move(e);
   return Status::ok();

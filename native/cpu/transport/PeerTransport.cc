@@ -1,5 +1,6 @@
 #include "cpu/transport/PeerTransport.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -49,12 +50,38 @@ void PeerTransport::stopTcp(bool graceful) {
     if (t) t->stop(graceful);
 }
 
+// Spinning for a peer that waits for this very CPU (preempted by us, or
+// woken onto it) only delays it, and the scheduler may keep two ranks that
+// wake each other on one CPU for hundreds of milliseconds: each wait then
+// spins its whole budget before the peer can run, and 2-rank ops ran 3-5x
+// slower in such stretches (docs/PERFORMANCE.md, "Two ranks on one CPU").
+// A waiter that finds its peer on its own CPU moves itself to another one
+// of its allowed CPUs (and is allowed everywhere again at once after).
+void PeerTransport::leaveCpuOf(int peer) {
+  if (!isLocal(peer) || peer == rank_) return;
+  const int mine = sched_getcpu();
+  if (mine < 0 || localControl(peer)->spinCpu.load(std::memory_order_relaxed) != mine) return;
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || CPU_COUNT(&allowed) < 2) return;
+  cpu_set_t others = allowed;
+  CPU_CLR(mine, &others);
+  if (CPU_COUNT(&others) == 0 || sched_setaffinity(0, sizeof others, &others) != 0) return;
+  sched_setaffinity(0, sizeof allowed, &allowed);
+  cpuMoves_.fetch_add(1, std::memory_order_relaxed);
+}
+
 template <class Pred>
 Status PeerTransport::waitFor(Pred pred, int peer, const char* what) {
   if (pred()) return Status::ok();
   if (spin_) {
+    const int cpu = sched_getcpu();
+    if (cpu != lastSpinCpu_) {
+      lastSpinCpu_ = cpu;
+      self()->spinCpu.store(cpu, std::memory_order_relaxed);
+    }
     // The clock is read first after 64 looks: a peer that is running
     // usually answers sooner, and a read costs as much as a dozen looks.
+    // After 256 (a microsecond or two), is the peer waiting for our CPU?
     int64_t until = 0;
     for (int i = 1;; i++) {
       cpuRelax();
@@ -63,6 +90,7 @@ Status PeerTransport::waitFor(Pred pred, int peer, const char* what) {
         const int64_t now = monotonicNs();
         if (until == 0) until = now + spinNs_;
         else if (now > until) break;
+        if (i == 256) leaveCpuOf(peer);
       }
     }
   }

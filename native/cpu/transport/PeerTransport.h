@@ -81,12 +81,16 @@ class PeerTransport : public Transport {
   };
   const PeerTraffic& traffic(int peer, int cls) const { return traffic_[cls][peer]; }
 
+  // Times a waiter moved off the CPU of the peer it waited for (leaveCpuOf).
+  uint64_t cpuMoves() const { return cpuMoves_.load(std::memory_order_relaxed); }
+
   // Fault injection (RINGTREE_FAULT): SIGKILL this process after `n` more commits.
   void crashAfterCommits(int n) { crashAfterCommits_ = n; }
 
  private:
   template <class Pred>
   Status waitFor(Pred pred, int peer, const char* what);
+  void leaveCpuOf(int peer);
   void countSent(int peer, int cls, uint64_t bytes);
   void countReceived(int peer, int cls, uint64_t bytes);
 
@@ -100,6 +104,10 @@ class PeerTransport : public Transport {
   int64_t spinNs_;
   Waiter* waiter_ = nullptr;
   int crashAfterCommits_ = 0;
+  // leaveCpuOf(): the CPU we last published (one waiter at a time per
+  // transport: the collective class has one executor), and moves made.
+  int lastSpinCpu_ = -2;
+  std::atomic<uint64_t> cpuMoves_{0};
   std::unique_ptr<PeerTraffic[]> traffic_[kChannelClasses];
 };
 

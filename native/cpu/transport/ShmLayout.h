@@ -62,6 +62,9 @@ struct alignas(64) RankControl {
   // cost a cross-core transfer per op on each side: the peer's next read of
   // `destroyed` or `sleepers` missed after each store here.
   alignas(64) std::atomic<uint32_t> inOp;  // executing a collective now
+  // The CPU this rank's waiting thread last spun on (PeerTransport::waitFor),
+  // or -1: written only when it changes.
+  std::atomic<int32_t> spinCpu;
   std::atomic<uint64_t> collSeq;           // seq of the current (inOp) or last collective
   std::atomic<int64_t> heartbeatNs;
   // Third line: how many bytes of the current op's data this rank has put in
