@@ -146,7 +146,7 @@ export interface EngineTuning {
   slotBytes: number;
   /** Slots per channel (default 8; env RINGTREE_SLOTS). */
   slots: number;
-  /** Bytes of each rank's shared-memory outbox (default 4 MiB; env RINGTREE_OUTBOX_BYTES; 0: none). */
+  /** Bytes of each rank's shared-memory outbox asked for (default 8 MiB; env RINGTREE_OUTBOX_BYTES; 0: none). */
   outboxBytes: number;
   /** Default pipelining chunk in bytes (default = slotBytes; env RINGTREE_CHUNK_BYTES). */
   chunkBytes: number;

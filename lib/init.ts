@@ -72,11 +72,12 @@ export interface InitOptions extends RendezvousOverrides {
   /** Slots per channel (default 8; env RINGTREE_SLOTS). Must match on every rank. */
   slots?: number;
   /**
-   * Bytes of each rank's outbox in the host's shared memory (default 4 194 304;
+   * Bytes of each rank's outbox in the host's shared memory (default 8 388 608;
    * env RINGTREE_OUTBOX_BYTES; 0: none). Where every rank is on one host, a
    * broadcast of 64 KiB or more streams through the root's outbox; from 3
    * ranks, an all-gather block or an allreduce that fits it goes through the
-   * outboxes too (README, "Transport"). Must match on every rank.
+   * outboxes too (README, "Transport"). The rank that makes the host's
+   * segment decides; where /dev/shm has no room for them, there are none.
    */
   outboxBytes?: number;
   /** Default pipelining chunk, bytes (default = slotBytes; env RINGTREE_CHUNK_BYTES). */
@@ -171,7 +172,7 @@ export async function init(options: InitOptions = {}): Promise<Communicator> {
   const tuning: EngineTuning = {
     slotBytes,
     slots: optInt(options.slots, 'slots', envInt(env, 'RINGTREE_SLOTS', 8, 2), 2),
-    outboxBytes: optInt(options.outboxBytes, 'outboxBytes', envInt(env, 'RINGTREE_OUTBOX_BYTES', 4 << 20, 0), 0),
+    outboxBytes: optInt(options.outboxBytes, 'outboxBytes', envInt(env, 'RINGTREE_OUTBOX_BYTES', 8 << 20, 0), 0),
     chunkBytes: optInt(options.chunkBytes, 'chunkBytes', envInt(env, 'RINGTREE_CHUNK_BYTES', slotBytes, 1), 1),
     timeoutMs: optInt(options.timeoutMs, 'timeoutMs', envInt(env, 'RINGTREE_TIMEOUT_MS', 300_000, 1), 1),
   };

@@ -75,7 +75,7 @@ const CONFIGS: Config[] = [
   { name: 'world size 2, direct paths from 1 byte (RINGTREE_DIRECT_MIN_BYTES=1)', size: 2, table: 'full', env: { RINGTREE_DIRECT_MIN_BYTES: '1' } },
   { name: 'world size 3, direct paths from 1 byte (RINGTREE_DIRECT_MIN_BYTES=1)', size: 3, table: 'full', env: { RINGTREE_DIRECT_MIN_BYTES: '1' } },
   { name: 'world size 4 without cross-memory copies (RINGTREE_CROSS_MEMORY=0)', size: 4, table: 'full', env: { RINGTREE_CROSS_MEMORY: '0' } },
-  // From 3 ranks the outboxes carry what fits them (4 MiB each): the
+  // From 3 ranks the outboxes carry what fits them (8 MiB each): the
   // cross-memory paths at every size, and the ring and slots where neither
   // goes, need the outboxes off.
   {

@@ -15,7 +15,7 @@ beforeAll(() => {
   execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: root });
 }, 120_000);
 
-interface RankResult { ok: boolean; rank?: number; size?: number; sum?: number; name?: string; message?: string; code?: string }
+interface RankResult { ok: boolean; rank?: number; size?: number; sum?: number; name?: string; message?: string; code?: string; broadcastOk?: boolean; stderr?: string }
 
 function runRank(env: Record<string, string>, timeoutMs = 30_000): Promise<RankResult> {
   return new Promise((resolve, reject) => {
@@ -31,7 +31,7 @@ function runRank(env: Record<string, string>, timeoutMs = 30_000): Promise<RankR
       clearTimeout(timer);
       const line = out.split('\n').find((l) => l.startsWith('{'));
       if (!line) reject(new Error(`no result; stdout ${out} stderr ${err}`));
-      else resolve(JSON.parse(line) as RankResult);
+      else resolve({ ...(JSON.parse(line) as RankResult), stderr: err });
     });
   });
 }
@@ -122,6 +122,19 @@ describe('init() and a /dev/shm that is too small', () => {
     expect(r0.message).toMatch(/\/dev\/shm has only .* free/);
     expect(r0.message).toMatch(/--shm-size/);
     expect(r1.ok).toBe(false);
+  });
+});
+
+describe('init() and a /dev/shm with room for the slots but not the outboxes', () => {
+  it('runs without outboxes, says so on the creating rank\'s stderr, and the broadcast is right', async () => {
+    const port = await freePort();
+    // Outboxes of 1 TiB each do not fit; the slots (3 ranks: 24 MiB) do.
+    const env = { WORLD_SIZE: '3', MASTER_PORT: String(port), RINGTREE_OUTBOX_BYTES: String(1024 ** 4), TEST_BROADCAST_ELEMS: String(300_000) };
+    const res = await group(3, (r) => ({ ...env, RANK: String(r) }));
+    expectSum(res, 3);
+    for (const r of res) expect(r.broadcastOk).toBe(true);
+    const warned = res.filter((r) => /no room in \/dev\/shm for 3 outboxes .*running without them/.test(r.stderr ?? ''));
+    expect(warned).toHaveLength(1);
   });
 });
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -92,7 +93,22 @@ Status Engine::create(const EngineOptions& o, std::unique_ptr<Engine>* out) {
   ShmLayout layout(uint32_t(localSize), o.slotBytes, o.slots, o.outboxBytes);
   auto segment = std::make_unique<ShmSegment>();
   if (o.create) {
-    RT_CHECK(segment->create(o.shmName, layout.totalBytes()));
+    Status made = segment->create(o.shmName, layout.totalBytes());
+    if (!made.isOk() && layout.outboxBytes() > 0) {
+      // The outboxes are an optimization: a /dev/shm with room for the
+      // slots alone (Docker's 64 MiB at 4 ranks) runs without them. The
+      // other ranks take the outbox size from the segment.
+      ShmLayout bare(uint32_t(localSize), o.slotBytes, o.slots, 0);
+      if (segment->create(o.shmName, bare.totalBytes()).isOk()) {
+        fprintf(stderr,
+                "ringtree: rank %d: no room in /dev/shm for %d outboxes of %llu bytes (%s); running without them. "
+                "Give /dev/shm more room (docker run --shm-size=1g) or set RINGTREE_OUTBOX_BYTES=0 to silence this.\n",
+                o.rank, localSize, static_cast<unsigned long long>(layout.outboxBytes()), made.message().c_str());
+        layout = bare;
+        made = Status::ok();
+      }
+    }
+    RT_CHECK(made);
     ControlBlock* cb = layout.control(segment->base());
     cb->magic = kShmMagic;
     cb->version = kShmVersion;
@@ -102,20 +118,25 @@ Status Engine::create(const EngineOptions& o, std::unique_ptr<Engine>* out) {
     cb->totalBytes = layout.totalBytes();
     cb->outboxBytes = layout.outboxBytes();
   } else {
-    RT_CHECK(segment->open(o.shmName, layout.totalBytes()));
-    ControlBlock* cb = layout.control(segment->base());
+    const ShmLayout bare(uint32_t(localSize), o.slotBytes, o.slots, 0);
+    RT_CHECK(segment->open(o.shmName, bare.totalBytes()));
+    ControlBlock* cb = bare.control(segment->base());
     if (cb->magic != kShmMagic || cb->version != kShmVersion || cb->size != uint32_t(localSize) ||
-        cb->slotBytes != layout.slotBytes() || cb->slots != layout.slots() || cb->outboxBytes != layout.outboxBytes()) {
+        cb->slotBytes != bare.slotBytes() || cb->slots != bare.slots()) {
       return Status(StatusCode::InvalidArgument,
                     "shared segment " + o.shmName + " was made for " + std::to_string(cb->size) + " local ranks, " +
-                        std::to_string(cb->slots) + " slots of " + std::to_string(cb->slotBytes) + " bytes, outboxes of " +
-                        std::to_string(cb->outboxBytes) + " bytes; this rank expects " + std::to_string(localSize) +
-                        " local ranks, " + std::to_string(layout.slots()) + " slots of " +
-                        std::to_string(layout.slotBytes()) + " bytes, outboxes of " +
-                        std::to_string(layout.outboxBytes()),
-                    "Every rank must pass the same worldSize, RINGTREE_SLOT_BYTES, RINGTREE_SLOTS and "
-                    "RINGTREE_OUTBOX_BYTES.");
+                        std::to_string(cb->slots) + " slots of " + std::to_string(cb->slotBytes) +
+                        " bytes; this rank expects " + std::to_string(localSize) + " local ranks, " +
+                        std::to_string(bare.slots()) + " slots of " + std::to_string(bare.slotBytes()),
+                    "Every rank must pass the same worldSize, RINGTREE_SLOT_BYTES and RINGTREE_SLOTS.");
     }
+    // The outboxes are as the creator made them (RINGTREE_OUTBOX_BYTES there).
+    layout = ShmLayout(uint32_t(localSize), o.slotBytes, o.slots, cb->outboxBytes);
+    if (cb->totalBytes != layout.totalBytes() || segment->bytes() < layout.totalBytes())
+      return Status(StatusCode::InvalidArgument,
+                    "shared segment " + o.shmName + " is " + std::to_string(segment->bytes()) + " bytes, expected " +
+                        std::to_string(layout.totalBytes()),
+                    "Every rank must run the same ringtree version.");
   }
   std::unique_ptr<Engine> e(new Engine(o));
   e->stats_.resize(9);
@@ -512,8 +533,8 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
     switch (op.kind) {
       case OpKind::AllReduce:
         s = tree ? treeAllReduce(args)
-            : n > 2 && useOutbox(*transport_, outboxAllReduceBytes(op.count, es, n), outboxMinBytes(),
-                                                 outboxMaxBytes_)
+            : n > 2 && op.count * es <= kOutboxAllReduceMaxBytes &&
+                    useOutbox(*transport_, outboxAllReduceBytes(op.count, es, n), outboxMinBytes(), outboxMaxBytes_)
                 ? outboxAllReduce(args)
                 : ringAllReduce(args);
         break;

@@ -36,7 +36,7 @@ struct EngineOptions {
   uint64_t slotBytes = 256 * 1024;
   uint32_t slots = 8;
   // Bytes of each rank's outbox in the shared segment (ShmLayout); 0: none.
-  uint64_t outboxBytes = 4 << 20;
+  uint64_t outboxBytes = 8 << 20;
   uint64_t chunkBytes = 256 * 1024;
   bool spin = true;
   // Hold finished collectives by default (completeCollective): where the

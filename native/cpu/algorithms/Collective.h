@@ -105,6 +105,11 @@ Status directBroadcast(const CollectiveArgs& args);
 Status pairAllGather(const CollectiveArgs& args);
 // Every rank local with an outbox of at least outboxAllReduceBytes() (n >= 2).
 Status outboxAllReduce(const CollectiveArgs& args);
+// The largest allreduce (bytes of data) that goes through the outboxes: at 4
+// ranks on 2 cores it beat the ring at 4 MiB (in place 1427-1630 against
+// 1799-1960 us) and lost at 8 MiB (3821-4740 against 3560-4210), where every
+// rank's extra copy of its input costs more than the ring's hops.
+constexpr uint64_t kOutboxAllReduceMaxBytes = 4ull << 20;
 uint64_t outboxAllReduceBytes(uint64_t count, size_t elemSize, int n);
 
 inline MsgHeader stampHeader(const OpDesc& op, uint32_t step, uint32_t chunk, uint64_t bytes) {

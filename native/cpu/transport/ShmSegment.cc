@@ -80,7 +80,8 @@ Status ShmSegment::open(const std::string& name, uint64_t bytes) {
                       std::to_string(bytes),
                   "Every rank must use the same RINGTREE_SLOT_BYTES / RINGTREE_SLOTS and ringtree version.");
   }
-  Status s = map(fd, bytes);
+  // The whole segment: its creator decided the parts beyond `bytes` (outboxes).
+  Status s = map(fd, uint64_t(st.st_size));
   close(fd);
   return s;
 }

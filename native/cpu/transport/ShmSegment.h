@@ -20,7 +20,7 @@ class ShmSegment {
   // Creates `name` (O_EXCL), reserves `bytes` with posix_fallocate so a full
   // /dev/shm fails here as a typed error instead of a SIGBUS later, and maps it.
   Status create(const std::string& name, uint64_t bytes);
-  // Opens and maps an existing segment, checking its size.
+  // Opens and maps an existing segment of at least `bytes`, all of it.
   Status open(const std::string& name, uint64_t bytes);
   // Removes the name; the mapping stays valid. Idempotent.
   void unlink();
