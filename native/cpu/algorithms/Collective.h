@@ -330,15 +330,15 @@ inline bool useDirect(Transport& t, uint64_t bytes, uint64_t minBytes = kDirectM
 }
 
 // Whether a collective publishing `bytes` per buffer goes through the
-// outboxes: at least `minBytes`, at most an outbox (or `maxBytes`), and every peer on this
+// outboxes: at least `minBytes`, at most `maxBytes` and (unless it `wraps`:
+// streams more than an outbox through it) an outbox, and every peer on this
 // host. The writer copies its buffer into its outbox once and each reader
 // copies it out with plain loads: two user-space copies per byte instead of
 // one kernel copy, but no page pinning, which took twice the copy's time at
 // cached sizes (4 ranks, 1 MiB broadcast: follow_page_pte, __get_user_pages
 // and the page-table lock 23 % of all samples, _copy_to_iter 11 %). Every
-// rank decides alike: the same count, outbox size (checked at attach) and
-// set of local peers. Needs no process_vm_readv permission.
-// `wraps`: the collective can stream more than an outbox through it.
+// rank decides alike: the same count, outbox size (the segment's) and set of
+// local peers. Needs no process_vm_readv permission.
 inline bool useOutbox(Transport& t, uint64_t bytes, uint64_t minBytes, uint64_t maxBytes, bool wraps = false) {
   if (bytes < minBytes || bytes > maxBytes || (!wraps && bytes > t.outboxBytes()) || t.outboxBytes() == 0 ||
       t.size() < 2)
