@@ -182,6 +182,8 @@ export interface NativeCommunicator {
   /** What ran, per op kind (see Communicator.stats()). */
   stats(): NativeOpStats[];
   resetStats(): void;
+  /** Bytes of each local rank's outbox in the host's segment (0: none, e.g. /dev/shm had no room). */
+  outboxBytes?(): number;
   /** Per-rank sequence numbers and states as read from shared memory (for timeouts/diagnostics). */
   peerStates(): Array<{ rank: number; pid: number; collSeq: number; inOp: boolean; alive: boolean }>;
 }

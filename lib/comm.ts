@@ -146,7 +146,10 @@ export interface EngineTuning {
   slotBytes: number;
   /** Slots per channel (default 8; env RINGTREE_SLOTS). */
   slots: number;
-  /** Bytes of each rank's shared-memory outbox asked for (default 8 MiB; env RINGTREE_OUTBOX_BYTES; 0: none). */
+  /**
+   * Bytes of each rank's shared-memory outbox (default 8 MiB; env RINGTREE_OUTBOX_BYTES; 0: none): what
+   * the host's segment has, which is 0 where /dev/shm had room for the slots only.
+   */
   outboxBytes: number;
   /** Default pipelining chunk in bytes (default = slotBytes; env RINGTREE_CHUNK_BYTES). */
   chunkBytes: number;
@@ -285,7 +288,9 @@ export class Communicator {
     this.native = parts.native;
     this.rank = parts.rank;
     this.size = parts.size;
-    this.tuning = Object.freeze({ ...parts.tuning });
+    // The outboxes are as the host's segment has them: none where /dev/shm had no room.
+    const outboxBytes = parts.native?.outboxBytes?.() ?? parts.tuning.outboxBytes;
+    this.tuning = Object.freeze({ ...parts.tuning, outboxBytes });
     this.jobId = parts.jobId;
     this.onDestroy = parts.onDestroy;
     this.epochOffsetMs = Date.now() - Number(process.hrtime.bigint()) / 1e6;

@@ -24,7 +24,7 @@ const worker = (name: string) => path.join(repoRoot, 'test', 'workers', name);
 interface CaseResult { errors: string[]; hash?: string; arrive?: number; leave?: number }
 interface RankReport {
   rank: number; size: number; table: string; simdActive: string; ms: number;
-  tuning: { slotBytes: number; chunkBytes: number }; results: Record<string, CaseResult>;
+  tuning: { slotBytes: number; chunkBytes: number; outboxBytes: number }; results: Record<string, CaseResult>;
 }
 interface LaunchRun { code: number | null; signal: string | null; stdout: string; stderr: string; ms: number }
 
@@ -152,6 +152,11 @@ for (const cfg of CONFIGS) {
           expect(rep.tuning.slotBytes).toBe(Number(cfg.env!.RINGTREE_SLOT_BYTES));
           expect(rep.tuning.chunkBytes).toBe(Number(cfg.env!.RINGTREE_CHUNK_BYTES));
         }
+      });
+    }
+    if (cfg.env?.RINGTREE_OUTBOX_BYTES !== undefined) {
+      it('ran with the outboxes from the environment', () => {
+        for (const rep of reports) expect(rep.tuning.outboxBytes).toBe(Number(cfg.env!.RINGTREE_OUTBOX_BYTES));
       });
     }
     if (cfg.env?.RINGTREE_SIMD) {

@@ -15,7 +15,7 @@ beforeAll(() => {
   execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: root });
 }, 120_000);
 
-interface RankResult { ok: boolean; rank?: number; size?: number; sum?: number; name?: string; message?: string; code?: string; broadcastOk?: boolean; stderr?: string }
+interface RankResult { ok: boolean; rank?: number; size?: number; sum?: number; name?: string; message?: string; code?: string; broadcastOk?: boolean; outboxBytes?: number; stderr?: string }
 
 function runRank(env: Record<string, string>, timeoutMs = 30_000): Promise<RankResult> {
   return new Promise((resolve, reject) => {
@@ -51,6 +51,8 @@ describe('init() rendezvous from each launcher\'s variables', () => {
     const port = await freePort();
     const res = await group(3, (r) => ({ RANK: String(r), WORLD_SIZE: '3', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) }));
     expectSum(res, 3);
+    // The default outboxes, as the segment has them.
+    for (const r of res) expect(r.outboxBytes).toBe(8 * 1024 * 1024);
   });
 
   it('Open MPI: OMPI_COMM_WORLD_RANK / _SIZE', async () => {
@@ -133,6 +135,8 @@ describe('init() and a /dev/shm with room for the slots but not the outboxes', (
     const res = await group(3, (r) => ({ ...env, RANK: String(r) }));
     expectSum(res, 3);
     for (const r of res) expect(r.broadcastOk).toBe(true);
+    // tuning reports what the segment has, on every rank.
+    for (const r of res) expect(r.outboxBytes).toBe(0);
     const warned = res.filter((r) => /no room in \/dev\/shm for 3 outboxes .*running without them/.test(r.stderr ?? ''));
     expect(warned).toHaveLength(1);
   });

@@ -62,6 +62,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
                            InstanceMethod("peerStates", &AddonCommunicator::PeerStates),
                            InstanceMethod("stats", &AddonCommunicator::Stats),
                            InstanceMethod("resetStats", &AddonCommunicator::ResetStats),
+                           InstanceMethod("outboxBytes", &AddonCommunicator::OutboxBytes),
                        });
   }
 
@@ -656,6 +657,11 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
   Napi::Value ResetStats(const Napi::CallbackInfo& info) {
     if (engine_ && !destroyed_) engine_->resetStats();
     return info.Env().Undefined();
+  }
+
+  // The outboxes the host's segment has (0 where its creator had no room).
+  Napi::Value OutboxBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), engine_ ? double(engine_->outboxBytes()) : 0.0);
   }
 
   // JS thread: settle every completed op, then release its buffers.

@@ -252,6 +252,8 @@ uint64_t Engine::directMinBytes(OpKind kind) const {
   return kDirectMinBytes;
 }
 
+uint64_t Engine::outboxBytes() const { return transport_->outboxBytes(); }
+
 // The outboxes take buffers from the direct paths' threshold up (tests
 // force both with RINGTREE_DIRECT_MIN_BYTES).
 uint64_t Engine::outboxMinBytes() const { return directMinOverride_ ? directMinOverride_ : kDirectMinBytes; }

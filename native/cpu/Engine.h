@@ -133,6 +133,8 @@ class Engine {
   std::vector<PeerState> peerStates();
   std::vector<OpStats> stats();
   void resetStats();
+  // Bytes of each local rank's outbox in the segment (ShmLayout).
+  uint64_t outboxBytes() const;
   // Called by the p2p engine when a send or recv settles.
   void recordP2p(OpKind kind, bool ok);
 

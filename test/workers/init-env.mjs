@@ -14,7 +14,7 @@ try {
     await comm.broadcast(b, { root: 0 });
     broadcastOk = b.every((v, i) => v === i % 1000);
   }
-  console.log(JSON.stringify({ ok: true, rank: comm.rank, size: comm.size, sum: x[0], broadcastOk }));
+  console.log(JSON.stringify({ ok: true, rank: comm.rank, size: comm.size, sum: x[0], broadcastOk, outboxBytes: comm.tuning.outboxBytes }));
   await comm.destroy();
 } catch (e) {
   console.log(JSON.stringify({ ok: false, name: e.name, code: e.code, message: e.message, op: e.op }));
