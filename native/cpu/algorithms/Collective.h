@@ -379,6 +379,20 @@ inline Status receivePublished(const OpDesc& op, Transport& t, int p, uint64_t b
 // one piece instead of after the whole buffer.
 constexpr uint64_t kOutboxPieceBytes = 256 * 1024;
 
+// Wait until `word` (peer `p`'s outboxFilled or outboxTaken) is at least `atLeast`.
+inline Status awaitAtLeast(Transport& t, int p, const std::atomic<uint64_t>& word, uint64_t atLeast) {
+  uint64_t value = word.load(std::memory_order_acquire);
+  return value >= atLeast ? Status::ok() : t.awaitAbove(p, word, atLeast - 1, &value);
+}
+
+// Tell peer `p` we are done reading what it published (awaitDone's word).
+inline Status sayDone(const OpDesc& op, Transport& t, int p) {
+  char* slot;
+  RT_CHECK(t.acquireSend(p, &slot));
+  t.commitSend(p, stampHeader(op, kDirectStep + 1, 0, 0));
+  return Status::ok();
+}
+
 // Before publishing through the outbox: nothing of this op is there yet,
 // and we have taken nothing from anyone's. Peers look at these words only
 // after our publish message, whose commit orders these stores before it.
@@ -418,8 +432,7 @@ inline Status fillOutbox(Transport& t, const void* src, uint64_t bytes, BeforeWr
         wrapped = true;
         for (int k = 1; k < n; k++) {
           const int p = mod(r + k, n);
-          uint64_t taken = t.outboxTaken(p).load(std::memory_order_acquire);
-          if (taken < off + len - cap) RT_CHECK(t.awaitAbove(p, t.outboxTaken(p), off + len - cap - 1, &taken));
+          RT_CHECK(awaitAtLeast(t, p, t.outboxTaken(p), off + len - cap));
         }
       }
       copyChunk(box + at, static_cast<const char*>(src) + off, len);
@@ -475,10 +488,7 @@ inline Status readPublished(const CollectiveArgs& a, int p, uint64_t bytes, void
   if (a.viaOutbox) RT_CHECK(readOutbox(a, p, bytes, dst));
   else RT_CHECK(readCrossMemory(t.directPid(p), p, theirs.address, dst, bytes));
   t.countDirect(p, 0, bytes);
-  char* slot;
-  RT_CHECK(t.acquireSend(p, &slot));
-  t.commitSend(p, stampHeader(op, kDirectStep + 1, 0, 0));
-  return Status::ok();
+  return sayDone(op, t, p);
 }
 
 // Wait until peer `p` is done reading our published buffer (which must not

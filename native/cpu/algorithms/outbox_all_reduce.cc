@@ -44,11 +44,8 @@ Status outboxAllReduce(const CollectiveArgs& a) {
   // segment is reduced).
   char* mine = t.outbox(r) + reducedAt;
   if (segBytes > 0) {
-    for (int q = 0; q < n; q++) {
-      uint64_t filled;
-      if (q != r && t.outboxFilled(q).load(std::memory_order_acquire) < end * es)
-        RT_CHECK(t.awaitAbove(q, t.outboxFilled(q), end * es - 1, &filled));
-    }
+    for (int q = 0; q < n; q++)
+      if (q != r) RT_CHECK(awaitAtLeast(t, q, t.outboxFilled(q), end * es));
     auto from = [&](int q) { return q == r ? elemPtr(op.input, begin, es) : t.outbox(q) + begin * es; };
     reduce(mine, from(0), from(1), end - begin, op.dtype, op.op);
     for (int q = 2; q < n; q++) reduce(mine, mine, from(q), end - begin, op.dtype, op.op);
@@ -67,14 +64,11 @@ Status outboxAllReduce(const CollectiveArgs& a) {
     const int p = mod(r - k, n);
     const uint64_t pb = segmentStart(count, n, p), pBytes = segmentBytes(p);
     if (pBytes > 0) {
-      uint64_t filled = t.outboxFilled(p).load(std::memory_order_acquire);
-      while (filled < reducedAt + pBytes) RT_CHECK(t.awaitAbove(p, t.outboxFilled(p), filled, &filled));
+      RT_CHECK(awaitAtLeast(t, p, t.outboxFilled(p), reducedAt + pBytes));
       copyChunkToOutput(elemPtr(op.output, pb, es), t.outbox(p) + reducedAt, pBytes, a.streamOutput);
     }
     t.countDirect(p, 0, segBytes + pBytes);
-    char* slot;
-    RT_CHECK(t.acquireSend(p, &slot));
-    t.commitSend(p, stampHeader(op, kDirectStep + 1, 0, 0));
+    RT_CHECK(sayDone(op, t, p));
   }
   // Our outbox must stay as it is until every peer is done with it.
   for (int k = 1; k < n; k++) {

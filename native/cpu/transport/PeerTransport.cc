@@ -67,7 +67,6 @@ void PeerTransport::leaveCpuOf(int peer) {
   CPU_CLR(mine, &others);
   if (CPU_COUNT(&others) == 0 || sched_setaffinity(0, sizeof others, &others) != 0) return;
   sched_setaffinity(0, sizeof allowed, &allowed);
-  cpuMoves_.fetch_add(1, std::memory_order_relaxed);
 }
 
 template <class Pred>

@@ -81,9 +81,6 @@ class PeerTransport : public Transport {
   };
   const PeerTraffic& traffic(int peer, int cls) const { return traffic_[cls][peer]; }
 
-  // Times a waiter moved off the CPU of the peer it waited for (leaveCpuOf).
-  uint64_t cpuMoves() const { return cpuMoves_.load(std::memory_order_relaxed); }
-
   // Fault injection (RINGTREE_FAULT): SIGKILL this process after `n` more commits.
   void crashAfterCommits(int n) { crashAfterCommits_ = n; }
 
@@ -105,9 +102,8 @@ class PeerTransport : public Transport {
   Waiter* waiter_ = nullptr;
   int crashAfterCommits_ = 0;
   // leaveCpuOf(): the CPU we last published (one waiter at a time per
-  // transport: the collective class has one executor), and moves made.
+  // transport: the collective class has one executor).
   int lastSpinCpu_ = -2;
-  std::atomic<uint64_t> cpuMoves_{0};
   std::unique_ptr<PeerTraffic[]> traffic_[kChannelClasses];
 };
 
