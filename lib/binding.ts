@@ -63,6 +63,8 @@ export interface NativeCommunicatorOptions {
   outboxBytes: number;
   /** Default pipelining chunk (bytes). */
   chunkBytes: number;
+  /** Back large user buffers with transparent huge pages before an op. */
+  hugePages: boolean;
   /** Spin before sleeping (false when ranks exceed usable cores). */
   spin: boolean;
   /**
@@ -184,6 +186,8 @@ export interface NativeCommunicator {
   resetStats(): void;
   /** Bytes of each local rank's outbox in the host's segment (0: none, e.g. /dev/shm had no room). */
   outboxBytes?(): number;
+  /** Whether large user buffers go onto transparent huge pages (the option, and the kernel allows it). */
+  hugePages?(): boolean;
   /** Per-rank sequence numbers and states as read from shared memory (for timeouts/diagnostics). */
   peerStates(): Array<{ rank: number; pid: number; collSeq: number; inOp: boolean; alive: boolean }>;
 }
@@ -248,6 +252,8 @@ export interface NativeNcclComm {
 
 export interface NativeBinding {
   buildInfo(): NativeBuildInfo;
+  /** `bytes` of zeroed host memory on its own 2 MiB-aligned mapping, advised for huge pages (HostMemory.cc). */
+  allocHost?(bytes: number): ArrayBuffer;
   /** Load the CUDA driver from the first candidate that works (once per process). */
   cudaLoad?(candidates: string[]): NativeFailureRecord | null;
   /** Load NCCL from the first candidate that works (once per process). */

@@ -153,6 +153,12 @@ export interface EngineTuning {
   outboxBytes: number;
   /** Default pipelining chunk in bytes (default = slotBytes; env RINGTREE_CHUNK_BYTES). */
   chunkBytes: number;
+  /**
+   * Whether the CPU engine backs large host arrays (4 MiB and more) with transparent huge pages before
+   * an op (default true; env RINGTREE_HUGE_PAGES=0 turns it off): false where it is off or the kernel's
+   * transparent_hugepage setting is "never". See {@link InitOptions.hugePages}.
+   */
+  hugePages: boolean;
   /** Default per-op deadline in ms (default 300 000; env RINGTREE_TIMEOUT_MS). */
   timeoutMs: number;
 }
@@ -290,7 +296,9 @@ export class Communicator {
     this.size = parts.size;
     // The outboxes are as the host's segment has them: none where /dev/shm had no room.
     const outboxBytes = parts.native?.outboxBytes?.() ?? parts.tuning.outboxBytes;
-    this.tuning = Object.freeze({ ...parts.tuning, outboxBytes });
+    // Huge pages as the kernel allows them: off where transparent_hugepage is "never".
+    const hugePages = parts.native?.hugePages?.() ?? parts.tuning.hugePages;
+    this.tuning = Object.freeze({ ...parts.tuning, outboxBytes, hugePages });
     this.jobId = parts.jobId;
     this.onDestroy = parts.onDestroy;
     this.epochOffsetMs = Date.now() - Number(process.hrtime.bigint()) / 1e6;

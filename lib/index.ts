@@ -52,5 +52,6 @@ export { usableCores, coreInfo, shmInfo, type CoreInfo, type ShmInfo } from './s
 export { StoreServer, StoreClient, type Store, type StoreServerOptions, type StoreClientOptions } from './store.js';
 export { rendezvousFromEnv, type RendezvousOverrides } from './rendezvous.js';
 export { type RendezvousInfo as EnvRendezvous } from './rendezvous.js';
+export { allocHost } from './hostMemory.js';
 export { gemm, gemmSync, blasInfo, type GemmOptions, type GemmArray, type GemmDType, type GemmEpilogue, type BlasInfo } from './gemm.js';
 export * from './parallel/index.js';

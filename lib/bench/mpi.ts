@@ -7,7 +7,8 @@
  * `coll_tuned_use_dynamic_rules 1`), keeping the best median per size; glibc
  * told to keep freed memory (`GLIBC_TUNABLES`), since Open MPI 4.1 allocates
  * temporaries per call and a first-touch page fault costs ~12 us per 4 KiB
- * here; `--allow-run-as-root --oversubscribe` so it runs in containers and
+ * here, and its heap on transparent huge pages (`glibc.malloc.hugetlb=1`), as ringtree's
+ * arrays are (allocHost); `--allow-run-as-root --oversubscribe` so it runs in containers and
  * with more ranks than cores.
  *
  * @module
@@ -17,8 +18,12 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { BenchCollective } from './options.js';
 
-/** glibc: never return freed memory to the kernel, never mmap large blocks (so reused buffers stay faulted in). */
-export const MPI_GLIBC_TUNABLES = 'glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184';
+/**
+ * glibc: never return freed memory to the kernel, never mmap large blocks (so reused buffers stay faulted
+ * in), and advise the heap for transparent huge pages (hugetlb=1), as ringtree's engine does with its
+ * buffers: Open MPI ran 1.2-2.5x faster with it here (docs/PERFORMANCE.md, "Huge pages").
+ */
+export const MPI_GLIBC_TUNABLES = 'glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184:glibc.malloc.hugetlb=1';
 
 /** The MCA parameter that picks each collective's algorithm in Open MPI 4.1's `tuned` component. */
 const MCA_PARAM: Readonly<Record<BenchCollective, string | null>> = {

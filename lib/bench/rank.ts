@@ -18,6 +18,7 @@ import { pathToFileURL } from 'node:url';
 import { init } from '../init.js';
 import { CPU_ALGORITHMS, type Communicator, type HostArray, type CollectiveName } from '../comm.js';
 import { DeviceArray } from '../device.js';
+import { allocHost } from '../hostMemory.js';
 import { autoAlgorithm } from '../algorithmSelection.js';
 import { dtypeSize, fromBfloat16Bits, fromFloat16Bits, toBfloat16Bits, toFloat16Bits, type DType, type ReduceOpName } from '../dtype.js';
 import type { BenchAlgorithm, BenchCollective, BlockingMode } from './options.js';
@@ -199,8 +200,11 @@ class CollectiveBench {
   constructor(private readonly comm: Communicator, private readonly plan: RankPlan, readonly collective: BenchCollective) {
     const ts = dtypeSize(plan.dtype);
     const maxElements = Math.floor(plan.sizes[plan.sizes.length - 1]! / ts) + comm.size;
-    this.send = allocate(plan.dtype, maxElements);
-    this.recv = allocate(plan.dtype, maxElements);
+    // On huge pages where the engine uses them (InitOptions.hugePages), as
+    // Open MPI's buffers are (glibc.malloc.hugetlb=1, lib/bench/mpi.ts).
+    const alloc = comm.tuning.hugePages ? (d: DType, k: number) => allocHost(d, k) as HostArray : allocate;
+    this.send = alloc(plan.dtype, maxElements);
+    this.recv = alloc(plan.dtype, maxElements);
     // Touch every page once now: a first touch costs ~12 us per 4 KiB here and
     // belongs to no collective.
     const one = codec(plan.dtype);

@@ -32,6 +32,7 @@ import type { Communicator, Algorithm } from '../comm.js';
 import { BackendUnavailableError, InvalidArgumentError, RingtreeError } from '../errors.js';
 import { bfloat16ToFloat32, float16ToFloat32, float32ToBfloat16, float32ToFloat16 } from '../dtype.js';
 import { DeviceArray } from '../device.js';
+import { allocHost } from '../hostMemory.js';
 
 /** PyTorch's `bucket_cap_mb` default: 25 MiB per bucket. */
 export const DEFAULT_BUCKET_CAP_MB = 25;
@@ -189,7 +190,9 @@ export class DistributedDataParallel<T extends DdpArray = Float32Array> {
     this.algorithm = options.algorithm;
     this.timeoutMs = options.timeoutMs;
     const device = this.onDevice ? (params[0] as DeviceArray).device : null;
-    this.internal = assignBuckets(grads.map((g) => g.length), options.firstBucketCapMb * MIB, options.bucketCapMb * MIB, this.compression, device);
+    // Host buckets of 1 MiB or more on huge pages, where the engine uses them (allocHost).
+    const huge = device === null && comm.tuning?.hugePages === true;
+    this.internal = assignBuckets(grads.map((g) => g.length), options.firstBucketCapMb * MIB, options.bucketCapMb * MIB, this.compression, device, huge);
     const bucketOf = new Array<number>(grads.length);
     const finalGrads = grads.slice();
     for (const b of this.internal) {
@@ -708,7 +711,15 @@ function checkArrays(params: unknown[], grads: unknown[], op: string): void {
  * reducer reaches after its first-iteration rebuild when gradients become
  * ready in reverse registration order; ringtree does not rebuild.
  */
-function assignBuckets(lengths: number[], firstCapBytes: number, capBytes: number, compression: GradientCompression, device: number | null): Bucket[] {
+function assignBuckets(lengths: number[], firstCapBytes: number, capBytes: number, compression: GradientCompression, device: number | null,
+  hugePages: boolean): Bucket[] {
+  // Buckets are reused every step: from 1 MiB, on 2 MiB-aligned huge-page memory (allocHost).
+  const host = <K extends 'float32' | 'uint16'>(kind: K, elements: number): K extends 'float32' ? Float32Array : Uint16Array => {
+    const bytes = elements * (kind === 'float32' ? 4 : 2);
+    const a = hugePages && bytes >= MIB ? allocHost(kind === 'float32' ? 'float32' : 'float16', elements)
+      : kind === 'float32' ? new Float32Array(elements) : new Uint16Array(elements);
+    return a as K extends 'float32' ? Float32Array : Uint16Array;
+  };
   const groups: number[][] = [];
   let current: number[] = [];
   let bytes = 0;
@@ -732,9 +743,9 @@ function assignBuckets(lengths: number[], firstCapBytes: number, capBytes: numbe
     return {
       index, paramIndices: Object.freeze(paramIndices), offsets, elements,
       wireBytes: elements * (compression === 'none' ? 4 : 2),
-      flat: device === null ? new Float32Array(elements) : DeviceArray.alloc('float32', elements, { device }),
+      flat: device === null ? host('float32', elements) : DeviceArray.alloc('float32', elements, { device }),
       wire: compression === 'none' ? null
-        : device === null ? new Uint16Array(elements)
+        : device === null ? host('uint16', elements)
           : DeviceArray.alloc(compression === 'bf16' ? 'bfloat16' : 'float16', elements, { device }),
       pending: paramIndices.length,
     };

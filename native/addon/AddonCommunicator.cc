@@ -63,6 +63,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
                            InstanceMethod("stats", &AddonCommunicator::Stats),
                            InstanceMethod("resetStats", &AddonCommunicator::ResetStats),
                            InstanceMethod("outboxBytes", &AddonCommunicator::OutboxBytes),
+                           InstanceMethod("hugePages", &AddonCommunicator::HugePages),
                        });
   }
 
@@ -84,6 +85,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
     opts.outboxBytes = uint64_t(getInt(o, "outboxBytes", int64_t(opts.outboxBytes)));
     opts.chunkBytes = uint64_t(getInt(o, "chunkBytes", int64_t(opts.chunkBytes)));
     opts.spin = o.Get("spin").ToBoolean();
+    if (Napi::Value h = o.Get("hugePages"); h.IsBoolean()) opts.hugePages = h.As<Napi::Boolean>().Value();
     opts.holdCompletions = o.Get("holdCompletions").ToBoolean();
     Napi::Value local = o.Get("localRanks");
     if (local.IsArray()) {
@@ -662,6 +664,11 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
   // The outboxes the host's segment has (0 where its creator had no room).
   Napi::Value OutboxBytes(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), engine_ ? double(engine_->outboxBytes()) : 0.0);
+  }
+
+  // Whether large buffers go onto transparent huge pages (option and kernel).
+  Napi::Value HugePages(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), engine_ && engine_->hugePages());
   }
 
   // JS thread: settle every completed op, then release its buffers.

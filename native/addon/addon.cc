@@ -9,6 +9,7 @@ namespace ringtree::addon {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerBuildInfo(env, exports);
   registerReduceHooks(env, exports);
+  registerHostMemory(env, exports);
   registerCommunicator(env, exports);
   registerCublasProbe(env, exports);
   registerGemm(env, exports);

@@ -7,6 +7,8 @@ namespace ringtree::addon {
 
 // buildInfo(): compiler, build system, SIMD levels compiled and offered.
 void registerBuildInfo(Napi::Env env, Napi::Object exports);
+// allocHost(): 2 MiB-aligned host memory advised for huge pages (HostMemory.cc).
+void registerHostMemory(Napi::Env env, Napi::Object exports);
 // reduceForTest(), setSimdLevel(), activeSimdLevel(): pure-unit test hooks.
 void registerReduceHooks(Napi::Env env, Napi::Object exports);
 // The Communicator class (CPU engine).

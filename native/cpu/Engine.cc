@@ -146,6 +146,7 @@ Status Engine::create(const EngineOptions& o, std::unique_ptr<Engine>* out) {
     e->stats_[k].bytesReceived.assign(o.size, 0);
   }
   e->p2pBaseline_.assign(4 * size_t(o.size), 0);
+  e->hugePages_.enable(o.hugePages);
   auto shm = std::make_unique<ShmTransport>(localIndex, localSize, std::move(segment), layout);
   e->transport_ = std::make_unique<PeerTransport>(o.rank, o.size, localRanks, std::move(shm), o.spin);
   RankControl* me = e->transport_->self();
@@ -496,6 +497,10 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
   if (!op.resume && options_.faultArmed && op.kind == options_.faultOp && op.seq == options_.faultSeq) {
     if (options_.size == 1) kill(getpid(), SIGKILL);
     transport_->crashAfterCommits(1);
+  }
+  if (!op.resume) {
+    hugePages_.prepare(op.input, op.inputBytes);
+    hugePages_.prepare(op.output, op.outputBytes);
   }
   const size_t es = dtypeSize(op.dtype);
   const uint64_t chunkBytes = op.chunkBytes ? op.chunkBytes : options_.chunkBytes;

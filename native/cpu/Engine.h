@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "cpu/HugePages.h"
 #include "cpu/Op.h"
 #include "cpu/algorithms/Collective.h"
 #include "cpu/transport/PeerTransport.h"
@@ -38,6 +39,8 @@ struct EngineOptions {
   // Bytes of each rank's outbox in the shared segment (ShmLayout); 0: none.
   uint64_t outboxBytes = 8 << 20;
   uint64_t chunkBytes = 256 * 1024;
+  // Back large user buffers with transparent huge pages (HugePages.h).
+  bool hugePages = true;
   bool spin = true;
   // Hold finished collectives by default (completeCollective): where the
   // ranks' collective and JS threads outnumber the cores. RINGTREE_COALESCE_US
@@ -135,6 +138,8 @@ class Engine {
   void resetStats();
   // Bytes of each local rank's outbox in the segment (ShmLayout).
   uint64_t outboxBytes() const;
+  // Whether large user buffers go onto huge pages (the option and the kernel allow it).
+  bool hugePages() const { return hugePages_.enabled(); }
   // Called by the p2p engine when a send or recv settles.
   void recordP2p(OpKind kind, bool ok);
 
@@ -181,6 +186,7 @@ class Engine {
   EngineOptions options_;
   uint64_t directMinOverride_ = 0;  // RINGTREE_DIRECT_MIN_BYTES, 0: the defaults
   uint64_t outboxMaxBytes_ = UINT64_MAX;  // RINGTREE_OUTBOX_MAX_BYTES (experiments): largest buffer through the outboxes
+  HugePages hugePages_;  // large user buffers onto 2 MiB pages
   std::unique_ptr<PairPathTimes> pairTimes_;  // pairAllGather's path times (one executor at a time)
   std::unique_ptr<PeerTransport> transport_;
   CompletionSink sink_;
