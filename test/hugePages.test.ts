@@ -4,13 +4,18 @@
 // size 1 through the process's AnonHugePages (/proc/self/smaps_rollup):
 // vitest runs one file at a time in its own fork, so nothing else of ours
 // moves that figure meanwhile.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { allocHost, init, InvalidArgumentError, type Communicator } from '../dist/index.js';
+import { cleanEnv } from './processes.js';
 
 const THP = '/sys/kernel/mm/transparent_hugepage/enabled';
 const kernelAllows = existsSync(THP) && !readFileSync(THP, 'utf8').includes('[never]');
 const MiB = 1 << 20;
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Bytes of this process's anonymous memory on huge pages. */
 function anonHugeBytes(): number {
@@ -147,6 +152,38 @@ describe('allocHost', () => {
     for (const bad of [-1, 1.5, Number.NaN, 2 ** 60]) {
       expect(() => allocHost('float32', bad)).toThrow(InvalidArgumentError);
       expect(() => allocHost('float32', bad)).toThrow(/length/);
+    }
+  });
+});
+
+describe('the 2-rank all-gather on huge pages (2 ranks)', () => {
+  interface PairResult { rank: number; hugePages: boolean; allocHost: { messagesPerOp: number; ok: boolean }; plain: { messagesPerOp: number; ok: boolean } }
+  function run(env: Record<string, string>): PairResult[] {
+    const p = spawnSync(process.execPath, ['dist/cli.js', 'launch', '--nproc', '2', 'test/workers/pair-huge.mjs'], {
+      cwd: repoRoot, encoding: 'utf8', timeout: 60_000, env: cleanEnv(env),
+    });
+    const out = `${p.stdout}${p.stderr}`;
+    expect(p.status, out).toBe(0);
+    const results = [...out.matchAll(/RESULT (\{.*\})/g)].map((m) => JSON.parse(m[1]!) as PairResult);
+    expect(results, out).toHaveLength(2);
+    return results;
+  }
+
+  it.runIf(kernelAllows)('allocHost blocks on both ranks go direct every time; plain 1 MiB blocks still explore the slots', () => {
+    for (const r of run({})) {
+      expect(r.hugePages).toBe(true);
+      expect(r.allocHost.ok && r.plain.ok, 'data').toBe(true);
+      // The offer and the "done": one kernel read each way, no slot traffic.
+      expect(r.allocHost.messagesPerOp, `rank ${r.rank}`).toBe(2);
+      expect(r.plain.messagesPerOp, `rank ${r.rank}`).toBeGreaterThan(2);
+    }
+  });
+
+  it('with hugePages off, allocHost blocks are chosen for like any others', () => {
+    for (const r of run({ RINGTREE_HUGE_PAGES: '0' })) {
+      expect(r.hugePages).toBe(false);
+      expect(r.allocHost.ok && r.plain.ok, 'data').toBe(true);
+      expect(r.allocHost.messagesPerOp, `rank ${r.rank}`).toBeGreaterThan(2);
     }
   });
 });

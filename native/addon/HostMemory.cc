@@ -15,6 +15,7 @@
 #include <napi.h>
 
 #include "addon/registry.h"
+#include "cpu/HugePages.h"
 
 namespace ringtree::addon {
 
@@ -53,12 +54,15 @@ Napi::Value AllocHost(const Napi::CallbackInfo& info) {
   if (head) munmap(raw, head);
   if (kHugePage - head) munmap(reinterpret_cast<char*>(start) + mapped, kHugePage - head);
   void* base = reinterpret_cast<void*>(start);
-  madvise(base, mapped, MADV_HUGEPAGE);  // advice only: without THP the pages are small
+  // Advice only: without THP the pages are small. Noted as huge for the
+  // engine's path choices (HugePages::covers), which also check the kernel.
+  if (madvise(base, mapped, MADV_HUGEPAGE) == 0) HugePages::noteMapping(base, mapped, true);
   auto* m = new Mapping{base, mapped};
   Napi::MemoryManagement::AdjustExternalMemory(env, int64_t(mapped));
   return Napi::ArrayBuffer::New(
       env, base, bytes,
       [](Napi::Env e, void*, Mapping* hint) {
+        HugePages::noteMapping(hint->base, hint->bytes, false);
         munmap(hint->base, hint->bytes);
         Napi::MemoryManagement::AdjustExternalMemory(e, -int64_t(hint->bytes));
         delete hint;

@@ -517,6 +517,7 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
   args.ahead = ahead;
   args.stream = &oneHopStream_;
   args.pairTimes = pairTimes_.get();
+  args.hugePages = &hugePages_;
   // Traffic attributed to this op: the collective class has one user at a time.
   const int n = options_.size;
   // One executor at a time (execMutex_), and a deferred op is the next one

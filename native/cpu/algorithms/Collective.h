@@ -12,6 +12,7 @@
 
 #include "core/reduce.h"
 #include "core/status.h"
+#include "cpu/HugePages.h"
 #include "cpu/Op.h"
 #include "cpu/transport/Transport.h"
 #include "cpu/transport/CrossMemory.h"
@@ -49,6 +50,7 @@ struct CollectiveArgs {
   const std::vector<const OpDesc*>* ahead = nullptr;
   struct OneHopStream* stream = nullptr;
   PairPathTimes* pairTimes = nullptr;  // pairAllGather only
+  HugePages* hugePages = nullptr;      // pairAllGather only: which buffers are on huge pages
   // directAllGather and directBroadcast only: move the bytes through the
   // writers' outboxes (useOutbox()) instead of cross-memory reads.
   bool viaOutbox = false;

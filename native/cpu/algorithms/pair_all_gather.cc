@@ -10,6 +10,10 @@
 // number, the same on both ranks) runs through the slots and every 16th
 // direct, so that each path keeps a recent time. A path's first op in a size
 // class is not timed: it pays for first touches of fresh buffers.
+//
+// Where both blocks are on huge pages (HugePages::covers), the kernel read
+// pins one page per 2 MiB and is the faster path at every size: it runs
+// direct, without exploring.
 #include <cmath>
 
 #include "cpu/Clock.h"
@@ -25,6 +29,7 @@ struct PairOffer {
   uint64_t address;
   uint64_t bytes;
   uint64_t direct;  // 1: this rank proposes the direct path
+  uint64_t huge;    // 1: the block is on huge pages (HugePages::covers)
 };
 
 constexpr uint64_t kExploreEvery = 16;
@@ -62,7 +67,8 @@ Status pairAllGather(const CollectiveArgs& a) {
   const uint64_t phase = op.seq % kExploreEvery;
   const bool propose = phase == 0 ? false : phase == kExploreEvery / 2 ? true : a.pairTimes->proposeDirect(bytes);
   // Offers: for in place, the input is our block of the output, which this op never writes.
-  const PairOffer mine{reinterpret_cast<uint64_t>(op.input), bytes, propose ? 1u : 0u};
+  const bool huge = a.hugePages && a.hugePages->covers(op.input, bytes);
+  const PairOffer mine{reinterpret_cast<uint64_t>(op.input), bytes, propose ? 1u : 0u, huge ? 1u : 0u};
   char* slot;
   RT_CHECK(t.acquireSend(peer, &slot));
   std::memcpy(slot, &mine, sizeof mine);
@@ -80,7 +86,10 @@ Status pairAllGather(const CollectiveArgs& a) {
     return Status(StatusCode::Internal, "protocol error from rank " + std::to_string(peer) + " in " + describeOp(op) +
                                             ": it offered " + std::to_string(theirs.bytes) + " bytes, expected " +
                                             std::to_string(bytes), {}, peer);
-  const bool direct = propose || theirs.direct != 0;
+  // Both blocks on huge pages: each kernel read pins a page per 2 MiB, and
+  // direct beat the slots at every size from 1 to 128 MiB (docs/PERFORMANCE.md,
+  // "Huge pages"), so no exploring.
+  const bool direct = (huge && theirs.huge != 0) || propose || theirs.direct != 0;
   const int64_t start = monotonicNs();
   if (direct) {
     copyBytes(elemPtr(op.output, uint64_t(r) * op.count, es), op.input, bytes);
