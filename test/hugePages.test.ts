@@ -156,18 +156,21 @@ describe('allocHost', () => {
   });
 });
 
+/** Launch `nproc` ranks of a worker; each prints one `RESULT {json}` line. */
+function launchResults<R>(worker: string, nproc: number, env: Record<string, string>): R[] {
+  const p = spawnSync(process.execPath, ['dist/cli.js', 'launch', '--nproc', String(nproc), worker], {
+    cwd: repoRoot, encoding: 'utf8', timeout: 60_000, env: cleanEnv(env),
+  });
+  const out = `${p.stdout}${p.stderr}`;
+  expect(p.status, out).toBe(0);
+  const results = [...out.matchAll(/RESULT (\{.*\})/g)].map((m) => JSON.parse(m[1]!) as R);
+  expect(results, out).toHaveLength(nproc);
+  return results;
+}
+
 describe('the 2-rank all-gather on huge pages (2 ranks)', () => {
   interface PairResult { rank: number; hugePages: boolean; allocHost: { messagesPerOp: number; ok: boolean }; plain: { messagesPerOp: number; ok: boolean } }
-  function run(env: Record<string, string>): PairResult[] {
-    const p = spawnSync(process.execPath, ['dist/cli.js', 'launch', '--nproc', '2', 'test/workers/pair-huge.mjs'], {
-      cwd: repoRoot, encoding: 'utf8', timeout: 60_000, env: cleanEnv(env),
-    });
-    const out = `${p.stdout}${p.stderr}`;
-    expect(p.status, out).toBe(0);
-    const results = [...out.matchAll(/RESULT (\{.*\})/g)].map((m) => JSON.parse(m[1]!) as PairResult);
-    expect(results, out).toHaveLength(2);
-    return results;
-  }
+  const run = (env: Record<string, string>) => launchResults<PairResult>('test/workers/pair-huge.mjs', 2, env);
 
   it.runIf(kernelAllows)('allocHost blocks on both ranks go direct every time; plain 1 MiB blocks still explore the slots', () => {
     for (const r of run({})) {
@@ -184,6 +187,17 @@ describe('the 2-rank all-gather on huge pages (2 ranks)', () => {
       expect(r.hugePages).toBe(false);
       expect(r.allocHost.ok && r.plain.ok, 'data').toBe(true);
       expect(r.allocHost.messagesPerOp, `rank ${r.rank}`).toBeGreaterThan(2);
+    }
+  });
+});
+
+describe('writers on huge pages skip their outboxes (4 ranks)', () => {
+  // Every rank, the even ranks, or none on allocHost arrays: each reader must
+  // follow each writer's choice (address or outbox) within one op.
+  it('broadcasts and all-gathers of 1 MiB blocks are right whichever ranks are on huge pages', () => {
+    for (const r of launchResults<{ rank: number; hugePages: boolean; wrong: string[] }>('test/workers/outbox-huge.mjs', 4, {})) {
+      expect(r.hugePages).toBe(kernelAllows);
+      expect(r.wrong, `rank ${r.rank}`).toEqual([]);
     }
   });
 });

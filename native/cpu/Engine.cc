@@ -518,8 +518,13 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
   args.stream = &oneHopStream_;
   args.pairTimes = pairTimes_.get();
   args.hugePages = &hugePages_;
-  // Traffic attributed to this op: the collective class has one user at a time.
   const int n = options_.size;
+  // From 3 ranks, a writer on huge pages skips its outbox where cross-memory
+  // reads work (4 ranks, broadcast and all-gather at 1-4 MiB on allocHost
+  // arrays: 0.7-0.9x the time through the outboxes; docs/PERFORMANCE.md,
+  // "Huge pages"). At 2 ranks the outbox broadcast stayed faster.
+  args.directIfHuge = n > 2 && useDirect(*transport_, op.count * es);
+  // Traffic attributed to this op: the collective class has one user at a time.
   // One executor at a time (execMutex_), and a deferred op is the next one
   // to run: its resumed half keeps the snapshot of its first half.
   std::vector<uint64_t>& before = trafficScratch_;

@@ -54,6 +54,11 @@ struct CollectiveArgs {
   // directAllGather and directBroadcast only: move the bytes through the
   // writers' outboxes (useOutbox()) instead of cross-memory reads.
   bool viaOutbox = false;
+  // With viaOutbox: a writer whose buffer is on huge pages publishes its
+  // address instead (cross-memory reads allowed, 3+ ranks): reading it pins
+  // a page per 2 MiB, and the copy into the outbox is saved. Readers follow
+  // what each writer published (outboxOrAddress()).
+  bool directIfHuge = false;
 };
 
 // Where the receive side of the one-hop exchange stands in a batch from its
@@ -482,12 +487,19 @@ inline Status readOutbox(const CollectiveArgs& a, int p, uint64_t bytes, void* d
 // `a.viaOutbox`), and tell `p` we are done with it. Saying so at once, not
 // after every read, lets `p` find our word waiting when it gets to it
 // instead of sleeping until it comes.
+// Whether this rank, as a writer of `bytes` at `mine`, goes through its
+// outbox (true) or publishes `mine` for cross-memory reads (false).
+inline bool writesOutbox(const CollectiveArgs& a, const void* mine, uint64_t bytes) {
+  return a.viaOutbox && !(a.directIfHuge && a.hugePages && a.hugePages->covers(mine, bytes));
+}
+
 inline Status readPublished(const CollectiveArgs& a, int p, uint64_t bytes, void* dst) {
   const OpDesc& op = *a.op;
   Transport& t = *a.transport;
   DirectBuffer theirs;
   RT_CHECK(receivePublished(op, t, p, bytes, &theirs));
-  if (a.viaOutbox) RT_CHECK(readOutbox(a, p, bytes, dst));
+  // A writer that went through its outbox published no address.
+  if (a.viaOutbox && theirs.address == 0) RT_CHECK(readOutbox(a, p, bytes, dst));
   else RT_CHECK(readCrossMemory(t.directPid(p), p, theirs.address, dst, bytes));
   t.countDirect(p, 0, bytes);
   return sayDone(op, t, p);

@@ -21,10 +21,13 @@ Status directAllGather(const CollectiveArgs& a) {
   copyBytes(elemPtr(op.output, uint64_t(r) * op.count, es), op.input, bytes);
   // Publish our block (for in place, the input is our block of the output,
   // which this op never writes), or a copy of it in our outbox.
-  if (a.viaOutbox) resetOutbox(t);
-  const void* mine = a.viaOutbox ? nullptr : op.input;
+  // A block on huge pages is published for cross-memory reads even where
+  // outboxes are used (writesOutbox); each reader follows each writer.
+  const bool outbox = writesOutbox(a, op.input, bytes);
+  if (a.viaOutbox) resetOutbox(t);  // also what we took from others' (outboxTaken)
+  const void* mine = outbox ? nullptr : op.input;
   for (int k = 1; k < n; k++) RT_CHECK(publishDirect(op, t, mod(r + k, n), mine, bytes));
-  if (a.viaOutbox) fillOutbox(t, op.input, bytes);
+  if (outbox) fillOutbox(t, op.input, bytes);
   // Read the peers' blocks, each rank starting at a different peer but
   // taking first any block already published: with more ranks than cores a
   // peer that has not started yet would cost a sleep and a wake-up. Then

@@ -23,8 +23,12 @@ Status directBroadcast(const CollectiveArgs& a) {
   const uint64_t bytes = op.count * dtypeSize(op.dtype);
   // Non-roots publish no buffer (address 0): their message is their header.
   // Through the outboxes the root publishes a copy in its own.
+  // The root on huge pages publishes its address even where outboxes are
+  // used (writesOutbox).
+  // Every rank resets its outbox words: readers report what they took in theirs.
+  const bool outbox = r == root && writesOutbox(a, op.input, bytes);
   if (a.viaOutbox) resetOutbox(t);
-  const void* mine = r == root && !a.viaOutbox ? op.input : nullptr;
+  const void* mine = r == root && !outbox ? op.input : nullptr;
   for (int k = 1; k < n; k++) RT_CHECK(publishDirect(op, t, mod(r + k, n), mine, bytes));
   if (r == root) {
     // Each reader's publish (its header), received before we wait for it
@@ -36,7 +40,7 @@ Status directBroadcast(const CollectiveArgs& a) {
       received = true;
       return Status::ok();
     };
-    if (a.viaOutbox) RT_CHECK(fillOutbox(t, op.input, bytes, receiveAll));
+    if (outbox) RT_CHECK(fillOutbox(t, op.input, bytes, receiveAll));
     copyBytes(op.output, op.input, bytes);
     if (!received) RT_CHECK(receiveAll());
     // The input must stay untouched until every rank has read it.
