@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { allocHost, init, InvalidArgumentError, type Communicator } from '../dist/index.js';
+import { allocHost, init, InvalidArgumentError, type Communicator } from '../lib/index.js';
 import { cleanEnv } from './processes.js';
 
 const THP = '/sys/kernel/mm/transparent_hugepage/enabled';

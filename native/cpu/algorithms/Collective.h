@@ -50,14 +50,14 @@ struct CollectiveArgs {
   const std::vector<const OpDesc*>* ahead = nullptr;
   struct OneHopStream* stream = nullptr;
   PairPathTimes* pairTimes = nullptr;  // pairAllGather only
-  HugePages* hugePages = nullptr;      // pairAllGather only: which buffers are on huge pages
+  HugePages* hugePages = nullptr;      // pairAllGather and writesOutbox(): which buffers are on huge pages
   // directAllGather and directBroadcast only: move the bytes through the
   // writers' outboxes (useOutbox()) instead of cross-memory reads.
   bool viaOutbox = false;
   // With viaOutbox: a writer whose buffer is on huge pages publishes its
   // address instead (cross-memory reads allowed, 3+ ranks): reading it pins
   // a page per 2 MiB, and the copy into the outbox is saved. Readers follow
-  // what each writer published (outboxOrAddress()).
+  // what each writer published (writesOutbox(), readPublished()).
   bool directIfHuge = false;
 };
 
@@ -482,17 +482,17 @@ inline Status readOutbox(const CollectiveArgs& a, int p, uint64_t bytes, void* d
   return Status::ok();
 }
 
-// Take peer `p`'s published buffer, check that it publishes `bytes`, read
-// them into `dst` (with one cross-memory copy, or from `p`'s outbox when
-// `a.viaOutbox`), and tell `p` we are done with it. Saying so at once, not
-// after every read, lets `p` find our word waiting when it gets to it
-// instead of sleeping until it comes.
 // Whether this rank, as a writer of `bytes` at `mine`, goes through its
 // outbox (true) or publishes `mine` for cross-memory reads (false).
 inline bool writesOutbox(const CollectiveArgs& a, const void* mine, uint64_t bytes) {
   return a.viaOutbox && !(a.directIfHuge && a.hugePages && a.hugePages->covers(mine, bytes));
 }
 
+// Take peer `p`'s published buffer, check that it publishes `bytes`, read
+// them into `dst` (with one cross-memory copy, or from `p`'s outbox when
+// `a.viaOutbox` and `p` published no address), and tell `p` we are done with it. Saying so at once, not
+// after every read, lets `p` find our word waiting when it gets to it
+// instead of sleeping until it comes.
 inline Status readPublished(const CollectiveArgs& a, int p, uint64_t bytes, void* dst) {
   const OpDesc& op = *a.op;
   Transport& t = *a.transport;
