@@ -714,12 +714,8 @@ function checkArrays(params: unknown[], grads: unknown[], op: string): void {
 function assignBuckets(lengths: number[], firstCapBytes: number, capBytes: number, compression: GradientCompression, device: number | null,
   hugePages: boolean): Bucket[] {
   // Buckets are reused every step: from 1 MiB, on 2 MiB-aligned huge-page memory (allocHost).
-  const host = <K extends 'float32' | 'uint16'>(kind: K, elements: number): K extends 'float32' ? Float32Array : Uint16Array => {
-    const bytes = elements * (kind === 'float32' ? 4 : 2);
-    const a = hugePages && bytes >= MIB ? allocHost(kind === 'float32' ? 'float32' : 'float16', elements)
-      : kind === 'float32' ? new Float32Array(elements) : new Uint16Array(elements);
-    return a as K extends 'float32' ? Float32Array : Uint16Array;
-  };
+  const hostFloat32 = (n: number): Float32Array => (hugePages && n * 4 >= MIB ? allocHost('float32', n) as Float32Array : new Float32Array(n));
+  const hostUint16 = (n: number): Uint16Array => (hugePages && n * 2 >= MIB ? allocHost('float16', n) as Uint16Array : new Uint16Array(n));
   const groups: number[][] = [];
   let current: number[] = [];
   let bytes = 0;
@@ -743,9 +739,9 @@ function assignBuckets(lengths: number[], firstCapBytes: number, capBytes: numbe
     return {
       index, paramIndices: Object.freeze(paramIndices), offsets, elements,
       wireBytes: elements * (compression === 'none' ? 4 : 2),
-      flat: device === null ? host('float32', elements) : DeviceArray.alloc('float32', elements, { device }),
+      flat: device === null ? hostFloat32(elements) : DeviceArray.alloc('float32', elements, { device }),
       wire: compression === 'none' ? null
-        : device === null ? host('uint16', elements)
+        : device === null ? hostUint16(elements)
           : DeviceArray.alloc(compression === 'bf16' ? 'bfloat16' : 'float16', elements, { device }),
       pending: paramIndices.length,
     };

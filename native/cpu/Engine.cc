@@ -519,11 +519,6 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
   args.pairTimes = pairTimes_.get();
   args.hugePages = &hugePages_;
   const int n = options_.size;
-  // From 3 ranks, a writer on huge pages skips its outbox where cross-memory
-  // reads work (4 ranks, broadcast and all-gather at 1-4 MiB on allocHost
-  // arrays: 0.7-0.9x the time through the outboxes; docs/PERFORMANCE.md,
-  // "Huge pages"). At 2 ranks the outbox broadcast stayed faster.
-  args.directIfHuge = n > 2 && useDirect(*transport_, op.count * es);
   // Traffic attributed to this op: the collective class has one user at a time.
   // One executor at a time (execMutex_), and a deferred op is the next one
   // to run: its resumed half keeps the snapshot of its first half.
@@ -557,6 +552,7 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
         // (pairAllGather); from 3, each block is copied once for n-1 readers.
         if (n > 2 && useOutbox(*transport_, op.count * es, outboxMinBytes(), outboxMaxBytes_)) {
           args.viaOutbox = true;
+          args.directIfHuge = useDirect(*transport_, op.count * es);  // as the broadcast's, below
           s = directAllGather(args);
         } else if (n == 2 && !directMinOverride_ && useDirect(*transport_, op.count * es)) {
           s = pairAllGather(args);
@@ -573,6 +569,12 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
         // chain beat the peer reading alone through the kernel by 1.5-2.5x
         // at every size from 1 to 128 MiB, and the kernel reads pin pages.
         args.viaOutbox = !tree && useOutbox(*transport_, op.count * es, outboxMinBytes(), outboxMaxBytes_, true);
+        // From 3 ranks, a writer on huge pages skips its outbox where
+        // cross-memory reads work (writesOutbox; 4 ranks, broadcast and
+        // all-gather at 1-4 MiB on allocHost arrays: 0.7-0.9x the time through
+        // the outboxes, docs/PERFORMANCE.md "Huge pages"). At 2 ranks the
+        // outbox broadcast stayed faster.
+        args.directIfHuge = args.viaOutbox && n > 2 && useDirect(*transport_, op.count * es);
         s = tree ? treeBroadcast(args)
             : args.viaOutbox || (n > 2 && useDirect(*transport_, op.count * es, directMinBytes(OpKind::Broadcast)))
                 ? directBroadcast(args)
