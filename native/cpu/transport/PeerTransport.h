@@ -99,6 +99,7 @@ class PeerTransport : public Transport {
   std::vector<std::unique_ptr<TcpPeer>> tcp_;
   bool spin_;
   int64_t spinNs_;
+  int64_t yieldNs_;  // 0 where spin_
   Waiter* waiter_ = nullptr;
   int crashAfterCommits_ = 0;
   // leaveCpuOf(): the CPU we last published (one waiter at a time per
