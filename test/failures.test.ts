@@ -284,6 +284,10 @@ describe('mismatched collectives reject with CollectiveMismatchError on every ra
     if (n > 2) {
       it(`count (allReduce through the outboxes) at ${n} ranks`,
         () => expectMismatchEverywhere(n, 'count', ['count=16', 'count=17'], DIRECT));
+      it(`count (reduceScatter through the outboxes) at ${n} ranks`,
+        () => expectMismatchEverywhere(n, 'count-reducescatter', ['count=16', 'count=17'], DIRECT));
+      it(`kind (reduceScatter against allReduce, both through the outboxes) at ${n} ranks`,
+        () => expectMismatchEverywhere(n, 'kind-reducescatter', ['reduceScatter(', 'allReduce('], DIRECT));
     }
     it(`count (direct allGather) at ${n} ranks`,
       () => expectMismatchEverywhere(n, 'count-allgather', ['count=16', 'count=17'], DIRECT));

@@ -546,7 +546,13 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
                 ? outboxAllReduce(args)
                 : ringAllReduce(args);
         break;
-      case OpKind::ReduceScatter: s = ringReduceScatter(args); break;
+      case OpKind::ReduceScatter:
+        s = n > 2 && op.count * es * n <= kOutboxReduceScatterMaxBytes &&
+                    useOutbox(*transport_, op.count * es * n,
+                              directMinOverride_ ? directMinOverride_ : kOutboxReduceScatterMinBytes, outboxMaxBytes_)
+                ? outboxReduceScatter(args)
+                : ringReduceScatter(args);
+        break;
       case OpKind::AllGather:
         // At 2 ranks the slots and cross-memory reads do as well or better
         // (pairAllGather); from 3, each block is copied once for n-1 readers.

@@ -118,6 +118,16 @@ Status outboxAllReduce(const CollectiveArgs& args);
 // rank's extra copy of its input costs more than the ring's hops.
 constexpr uint64_t kOutboxAllReduceMaxBytes = 4ull << 20;
 uint64_t outboxAllReduceBytes(uint64_t count, size_t elemSize, int n);
+// Every rank local with an outbox that holds the whole input (n >= 2).
+Status outboxReduceScatter(const CollectiveArgs& args);
+// The inputs (bytes, all segments) that go through the outboxes. 4 ranks on
+// 2 cores, bench, three interleaved pairs against the ring, best placement
+// (us): 512 KiB 116-137 against 105-118; 1 MiB 156-190 against 173-199
+// (and 801 in one run); 2 MiB 233-435 against 257-425 (and 1622). 4 MiB,
+// 40 queued per repetition, four runs: 775-1088 against 671-778
+// (docs/PERFORMANCE.md, "Reduce-scatter through the outboxes").
+constexpr uint64_t kOutboxReduceScatterMinBytes = 1ull << 20;
+constexpr uint64_t kOutboxReduceScatterMaxBytes = 2ull << 20;
 
 inline MsgHeader stampHeader(const OpDesc& op, uint32_t step, uint32_t chunk, uint64_t bytes) {
   MsgHeader h{};
