@@ -115,8 +115,11 @@ Status outboxAllReduce(const CollectiveArgs& args);
 // The largest allreduce (bytes of data) that goes through the outboxes: at 4
 // ranks on 2 cores it beat the ring at 4 MiB (in place 1427-1630 against
 // 1799-1960 us) and lost at 8 MiB (3821-4740 against 3560-4210), where every
-// rank's extra copy of its input costs more than the ring's hops.
-constexpr uint64_t kOutboxAllReduceMaxBytes = 4ull << 20;
+// rank's extra copy of its input costs more than the ring's hops. Since a
+// waiting rank yields before it sleeps (session 9) the ring wins at 4 MiB
+// too: bench, four interleaved pairs, best placement, 943-1025 against
+// 1150-1581 us; at 2 MiB 441-1426 against 364-611, equal in the median.
+constexpr uint64_t kOutboxAllReduceMaxBytes = 2ull << 20;
 uint64_t outboxAllReduceBytes(uint64_t count, size_t elemSize, int n);
 // Every rank local with an outbox that holds the whole input (n >= 2).
 Status outboxReduceScatter(const CollectiveArgs& args);

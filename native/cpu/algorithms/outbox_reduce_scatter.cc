@@ -1,12 +1,12 @@
 // Reduce-scatter among the ranks of one host through their outboxes: the
 // first half of outboxAllReduce. Every rank copies its input (all but its
 // own segment) into its outbox, then reduces its own segment over all n
-// inputs, in rank order, straight into its output.
+// inputs straight into its output.
 //
 // The ring takes n-1 hops one after another, each a message its neighbour
 // must wait for; with more ranks than cores every hop is a wake-up. Here a
 // rank waits only for the pieces of its segment in each outbox and for the
-// "done" of each peer at the end (readPublished's word), so a late rank
+// "done" of each peer at the end (sayDone / awaitDone), so a late rank
 // delays the others by its lateness alone.
 #include "cpu/algorithms/Collective.h"
 

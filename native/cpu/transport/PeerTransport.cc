@@ -24,7 +24,7 @@ constexpr int64_t kSpinNs = 50 * 1000LL;
 // the window is not woken through a futex (a wake-up of a halted vCPU).
 // 4 ranks on 2 cores, bench 1-128 MiB, two interleaved pairs: 1.19x faster
 // in the geometric mean (allreduce 1.09-1.29x, reduce-scatter 1.44-1.93x
-// from 2 MiB, broadcast 1.56x at 1-2 MiB, the rest 0.86-1.06x); 50 us gained
+// from 2 MiB, all-gather 0.86-1.47x, broadcast 0.90-1.57x); 50 us gained
 // less, 1000 no more (docs/PERFORMANCE.md, "Yielding before sleeping").
 constexpr int64_t kYieldNs = 200 * 1000LL;
 
