@@ -65,7 +65,10 @@ export interface NativeCommunicatorOptions {
   chunkBytes: number;
   /** Back large user buffers with transparent huge pages before an op. */
   hugePages: boolean;
-  /** Spin before sleeping (false when ranks exceed usable cores). */
+  /**
+   * Spin before sleeping (false when ranks exceed usable cores; waits then
+   * yield the core for up to 200 us first, RINGTREE_YIELD_US).
+   */
   spin: boolean;
   /**
    * Hold finished collectives while more are queued, so one JS wake-up
