@@ -469,6 +469,28 @@ inline void fillOutbox(Transport& t, const void* src, uint64_t bytes, uint64_t s
   (void)fillOutbox(t, src, bytes, [] { return Status::ok(); }, skipBegin, skipEnd);
 }
 
+// The outbox allreduce's and reduce-scatter's first step: publish through our
+// outbox (address 0), copy the op's whole input (`bytes`, which fit the
+// outbox) into it but for [skipBegin, skipEnd), which only we read, and take
+// every peer's publish of as many bytes.
+inline Status shareInputThroughOutbox(const OpDesc& op, Transport& t, uint64_t bytes, uint64_t skipBegin,
+                                      uint64_t skipEnd) {
+  const int n = t.size(), r = t.rank();
+  resetOutbox(t);
+  for (int k = 1; k < n; k++) RT_CHECK(publishDirect(op, t, mod(r + k, n), nullptr, bytes));
+  fillOutbox(t, op.input, bytes, skipBegin, skipEnd);
+  DirectBuffer theirs;
+  for (int k = 1; k < n; k++) RT_CHECK(receivePublished(op, t, mod(r + k, n), bytes, &theirs));
+  return Status::ok();
+}
+
+// Wait until every peer's outbox holds this op's bytes up to `end`.
+inline Status awaitOutboxesFilled(Transport& t, uint64_t end) {
+  for (int q = 0; q < t.size(); q++)
+    if (q != t.rank()) RT_CHECK(awaitAtLeast(t, q, t.outboxFilled(q), end));
+  return Status::ok();
+}
+
 // Copy `bytes` of peer `p`'s outbox into `dst` as `p` fills it; if they
 // wrap around it, say how far we are (outboxTaken) after every copy.
 inline Status readOutbox(const CollectiveArgs& a, int p, uint64_t bytes, void* dst) {

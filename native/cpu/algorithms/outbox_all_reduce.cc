@@ -30,22 +30,17 @@ Status outboxAllReduce(const CollectiveArgs& a) {
   const int n = t.size(), r = t.rank();
   const size_t es = dtypeSize(op.dtype);
   const uint64_t count = op.count, bytes = count * es, reducedAt = reducedOffset(bytes);
-  resetOutbox(t);
-  for (int k = 1; k < n; k++) RT_CHECK(publishDirect(op, t, mod(r + k, n), nullptr, bytes));
   // Our own segment only we read, from our input: it stays out of the outbox.
   const uint64_t begin = segmentStart(count, n, r), end = segmentStart(count, n, r + 1);
   const uint64_t segBytes = (end - begin) * es;
-  fillOutbox(t, op.input, bytes, begin * es, end * es);
-  DirectBuffer theirs;
-  for (int k = 1; k < n; k++) RT_CHECK(receivePublished(op, t, mod(r + k, n), bytes, &theirs));
+  RT_CHECK(shareInputThroughOutbox(op, t, bytes, begin * es, end * es));
 
   // Our segment, reduced over every rank's input (ours from op.input: in
   // place, the output we write below is that input, but only once the
   // segment is reduced).
   char* mine = t.outbox(r) + reducedAt;
   if (segBytes > 0) {
-    for (int q = 0; q < n; q++)
-      if (q != r) RT_CHECK(awaitAtLeast(t, q, t.outboxFilled(q), end * es));
+    RT_CHECK(awaitOutboxesFilled(t, end * es));
     auto from = [&](int q) { return q == r ? elemPtr(op.input, begin, es) : t.outbox(q) + begin * es; };
     reduce(mine, from(0), from(1), end - begin, op.dtype, op.op);
     for (int q = 2; q < n; q++) reduce(mine, mine, from(q), end - begin, op.dtype, op.op);

@@ -18,17 +18,12 @@ Status outboxReduceScatter(const CollectiveArgs& a) {
   const int n = t.size(), r = t.rank();
   const size_t es = dtypeSize(op.dtype);
   const uint64_t count = op.count, segBytes = count * es, bytes = segBytes * uint64_t(n);
-  resetOutbox(t);
-  for (int k = 1; k < n; k++) RT_CHECK(publishDirect(op, t, mod(r + k, n), nullptr, bytes));
   // Our own segment only we read, from our input: it stays out of the outbox.
   const uint64_t begin = uint64_t(r) * segBytes, end = begin + segBytes;
-  fillOutbox(t, op.input, bytes, begin, end);
-  DirectBuffer theirs;
-  for (int k = 1; k < n; k++) RT_CHECK(receivePublished(op, t, mod(r + k, n), bytes, &theirs));
+  RT_CHECK(shareInputThroughOutbox(op, t, bytes, begin, end));
 
   if (count > 0) {
-    for (int q = 0; q < n; q++)
-      if (q != r) RT_CHECK(awaitAtLeast(t, q, t.outboxFilled(q), end));
+    RT_CHECK(awaitOutboxesFilled(t, end));
     // From our own input on, then the peers in ring order (as the ring
     // does, rotated): in place, the output is our segment of the input, so
     // that must be read first (reduce() allows the exact aliasing), and no
