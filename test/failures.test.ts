@@ -274,6 +274,13 @@ describe('mismatched collectives reject with CollectiveMismatchError on every ra
       () => expectMismatchEverywhere(n, 'root-reduce', ['root=0', 'root=1']));
   }
 
+  // 2 ranks, 256 KiB on allocHost arrays: where the calls agree, the root
+  // writes half of the reader's output; a mismatch must stop it before.
+  it('count (broadcast on huge pages) at 2 ranks',
+    () => expectMismatchEverywhere(2, 'count-broadcast-huge', ['count=65536', 'count=65537']));
+  it('root (broadcast on huge pages) at 2 ranks',
+    () => expectMismatchEverywhere(2, 'root-broadcast-huge', ['root=0', 'root=1']));
+
   // The direct (cross-memory) paths, forced at these small sizes: the direct
   // broadcast's all-to-all header exchange stands in for the verification pass.
   const DIRECT = { RINGTREE_DIRECT_MIN_BYTES: '1' };

@@ -579,8 +579,19 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
         // cross-memory reads work (writesOutbox; 4 ranks, broadcast and
         // all-gather at 1-4 MiB on allocHost arrays: 0.7-0.9x the time through
         // the outboxes, docs/PERFORMANCE.md "Huge pages"). At 2 ranks the
-        // outbox broadcast stayed faster.
-        args.directIfHuge = args.viaOutbox && n > 2 && useDirect(*transport_, op.count * es);
+        // outbox broadcast stayed faster than the reader reading it all.
+        // At 2 ranks (each on its own core) from 64 KiB to 32 MiB the same
+        // where the root's input is on huge pages, and the root in place
+        // writes half of the reader's output while the reader reads the
+        // other (rootWritesHalf), both through the kernel: in place 1 / 4 /
+        // 16 MiB 37.7 / 89.8 / 718-788 us against 51.1 / 150.8 / 942-968
+        // through the outbox; equal at 32 MiB, and from 64 MiB the outbox,
+        // whose reader streams the output, was as fast or faster (docs/
+        // PERFORMANCE.md "Broadcast at 2 ranks on both cores").
+        args.directIfHuge = args.viaOutbox &&
+                            (n > 2 || (options_.spin && op.count * es <= kPairDirectBroadcastMaxBytes)) &&
+                            useDirect(*transport_, op.count * es);
+        args.rootWritesHalf = args.directIfHuge && n == 2;
         s = tree ? treeBroadcast(args)
             : args.viaOutbox || (n > 2 && useDirect(*transport_, op.count * es, directMinBytes(OpKind::Broadcast)))
                 ? directBroadcast(args)

@@ -5,7 +5,7 @@
 // Every rank reports what it saw as `RESULT {json}` lines on stdout (the
 // launcher prefixes them with `[rank r] `); the test asserts on those. Times
 // are Date.now() values so the test can compare events across processes.
-import { init } from '../../dist/index.js';
+import { allocHost, init } from '../../dist/index.js';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -70,6 +70,9 @@ const scenarios = {
       case 'dtype': p = comm.allReduce(odd ? new Float64Array(16) : new Float32Array(16), t); break;
       case 'op': p = comm.allReduce(new Float32Array(16), { ...t, op: odd ? 'max' : 'sum' }); break;
       case 'root-broadcast': p = comm.broadcast(new Float32Array(16), { ...t, root: odd ? 1 : 0 }); break;
+      // 2 ranks on huge pages: the root writes half of the reader's output (after the reader's publish is checked).
+      case 'count-broadcast-huge': p = comm.broadcast(allocHost('float32', odd ? 65_537 : 65_536), t); break;
+      case 'root-broadcast-huge': p = comm.broadcast(allocHost('float32', 65_536), { ...t, root: odd ? 1 : 0 }); break;
       case 'root-reduce': p = comm.reduce(new Float32Array(16), { ...t, root: odd ? 1 : 0 }); break;
       case 'kind': p = odd ? comm.broadcast(new Float32Array(16), t) : comm.allReduce(new Float32Array(16), t); break;
       case 'kind-barrier': p = odd ? comm.barrier(t) : comm.allReduce(new Float32Array(16), t); break;

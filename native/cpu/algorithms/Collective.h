@@ -59,6 +59,11 @@ struct CollectiveArgs {
   // a page per 2 MiB, and the copy into the outbox is saved. Readers follow
   // what each writer published (writesOutbox(), readPublished()).
   bool directIfHuge = false;
+  // directBroadcast at 2 ranks, with directIfHuge: a root on huge pages and
+  // in place writes the second half of the reader's output itself
+  // (process_vm_writev) while the reader reads the first, where the reader's
+  // output is on huge pages too. One copy per byte, on both cores.
+  bool rootWritesHalf = false;
 };
 
 // Where the receive side of the one-hop exchange stands in a batch from its
@@ -104,6 +109,9 @@ Status ringBarrier(const CollectiveArgs& args);
 Status treeAllReduce(const CollectiveArgs& args);
 Status treeBroadcast(const CollectiveArgs& args);
 Status treeReduce(const CollectiveArgs& args);
+// The largest 2-rank broadcast (bytes) that goes direct where the root's
+// buffer is on huge pages (CollectiveArgs::rootWritesHalf).
+constexpr uint64_t kPairDirectBroadcastMaxBytes = 32ull << 20;
 // Cross-memory-attach variants for when every rank is on this host
 // (useDirect()): ring's verification and mismatch semantics, one copy per byte.
 Status directAllGather(const CollectiveArgs& args);
@@ -369,8 +377,9 @@ inline bool useOutbox(Transport& t, uint64_t bytes, uint64_t minBytes, uint64_t 
 }
 
 // Publish one of our buffers to peer `p` (a kDirectStep message).
-inline Status publishDirect(const OpDesc& op, Transport& t, int p, const void* address, uint64_t bytes) {
-  const DirectBuffer mine{reinterpret_cast<uint64_t>(address), bytes};
+inline Status publishDirect(const OpDesc& op, Transport& t, int p, const void* address, uint64_t bytes,
+                            uint64_t rootWritesFrom = 0) {
+  const DirectBuffer mine{reinterpret_cast<uint64_t>(address), bytes, rootWritesFrom};
   char* slot;
   RT_CHECK(t.acquireSend(p, &slot));
   std::memcpy(slot, &mine, sizeof mine);
@@ -523,21 +532,26 @@ inline bool writesOutbox(const CollectiveArgs& a, const void* mine, uint64_t byt
   return a.viaOutbox && !(a.directIfHuge && a.hugePages && a.hugePages->covers(mine, bytes));
 }
 
-// Take peer `p`'s published buffer, check that it publishes `bytes`, read
-// them into `dst` (with one cross-memory copy, or from `p`'s outbox when
-// `a.viaOutbox` and `p` published no address), and tell `p` we are done with it. Saying so at once, not
-// after every read, lets `p` find our word waiting when it gets to it
-// instead of sleeping until it comes.
-inline Status readPublished(const CollectiveArgs& a, int p, uint64_t bytes, void* dst) {
-  const OpDesc& op = *a.op;
+// Read the first `bytes` of what peer `p` published (`theirs`, received)
+// into `dst`: with one cross-memory copy, or from `p`'s outbox when
+// `a.viaOutbox` and `p` published no address.
+inline Status readReceived(const CollectiveArgs& a, int p, const DirectBuffer& theirs, uint64_t bytes, void* dst) {
   Transport& t = *a.transport;
-  DirectBuffer theirs;
-  RT_CHECK(receivePublished(op, t, p, bytes, &theirs));
-  // A writer that went through its outbox published no address.
   if (a.viaOutbox && theirs.address == 0) RT_CHECK(readOutbox(a, p, bytes, dst));
   else RT_CHECK(readCrossMemory(t.directPid(p), p, theirs.address, dst, bytes));
   t.countDirect(p, 0, bytes);
-  return sayDone(op, t, p);
+  return Status::ok();
+}
+
+// Take peer `p`'s published buffer, check that it publishes `bytes`, read
+// them into `dst` (readReceived), and tell `p` we are done with it. Saying
+// so at once, not after every read, lets `p` find our word waiting when it
+// gets to it instead of sleeping until it comes.
+inline Status readPublished(const CollectiveArgs& a, int p, uint64_t bytes, void* dst) {
+  DirectBuffer theirs;
+  RT_CHECK(receivePublished(*a.op, *a.transport, p, bytes, &theirs));
+  RT_CHECK(readReceived(a, p, theirs, bytes, dst));
+  return sayDone(*a.op, *a.transport, p);
 }
 
 // Wait until peer `p` is done reading our published buffer (which must not
