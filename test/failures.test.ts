@@ -301,9 +301,11 @@ describe('mismatched collectives reject with CollectiveMismatchError on every ra
     it(`kind (direct allGather vs direct broadcast) at ${n} ranks`,
       () => expectMismatchEverywhere(n, 'kind-allgather', ['allGather(', 'broadcast('], DIRECT));
   }
-  // Two ranks above the direct threshold choose their path per op (pairAllGather).
+  // Two ranks above the direct threshold choose their path per op (pairAllGather, pairReduceScatter).
   it('count (2-rank allGather of 64 KiB blocks) at 2 ranks',
     () => expectMismatchEverywhere(2, 'count-allgather-big', ['count=16410', 'count=16411']));
+  it('count (2-rank reduceScatter of 64 KiB segments) at 2 ranks',
+    () => expectMismatchEverywhere(2, 'count-reducescatter-big', ['count=16410', 'count=16411']));
 });
 
 describe('abort, timeouts, signals', () => {

@@ -4,18 +4,14 @@
 // size 1 through the process's AnonHugePages (/proc/self/smaps_rollup):
 // vitest runs one file at a time in its own fork, so nothing else of ours
 // moves that figure meanwhile.
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { allocHost, init, InvalidArgumentError, type Communicator } from '../lib/index.js';
-import { cleanEnv } from './processes.js';
+import { launchResults } from './processes.js';
 
 const THP = '/sys/kernel/mm/transparent_hugepage/enabled';
 const kernelAllows = existsSync(THP) && !readFileSync(THP, 'utf8').includes('[never]');
 const MiB = 1 << 20;
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Bytes of this process's anonymous memory on huge pages. */
 function anonHugeBytes(): number {
@@ -155,18 +151,6 @@ describe('allocHost', () => {
     }
   });
 });
-
-/** Launch `nproc` ranks of a worker; each prints one `RESULT {json}` line. */
-function launchResults<R>(worker: string, nproc: number, env: Record<string, string>): R[] {
-  const p = spawnSync(process.execPath, ['dist/cli.js', 'launch', '--nproc', String(nproc), worker], {
-    cwd: repoRoot, encoding: 'utf8', timeout: 60_000, env: cleanEnv(env),
-  });
-  const out = `${p.stdout}${p.stderr}`;
-  expect(p.status, out).toBe(0);
-  const results = [...out.matchAll(/RESULT (\{.*\})/g)].map((m) => JSON.parse(m[1]!) as R);
-  expect(results, out).toHaveLength(nproc);
-  return results;
-}
 
 describe('the 2-rank all-gather on huge pages (2 ranks)', () => {
   interface PairResult { rank: number; hugePages: boolean; allocHost: { messagesPerOp: number; ok: boolean }; plain: { messagesPerOp: number; ok: boolean } }

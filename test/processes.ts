@@ -1,5 +1,11 @@
 // Helpers for tests that launch real ranks as child processes.
+import { spawnSync } from 'node:child_process';
 import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** A TCP port that was free on 127.0.0.1 a moment ago (for MASTER_PORT). */
 export async function freePort(): Promise<number> {
@@ -36,4 +42,20 @@ export function onLines(stream: NodeJS.ReadableStream, onLine: (line: string) =>
       onLine(line);
     }
   });
+}
+
+/**
+ * Launch `nproc` ranks of `worker` (a path from the repository root) with
+ * `ringtree launch`; each prints one `RESULT {json}` line. Expects exit 0 and
+ * one result per rank within 60 s; returns the results.
+ */
+export function launchResults<R>(worker: string, nproc: number, env: Record<string, string>): R[] {
+  const p = spawnSync(process.execPath, ['dist/cli.js', 'launch', '--nproc', String(nproc), worker], {
+    cwd: repoRoot, encoding: 'utf8', timeout: 60_000, env: cleanEnv(env),
+  });
+  const out = `${p.stdout}${p.stderr}`;
+  expect(p.status, out).toBe(0);
+  const results = [...out.matchAll(/RESULT (\{.*\})/g)].map((m) => JSON.parse(m[1]!) as R);
+  expect(results, out).toHaveLength(nproc);
+  return results;
 }

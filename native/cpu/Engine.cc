@@ -72,7 +72,10 @@ void copyString(char* dst, size_t cap, const std::string& s) {
 
 }  // namespace
 
-Engine::Engine(const EngineOptions& options) : options_(options), pairTimes_(std::make_unique<PairPathTimes>()) {}
+Engine::Engine(const EngineOptions& options)
+    : options_(options),
+      pairTimes_(std::make_unique<PairPathTimes>()),
+      pairReduceScatterTimes_(std::make_unique<PairPathTimes>()) {}
 
 Engine::~Engine() { destroy(); }
 
@@ -516,7 +519,7 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
   args.deferred = deferred;
   args.ahead = ahead;
   args.stream = &oneHopStream_;
-  args.pairTimes = pairTimes_.get();
+  args.pairTimes = op.kind == OpKind::ReduceScatter ? pairReduceScatterTimes_.get() : pairTimes_.get();
   args.hugePages = &hugePages_;
   const int n = options_.size;
   // Traffic attributed to this op: the collective class has one user at a time.
@@ -551,6 +554,8 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
                     useOutbox(*transport_, op.count * es * n,
                               directMinOverride_ ? directMinOverride_ : kOutboxReduceScatterMinBytes, outboxMaxBytes_)
                 ? outboxReduceScatter(args)
+            : n == 2 && useDirect(*transport_, op.count * es * n, directMinBytes(OpKind::ReduceScatter))
+                ? pairReduceScatter(args)
                 : ringReduceScatter(args);
         break;
       case OpKind::AllGather:

@@ -25,7 +25,19 @@ struct PairPathTimes {
   double nsPerByte[2][64] = {};  // [0]: slots, [1]: direct
   bool warm[2][64] = {};         // the path ran once in that class (untimed)
   bool proposeDirect(uint64_t bytes) const;
+  // What op `seq` proposes: every 16th op (by sequence number, the same on
+  // both ranks) the slots, every 16th direct, else proposeDirect().
+  bool proposeFor(uint64_t seq, uint64_t bytes) const;
   void record(bool direct, uint64_t bytes, int64_t ns);
+};
+
+// A 2-rank op's first message (pairAllGather, pairReduceScatter): the
+// sender's buffer, and which path it proposes.
+struct PairOffer {
+  uint64_t address;
+  uint64_t bytes;
+  uint64_t direct;  // 1: this rank proposes the direct path
+  uint64_t huge;    // 1: the buffer is on huge pages (HugePages::covers)
 };
 
 struct CollectiveArgs {
@@ -49,7 +61,7 @@ struct CollectiveArgs {
   // the peer sent, kept by the engine from one op to the next.
   const std::vector<const OpDesc*>* ahead = nullptr;
   struct OneHopStream* stream = nullptr;
-  PairPathTimes* pairTimes = nullptr;  // pairAllGather only
+  PairPathTimes* pairTimes = nullptr;  // pairAllGather and pairReduceScatter: their own
   HugePages* hugePages = nullptr;      // pairAllGather and writesOutbox(): which buffers are on huge pages
   // directAllGather and directBroadcast only: move the bytes through the
   // writers' outboxes (useOutbox()) instead of cross-memory reads.
@@ -118,6 +130,10 @@ Status directAllGather(const CollectiveArgs& args);
 Status directBroadcast(const CollectiveArgs& args);
 // Two ranks that could go direct: slots or direct per op, by recent times.
 Status pairAllGather(const CollectiveArgs& args);
+Status pairReduceScatter(const CollectiveArgs& args);
+// Send our offer to the other rank of two and take its, checked like every
+// header and for the same byte count.
+Status exchangePairOffers(const OpDesc& op, Transport& t, const PairOffer& mine, PairOffer* theirs);
 // Every rank local with an outbox of at least outboxAllReduceBytes() (n >= 2).
 Status outboxAllReduce(const CollectiveArgs& args);
 // The largest allreduce (bytes of data) that goes through the outboxes: at 4

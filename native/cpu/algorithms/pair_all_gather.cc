@@ -24,19 +24,35 @@ namespace ringtree {
 
 namespace {
 
-// A rank's first message: its block, and which path it proposes.
-struct PairOffer {
-  uint64_t address;
-  uint64_t bytes;
-  uint64_t direct;  // 1: this rank proposes the direct path
-  uint64_t huge;    // 1: the block is on huge pages (HugePages::covers)
-};
-
 constexpr uint64_t kExploreEvery = 16;
 
 int sizeClass(uint64_t bytes) { return std::min(63, 63 - __builtin_clzll(bytes | 1)); }
 
 }  // namespace
+
+bool PairPathTimes::proposeFor(uint64_t seq, uint64_t bytes) const {
+  const uint64_t phase = seq % kExploreEvery;
+  return phase == 0 ? false : phase == kExploreEvery / 2 ? true : proposeDirect(bytes);
+}
+
+Status exchangePairOffers(const OpDesc& op, Transport& t, const PairOffer& mine, PairOffer* theirs) {
+  const int r = t.rank(), peer = 1 - r;
+  char* slot;
+  RT_CHECK(t.acquireSend(peer, &slot));
+  std::memcpy(slot, &mine, sizeof mine);
+  t.commitSend(peer, stampHeader(op, kDirectStep, 0, sizeof mine));
+  const MsgHeader* h;
+  const char* in;
+  RT_CHECK(t.acquireRecv(peer, &h, &in));
+  RT_CHECK(checkHeader(op, *h, peer, r, kDirectStep, 0, sizeof *theirs));
+  std::memcpy(theirs, in, sizeof *theirs);
+  t.releaseRecv(peer);
+  if (theirs->bytes != mine.bytes)
+    return Status(StatusCode::Internal, "protocol error from rank " + std::to_string(peer) + " in " + describeOp(op) +
+                                            ": it offered " + std::to_string(theirs->bytes) + " bytes, expected " +
+                                            std::to_string(mine.bytes), {}, peer);
+  return Status::ok();
+}
 
 bool PairPathTimes::proposeDirect(uint64_t bytes) const {
   const int c = sizeClass(bytes);
@@ -64,28 +80,12 @@ Status pairAllGather(const CollectiveArgs& a) {
   const int r = t.rank(), peer = 1 - r;
   const size_t es = dtypeSize(op.dtype);
   const uint64_t bytes = op.count * es;
-  const uint64_t phase = op.seq % kExploreEvery;
-  const bool propose = phase == 0 ? false : phase == kExploreEvery / 2 ? true : a.pairTimes->proposeDirect(bytes);
+  const bool propose = a.pairTimes->proposeFor(op.seq, bytes);
   // Offers: for in place, the input is our block of the output, which this op never writes.
   const bool huge = a.hugePages && a.hugePages->covers(op.input, bytes);
   const PairOffer mine{reinterpret_cast<uint64_t>(op.input), bytes, propose ? 1u : 0u, huge ? 1u : 0u};
-  char* slot;
-  RT_CHECK(t.acquireSend(peer, &slot));
-  std::memcpy(slot, &mine, sizeof mine);
-  t.commitSend(peer, stampHeader(op, kDirectStep, 0, sizeof mine));
   PairOffer theirs;
-  {
-    const MsgHeader* h;
-    const char* in;
-    RT_CHECK(t.acquireRecv(peer, &h, &in));
-    RT_CHECK(checkHeader(op, *h, peer, r, kDirectStep, 0, sizeof theirs));
-    std::memcpy(&theirs, in, sizeof theirs);
-    t.releaseRecv(peer);
-  }
-  if (theirs.bytes != bytes)
-    return Status(StatusCode::Internal, "protocol error from rank " + std::to_string(peer) + " in " + describeOp(op) +
-                                            ": it offered " + std::to_string(theirs.bytes) + " bytes, expected " +
-                                            std::to_string(bytes), {}, peer);
+  RT_CHECK(exchangePairOffers(op, t, mine, &theirs));
   // Both blocks on huge pages: each kernel read pins a page per 2 MiB, and
   // direct beat the slots at every size from 1 to 128 MiB (docs/PERFORMANCE.md,
   // "Huge pages"), so no exploring.
