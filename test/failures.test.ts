@@ -304,6 +304,8 @@ describe('mismatched collectives reject with CollectiveMismatchError on every ra
   // Two ranks above the direct threshold choose their path per op (pairAllGather, pairReduceScatter).
   it('count (2-rank allGather of 64 KiB blocks) at 2 ranks',
     () => expectMismatchEverywhere(2, 'count-allgather-big', ['count=16410', 'count=16411']));
+  it('count (2-rank allReduce of 400 KB) at 2 ranks',
+    () => expectMismatchEverywhere(2, 'count-allreduce-big', ['count=100000', 'count=100001']));
   it('count (2-rank reduceScatter of 64 KiB segments) at 2 ranks',
     () => expectMismatchEverywhere(2, 'count-reducescatter-big', ['count=16410', 'count=16411']));
 });

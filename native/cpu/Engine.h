@@ -189,6 +189,7 @@ class Engine {
   HugePages hugePages_;  // large user buffers onto 2 MiB pages
   std::unique_ptr<PairPathTimes> pairTimes_;  // pairAllGather's path times (one executor at a time)
   std::unique_ptr<PairPathTimes> pairReduceScatterTimes_;  // pairReduceScatter's
+  std::unique_ptr<PairPathTimes> pairAllReduceTimes_;      // pairAllReduce's
   std::unique_ptr<PeerTransport> transport_;
   CompletionSink sink_;
   std::unique_ptr<P2pEngine> p2p_;

@@ -24,9 +24,11 @@ namespace ringtree {
 struct PairPathTimes {
   double nsPerByte[2][64] = {};  // [0]: slots, [1]: direct
   bool warm[2][64] = {};         // the path ran once in that class (untimed)
+  int force = -1;                // RINGTREE_PAIR_PATH: 0 always the slots, 1 always direct, -1 by times
   bool proposeDirect(uint64_t bytes) const;
-  // What op `seq` proposes: every 16th op (by sequence number, the same on
-  // both ranks) the slots, every 16th direct, else proposeDirect().
+  // What op `seq` proposes: `force` where set; else every 16th op (by
+  // sequence number, the same on both ranks) the slots, every 16th direct,
+  // and proposeDirect() otherwise.
   bool proposeFor(uint64_t seq, uint64_t bytes) const;
   void record(bool direct, uint64_t bytes, int64_t ns);
 };
@@ -38,6 +40,7 @@ struct PairOffer {
   uint64_t bytes;
   uint64_t direct;  // 1: this rank proposes the direct path
   uint64_t huge;    // 1: the buffer is on huge pages (HugePages::covers)
+  uint64_t output = 0;  // pairAllReduce: the sender's output
 };
 
 struct CollectiveArgs {
@@ -131,6 +134,11 @@ Status directBroadcast(const CollectiveArgs& args);
 // Two ranks that could go direct: slots or direct per op, by recent times.
 Status pairAllGather(const CollectiveArgs& args);
 Status pairReduceScatter(const CollectiveArgs& args);
+Status pairAllReduce(const CollectiveArgs& args);
+// The direct half of both: read `bytes` at `remote` in the other rank of two
+// (process_vm_readv), piece by piece into a cached scratch buffer, and
+// reduce each piece with `ours` (the peer's data first) into `out`.
+Status reduceFromPeer(const CollectiveArgs& a, uint64_t remote, const char* ours, char* out, uint64_t bytes);
 // Send our offer to the other rank of two and take its, checked like every
 // header and for the same byte count.
 Status exchangePairOffers(const OpDesc& op, Transport& t, const PairOffer& mine, PairOffer* theirs);

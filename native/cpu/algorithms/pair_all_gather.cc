@@ -31,6 +31,7 @@ int sizeClass(uint64_t bytes) { return std::min(63, 63 - __builtin_clzll(bytes |
 }  // namespace
 
 bool PairPathTimes::proposeFor(uint64_t seq, uint64_t bytes) const {
+  if (force >= 0) return force == 1;
   const uint64_t phase = seq % kExploreEvery;
   return phase == 0 ? false : phase == kExploreEvery / 2 ? true : proposeDirect(bytes);
 }
@@ -82,7 +83,8 @@ Status pairAllGather(const CollectiveArgs& a) {
   const uint64_t bytes = op.count * es;
   const bool propose = a.pairTimes->proposeFor(op.seq, bytes);
   // Offers: for in place, the input is our block of the output, which this op never writes.
-  const bool huge = a.hugePages && a.hugePages->covers(op.input, bytes);
+  // RINGTREE_PAIR_PATH=slots: no huge-page shortcut either (we offer none).
+  const bool huge = a.pairTimes->force != 0 && a.hugePages && a.hugePages->covers(op.input, bytes);
   const PairOffer mine{reinterpret_cast<uint64_t>(op.input), bytes, propose ? 1u : 0u, huge ? 1u : 0u};
   PairOffer theirs;
   RT_CHECK(exchangePairOffers(op, t, mine, &theirs));

@@ -33,6 +33,22 @@ char* scratch() {
 
 }  // namespace
 
+Status reduceFromPeer(const CollectiveArgs& a, uint64_t remote, const char* ours, char* out, uint64_t bytes) {
+  const OpDesc& op = *a.op;
+  Transport& t = *a.transport;
+  const int peer = 1 - t.rank();
+  const size_t es = dtypeSize(op.dtype);
+  char* piece = scratch();
+  const uint64_t pieceBytes = kPairPieceBytes / es * es;
+  for (uint64_t off = 0; off < bytes; off += pieceBytes) {
+    const uint64_t len = std::min(pieceBytes, bytes - off);
+    RT_CHECK(readCrossMemory(t.directPid(peer), peer, remote + off, piece, len));
+    reduce(out + off, piece, ours + off, len / es, op.dtype, op.op);
+    if (op.op == ReduceOp::Avg) divideBy(out + off, len / es, op.dtype, 2);
+  }
+  return Status::ok();
+}
+
 Status pairReduceScatter(const CollectiveArgs& a) {
   const OpDesc& op = *a.op;
   Transport& t = *a.transport;
@@ -54,17 +70,8 @@ Status pairReduceScatter(const CollectiveArgs& a) {
   // input, read just before it is written (reduce() allows the exact
   // aliasing); the peer reads only its own segment of ours.
   const uint64_t begin = uint64_t(r) * segBytes;
-  const char* ours = static_cast<const char*>(op.input) + begin;
-  char* out = static_cast<char*>(op.output);
-  char* piece = scratch();
-  const uint64_t pieceBytes = kPairPieceBytes / es * es;
-  for (uint64_t off = 0; off < segBytes; off += pieceBytes) {
-    const uint64_t len = std::min(pieceBytes, segBytes - off);
-    RT_CHECK(readCrossMemory(t.directPid(peer), peer, theirs.address + begin + off, piece, len));
-    // The peer's data first, as the ring combines them.
-    reduce(out + off, piece, ours + off, len / es, op.dtype, op.op);
-    if (op.op == ReduceOp::Avg) divideBy(out + off, len / es, op.dtype, 2);
-  }
+  RT_CHECK(reduceFromPeer(a, theirs.address + begin, static_cast<const char*>(op.input) + begin,
+                          static_cast<char*>(op.output), segBytes));
   t.countDirect(peer, 0, segBytes);
   RT_CHECK(sayDone(op, t, peer));
   // Our input must stay as it is until the peer has read its segment.
