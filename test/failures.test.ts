@@ -301,13 +301,16 @@ describe('mismatched collectives reject with CollectiveMismatchError on every ra
     it(`kind (direct allGather vs direct broadcast) at ${n} ranks`,
       () => expectMismatchEverywhere(n, 'kind-allgather', ['allGather(', 'broadcast('], DIRECT));
   }
-  // Two ranks above the direct threshold choose their path per op (pairAllGather, pairReduceScatter).
+  // Two ranks above the direct threshold choose their path per op (pairAllGather); a 2-rank
+  // allreduce on huge pages goes direct (pairAllReduce).
   it('count (2-rank allGather of 64 KiB blocks) at 2 ranks',
     () => expectMismatchEverywhere(2, 'count-allgather-big', ['count=16410', 'count=16411']));
   it('count (2-rank allReduce of 400 KB) at 2 ranks',
     () => expectMismatchEverywhere(2, 'count-allreduce-big', ['count=100000', 'count=100001']));
   it('count (2-rank reduceScatter of 64 KiB segments) at 2 ranks',
     () => expectMismatchEverywhere(2, 'count-reducescatter-big', ['count=16410', 'count=16411']));
+  it('count (2-rank allReduce on huge pages) at 2 ranks',
+    () => expectMismatchEverywhere(2, 'count-allreduce-huge', ['count=600000', 'count=600001']));
 });
 
 describe('abort, timeouts, signals', () => {

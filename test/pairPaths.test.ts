@@ -1,28 +1,28 @@
-// Two ranks whose collective picks its path per op by recent times
-// (pairReduceScatter, pairAllReduce): both paths must give the reference's
-// result, and both must run.
+// The 2-rank allreduce through the kernel where both ranks' arrays are on
+// huge pages (pairAllReduce), else through the ring: both must give the
+// reference's result, and each must run where it should.
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { launchResults } from './processes.js';
 
-interface Result { rank: number; wrong: string[]; messagesPerOp: Record<string, number> }
+const THP = '/sys/kernel/mm/transparent_hugepage/enabled';
+const kernelAllows = existsSync(THP) && !readFileSync(THP, 'utf8').includes('[never]');
 
-describe('2-rank collectives through the slots or direct, chosen per op (2 ranks)', () => {
-  // [collective, messages direct, messages per 256 KiB chunk of a segment through the slots]
-  const kinds = [['reduceScatter', 2, 1], ['allReduce', 3, 2]] as const;
-  for (const [kind, direct, perChunk] of kinds) {
-    it(`${kind}: right on both paths, for each dtype and op, in place and out of place`, () => {
-      for (const r of launchResults<Result>('test/workers/pair-paths.mjs', 2, { OP: kind })) {
-        expect(r.wrong, `rank ${r.rank}`).toEqual([]);
-        expect(Object.keys(r.messagesPerOp)).toHaveLength(10);
-        for (const [key, perOp] of Object.entries(r.messagesPerOp)) {
-          const [dtype, , total] = key.split(' ');
-          const segBytes = Math.ceil(Number(total) / 2) * (dtype === 'float64' ? 8 : 4);
-          const slots = 1 + perChunk * Math.ceil(segBytes / 262_144);
-          if (slots <= direct) continue;  // one chunk: the paths send as many
-          expect(perOp, `${key}: some ops direct`).toBeLessThan(slots);
-          expect(perOp, `${key}: some ops through the slots`).toBeGreaterThan(direct);
-        }
+interface Result { rank: number; hugePages: boolean; wrong: string[]; messagesPerOp: Record<string, number> }
+
+describe('the 2-rank allreduce, direct on huge pages (2 ranks)', () => {
+  it('is right for each dtype and op, in place and out of place, on plain and allocHost arrays', () => {
+    for (const r of launchResults<Result>('test/workers/pair-paths.mjs', 2, { RINGTREE_DIRECT_MIN_BYTES: '1' })) {
+      expect(r.wrong, `rank ${r.rank}`).toEqual([]);
+      expect(Object.keys(r.messagesPerOp)).toHaveLength(20);
+      for (const [key, perOp] of Object.entries(r.messagesPerOp)) {
+        const [layout, dtype, , count] = key.split(' ');
+        const segBytes = Math.ceil(Number(count) / 2) * (dtype === 'float64' ? 8 : 4);
+        // Direct: the offer and two "done"s. The ring: the offer and two
+        // messages per 256 KiB chunk of a segment.
+        const direct = layout === 'allocHost' && kernelAllows && r.hugePages;
+        expect(perOp, key).toBe(direct ? 3 : 1 + 2 * Math.ceil(segBytes / 262_144));
       }
-    });
-  }
+    }
+  });
 });

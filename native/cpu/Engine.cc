@@ -72,11 +72,7 @@ void copyString(char* dst, size_t cap, const std::string& s) {
 
 }  // namespace
 
-Engine::Engine(const EngineOptions& options)
-    : options_(options),
-      pairTimes_(std::make_unique<PairPathTimes>()),
-      pairReduceScatterTimes_(std::make_unique<PairPathTimes>()),
-      pairAllReduceTimes_(std::make_unique<PairPathTimes>()) {}
+Engine::Engine(const EngineOptions& options) : options_(options), pairTimes_(std::make_unique<PairPathTimes>()) {}
 
 Engine::~Engine() { destroy(); }
 
@@ -209,14 +205,12 @@ Status Engine::start(CompletionSink sink) {
   // force them at small sizes with 1). Every rank of a job must see the same.
   if (const char* v = getenv("RINGTREE_DIRECT_MIN_BYTES"); v && *v) directMinOverride_ = strtoull(v, nullptr, 10);
   if (const char* v = getenv("RINGTREE_OUTBOX_MAX_BYTES"); v && *v) outboxMaxBytes_ = strtoull(v, nullptr, 10);
-  // RINGTREE_PAIR_PATH: how the 2-rank all-gather, reduce-scatter and
-  // allreduce choose between the slots and the kernel per op: "slots" or
-  // "direct" (an op runs direct where either rank proposes it), else by
-  // recent times.
-  if (const char* v = getenv("RINGTREE_PAIR_PATH"); v && *v) {
-    const int force = std::strcmp(v, "slots") == 0 ? 0 : std::strcmp(v, "direct") == 0 ? 1 : -1;
-    for (PairPathTimes* p : {pairTimes_.get(), pairReduceScatterTimes_.get(), pairAllReduceTimes_.get()}) p->force = force;
-  }
+  // RINGTREE_PAIR_PATH: how the 2-rank all-gather (pairAllGather) and
+  // allreduce (pairAllReduce) choose between the slots and the kernel:
+  // "slots" or "direct" (an op runs direct where either rank proposes it),
+  // else by huge pages and, for the all-gather, recent times.
+  if (const char* v = getenv("RINGTREE_PAIR_PATH"); v && *v)
+    pairTimes_->force = std::strcmp(v, "slots") == 0 ? 0 : std::strcmp(v, "direct") == 0 ? 1 : -1;
   wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   // RINGTREE_COALESCE_US: the longest a finished collective may wait for the
   // ones queued behind it before its completion goes to JS (0: never). By
@@ -528,9 +522,7 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
   args.deferred = deferred;
   args.ahead = ahead;
   args.stream = &oneHopStream_;
-  args.pairTimes = op.kind == OpKind::ReduceScatter ? pairReduceScatterTimes_.get()
-                   : op.kind == OpKind::AllReduce   ? pairAllReduceTimes_.get()
-                                                    : pairTimes_.get();
+  args.pairTimes = pairTimes_.get();
   args.hugePages = &hugePages_;
   const int n = options_.size;
   // Traffic attributed to this op: the collective class has one user at a time.
@@ -559,7 +551,9 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
                     useOutbox(*transport_, outboxAllReduceBytes(op.count, es, n), outboxMinBytes(), outboxMaxBytes_)
                 ? outboxAllReduce(args)
             : n == 2 && !oneHopAllReduce(*transport_, op, args.chunkElems) &&
-                    useDirect(*transport_, op.count * es, directMinBytes(OpKind::AllReduce))
+                    op.count * es < kPairAllReduceMaxBytes &&
+                    useDirect(*transport_, op.count * es,
+                              directMinOverride_ ? directMinOverride_ : kPairAllReduceMinBytes)
                 ? pairAllReduce(args)
                 : ringAllReduce(args);
         break;
@@ -568,8 +562,6 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
                     useOutbox(*transport_, op.count * es * n,
                               directMinOverride_ ? directMinOverride_ : kOutboxReduceScatterMinBytes, outboxMaxBytes_)
                 ? outboxReduceScatter(args)
-            : n == 2 && useDirect(*transport_, op.count * es * n, directMinBytes(OpKind::ReduceScatter))
-                ? pairReduceScatter(args)
                 : ringReduceScatter(args);
         break;
       case OpKind::AllGather:

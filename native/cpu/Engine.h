@@ -188,8 +188,6 @@ class Engine {
   uint64_t outboxMaxBytes_ = UINT64_MAX;  // RINGTREE_OUTBOX_MAX_BYTES (experiments): largest buffer through the outboxes
   HugePages hugePages_;  // large user buffers onto 2 MiB pages
   std::unique_ptr<PairPathTimes> pairTimes_;  // pairAllGather's path times (one executor at a time)
-  std::unique_ptr<PairPathTimes> pairReduceScatterTimes_;  // pairReduceScatter's
-  std::unique_ptr<PairPathTimes> pairAllReduceTimes_;      // pairAllReduce's
   std::unique_ptr<PeerTransport> transport_;
   CompletionSink sink_;
   std::unique_ptr<P2pEngine> p2p_;

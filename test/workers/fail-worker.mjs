@@ -79,6 +79,7 @@ const scenarios = {
       case 'count-allgather': p = comm.allGather(new Float32Array(odd ? 17 : 16), new Float32Array((odd ? 17 : 16) * comm.size), t); break;
       case 'count-allgather-big': p = comm.allGather(new Float32Array(odd ? 16411 : 16410), new Float32Array((odd ? 16411 : 16410) * comm.size), t); break;
       case 'count-reducescatter': p = comm.reduceScatter(new Float32Array((odd ? 17 : 16) * comm.size), new Float32Array(odd ? 17 : 16), t); break;
+      case 'count-allreduce-huge': p = comm.allReduce(allocHost('float32', odd ? 600_001 : 600_000), t); break;
       case 'count-allreduce-big': p = comm.allReduce(new Float32Array(odd ? 100_001 : 100_000), t); break;
       case 'count-reducescatter-big': p = comm.reduceScatter(new Float32Array((odd ? 16411 : 16410) * comm.size), new Float32Array(odd ? 16411 : 16410), t); break;
       case 'kind-reducescatter': p = odd ? comm.allReduce(new Float32Array(16 * comm.size), t) : comm.reduceScatter(new Float32Array(16 * comm.size), new Float32Array(16), t); break;

@@ -24,7 +24,7 @@ namespace ringtree {
 struct PairPathTimes {
   double nsPerByte[2][64] = {};  // [0]: slots, [1]: direct
   bool warm[2][64] = {};         // the path ran once in that class (untimed)
-  int force = -1;                // RINGTREE_PAIR_PATH: 0 always the slots, 1 always direct, -1 by times
+  int force = -1;                // RINGTREE_PAIR_PATH: 0 the slots, 1 direct, -1 by huge pages and times
   bool proposeDirect(uint64_t bytes) const;
   // What op `seq` proposes: `force` where set; else every 16th op (by
   // sequence number, the same on both ranks) the slots, every 16th direct,
@@ -33,13 +33,13 @@ struct PairPathTimes {
   void record(bool direct, uint64_t bytes, int64_t ns);
 };
 
-// A 2-rank op's first message (pairAllGather, pairReduceScatter): the
-// sender's buffer, and which path it proposes.
+// A 2-rank op's first message (pairAllGather, pairAllReduce): the sender's
+// buffer, and which path it proposes.
 struct PairOffer {
   uint64_t address;
   uint64_t bytes;
   uint64_t direct;  // 1: this rank proposes the direct path
-  uint64_t huge;    // 1: the buffer is on huge pages (HugePages::covers)
+  uint64_t huge;    // 1: the buffer (pairAllReduce: and the output) is on huge pages (HugePages::covers)
   uint64_t output = 0;  // pairAllReduce: the sender's output
 };
 
@@ -64,7 +64,7 @@ struct CollectiveArgs {
   // the peer sent, kept by the engine from one op to the next.
   const std::vector<const OpDesc*>* ahead = nullptr;
   struct OneHopStream* stream = nullptr;
-  PairPathTimes* pairTimes = nullptr;  // pairAllGather and pairReduceScatter: their own
+  PairPathTimes* pairTimes = nullptr;  // pairAllGather (pairAllReduce: its `force` only)
   HugePages* hugePages = nullptr;      // pairAllGather and writesOutbox(): which buffers are on huge pages
   // directAllGather and directBroadcast only: move the bytes through the
   // writers' outboxes (useOutbox()) instead of cross-memory reads.
@@ -133,12 +133,16 @@ Status directAllGather(const CollectiveArgs& args);
 Status directBroadcast(const CollectiveArgs& args);
 // Two ranks that could go direct: slots or direct per op, by recent times.
 Status pairAllGather(const CollectiveArgs& args);
-Status pairReduceScatter(const CollectiveArgs& args);
+// Two ranks, from kPairAllReduceMinBytes to below kPairAllReduceMaxBytes:
+// direct where both ranks' arrays are on huge pages, else the ring.
 Status pairAllReduce(const CollectiveArgs& args);
-// The direct half of both: read `bytes` at `remote` in the other rank of two
-// (process_vm_readv), piece by piece into a cached scratch buffer, and
-// reduce each piece with `ours` (the peer's data first) into `out`.
-Status reduceFromPeer(const CollectiveArgs& a, uint64_t remote, const char* ours, char* out, uint64_t bytes);
+// The 2-rank allreduce through the kernel where every array is on huge
+// pages, measured against the ring at its usual pace (docs/PERFORMANCE.md,
+// "The 2-rank allreduce through the kernel"): 2 / 4 / 8 MiB in place
+// 126-133 / 230-246 / 537-596 us against 148-155 / 270-321 / 594-670; 1 MiB
+// no better (92-100 against 80-101), 16 MiB slower (2016-2861 against 1480).
+constexpr uint64_t kPairAllReduceMinBytes = 2ull << 20;
+constexpr uint64_t kPairAllReduceMaxBytes = 16ull << 20;
 // Send our offer to the other rank of two and take its, checked like every
 // header and for the same byte count.
 Status exchangePairOffers(const OpDesc& op, Transport& t, const PairOffer& mine, PairOffer* theirs);

@@ -1,23 +1,54 @@
-// Allreduce between two ranks of one host that can read each other's memory,
-// above one slot chunk: per op, through the slots (ringAllReduce) or direct.
-// Direct, each rank reduces its own segment (ringAllReduce's segments) by
-// reading the peer's with the kernel (reduceFromPeer), says so, and then
-// reads the peer's finished segment out of the peer's output with the
-// kernel. No slot carries data.
+// Allreduce between two ranks of one host whose arrays are all on huge pages
+// (kPairAllReduceMinBytes up to kPairAllReduceMaxBytes): each rank reduces
+// its own segment (ringAllReduce's segments) by reading the peer's input
+// with the kernel (process_vm_readv) piece by piece into a cached scratch
+// buffer, says so, and then reads the peer's finished segment out of the
+// peer's output with the kernel. No slot carries data: per byte one kernel
+// copy and one reduction, against the ring's three copies and a reduction
+// through the slots. On huge pages a kernel read pins one page per 2 MiB; on
+// small pages it pins every 4 KiB page and the ring was 1.5-2.4x faster.
 //
-// The slots were as fast or faster in most launches, but in some they ran
-// 3-8x slower at every size, for seconds to minutes (the 2-rank slot
-// exchange's slow mode, docs/PERFORMANCE.md "The 2-rank slow mode and the
-// kernel path"), while the kernel reads keep their pace. So, as
-// pairAllGather does, each rank times every op per size class
-// (PairPathTimes), proposes the path that was faster lately, explores the
-// other every 16th op, and the op runs direct if either rank proposes it.
-// The offers are checked like every header: a mismatch stops both ranks
-// before a byte is read.
-#include "cpu/Clock.h"
+// Each rank first offers its buffers and whether they are on huge pages
+// (HugePages::covers); with both on huge pages (or RINGTREE_PAIR_PATH=direct
+// on either rank) the op runs here, else through the ring. The offers are
+// checked like every header: a mismatch stops both ranks before a byte is
+// read.
+#include <vector>
+
 #include "cpu/algorithms/Collective.h"
 
 namespace ringtree {
+
+namespace {
+
+// Bytes read per kernel call: the scratch stays in the core's L2 between the
+// read and the reduction.
+constexpr uint64_t kPieceBytes = 256 * 1024;
+
+char* scratch() {
+  thread_local std::vector<char> buffer(kPieceBytes);
+  return buffer.data();
+}
+
+// Read `bytes` at `remote` in the other rank piece by piece and reduce each
+// piece with `ours` (the peer's data first, as the ring combines them) into `out`.
+Status reduceFromPeer(const CollectiveArgs& a, uint64_t remote, const char* ours, char* out, uint64_t bytes) {
+  const OpDesc& op = *a.op;
+  Transport& t = *a.transport;
+  const int peer = 1 - t.rank();
+  const size_t es = dtypeSize(op.dtype);
+  char* piece = scratch();
+  const uint64_t pieceBytes = kPieceBytes / es * es;
+  for (uint64_t off = 0; off < bytes; off += pieceBytes) {
+    const uint64_t len = std::min(pieceBytes, bytes - off);
+    RT_CHECK(readCrossMemory(t.directPid(peer), peer, remote + off, piece, len));
+    reduce(out + off, piece, ours + off, len / es, op.dtype, op.op);
+    if (op.op == ReduceOp::Avg) divideBy(out + off, len / es, op.dtype, 2);
+  }
+  return Status::ok();
+}
+
+}  // namespace
 
 Status pairAllReduce(const CollectiveArgs& a) {
   const OpDesc& op = *a.op;
@@ -25,18 +56,15 @@ Status pairAllReduce(const CollectiveArgs& a) {
   const int r = t.rank(), peer = 1 - r;
   const size_t es = dtypeSize(op.dtype);
   const uint64_t count = op.count, bytes = count * es;
-  const bool propose = a.pairTimes->proposeFor(op.seq, bytes);
-  PairOffer mine{reinterpret_cast<uint64_t>(op.input), bytes, propose ? 1u : 0u, 0};
+  const int force = a.pairTimes ? a.pairTimes->force : -1;
+  const bool huge = force != 0 && a.hugePages && a.hugePages->covers(op.input, bytes) &&
+                    a.hugePages->covers(op.output, bytes);
+  PairOffer mine{reinterpret_cast<uint64_t>(op.input), bytes, force == 1 ? 1u : 0u, huge ? 1u : 0u};
   mine.output = reinterpret_cast<uint64_t>(op.output);
   PairOffer theirs;
   RT_CHECK(exchangePairOffers(op, t, mine, &theirs));
-  const bool direct = propose || theirs.direct != 0;
-  const int64_t start = monotonicNs();
-  if (!direct) {
-    RT_CHECK(ringAllReduce(a));
-    a.pairTimes->record(false, bytes, monotonicNs() - start);
-    return Status::ok();
-  }
+  if (!(mine.direct || theirs.direct || (huge && theirs.huge))) return ringAllReduce(a);
+
   const uint64_t ourBegin = segmentStart(count, 2, r) * es, ourEnd = segmentStart(count, 2, r + 1) * es;
   const uint64_t theirBegin = segmentStart(count, 2, peer) * es, theirEnd = segmentStart(count, 2, peer + 1) * es;
   char* out = static_cast<char*>(op.output);
@@ -55,9 +83,7 @@ Status pairAllReduce(const CollectiveArgs& a) {
   t.countDirect(peer, 0, bytes);
   // 3. Our output must stay as it is until the peer has read our segment.
   RT_CHECK(sayDone(op, t, peer));
-  RT_CHECK(awaitDone(op, t, peer, ourEnd - ourBegin));
-  a.pairTimes->record(true, bytes, monotonicNs() - start);
-  return Status::ok();
+  return awaitDone(op, t, peer, ourEnd - ourBegin);
 }
 
 }  // namespace ringtree
