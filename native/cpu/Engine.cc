@@ -550,6 +550,8 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
             : n > 2 && op.count * es <= kOutboxAllReduceMaxBytes &&
                     useOutbox(*transport_, outboxAllReduceBytes(op.count, es, n), outboxMinBytes(), outboxMaxBytes_)
                 ? outboxAllReduce(args)
+            // Two ranks, 2 to 16 MiB: through the kernel where both ranks'
+            // arrays are on huge pages (pairAllReduce offers, then decides).
             : n == 2 && !oneHopAllReduce(*transport_, op, args.chunkElems) &&
                     op.count * es < kPairAllReduceMaxBytes &&
                     useDirect(*transport_, op.count * es,
