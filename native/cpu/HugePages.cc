@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "cpu/Clock.h"
@@ -24,9 +25,11 @@ constexpr size_t kRecentRanges = 64;
 // address (a fresh mapping has neither the advice nor huge pages).
 constexpr int64_t kFreshNs = 1'000'000'000;
 
-// allocHost() mappings: [begin, end), process-wide.
+// allocHost() mappings, process-wide: begin -> end. They never overlap (each
+// is its own mmap), so those that meet a range are found in O(log n): a
+// process may hold hundreds, and covers() runs on every direct 2-rank op.
 std::mutex mappingsMutex;
-std::vector<std::pair<uintptr_t, uintptr_t>> mappings;
+std::map<uintptr_t, uintptr_t> mappings;
 
 bool kernelAllowsHugePages() {
   std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
@@ -78,7 +81,10 @@ bool HugePages::covers(const void* p, size_t bytes) {
   };
   {
     std::lock_guard<std::mutex> lock(mappingsMutex);
-    for (const auto& m : mappings) add(m.first, m.second);
+    // The last mapping that begins at or before a, then those that begin before b.
+    auto it = mappings.upper_bound(a);
+    if (it != mappings.begin()) --it;
+    for (; it != mappings.end() && it->first < b; ++it) add(it->first, it->second);
   }
   const int64_t now = monotonicNs();
   std::lock_guard<std::mutex> lock(mutex_);
@@ -91,9 +97,10 @@ void HugePages::noteMapping(const void* base, size_t bytes, bool mapped) {
   const uintptr_t begin = reinterpret_cast<uintptr_t>(base), end = begin + bytes;
   std::lock_guard<std::mutex> lock(mappingsMutex);
   if (mapped) {
-    mappings.emplace_back(begin, end);
+    mappings[begin] = end;
   } else {
-    mappings.erase(std::remove(mappings.begin(), mappings.end(), std::make_pair(begin, end)), mappings.end());
+    auto it = mappings.find(begin);
+    if (it != mappings.end() && it->second == end) mappings.erase(it);
   }
 }
 
