@@ -225,6 +225,26 @@ describe('a rank dies mid-allReduce (RINGTREE_FAULT)', () => {
     expect(shmLeftovers(run.jobId)).toEqual([]);
   });
 
+  // 2 ranks on huge pages read (and a broadcast's root writes) each other's
+  // arrays with the kernel: the survivor's kernel copy or its wait must end
+  // in PeerLostError.
+  for (const [what, env] of [
+    ['a 4 MiB allReduce through the kernel', { RINGTREE_FAULT: '1,allReduce,2', FAULT_HUGE: '1', FAULT_ELEMS: String(1 << 20) }],
+    ['a 1 MiB broadcast whose root writes half of the reader\'s output', { RINGTREE_FAULT: '1,broadcast,2', FAULT_HUGE: '1', FAULT_OP: 'broadcast', FAULT_ELEMS: String(256 * 1024) }],
+  ] as const) {
+    it(`2 ranks, ${what}: the survivor gets PeerLostError naming rank 1`, async () => {
+      const run = await launchRanks(2, ['fault'], { env, deadlineMs: 40_000 });
+      noHang(run);
+      const died = resultOf(run, 1, 'before-fault').at;
+      expect(run.results.some((r) => r.rank === 1 && r.event === 'faulted')).toBe(false);
+      const e = rejected(run, 0, 'faulted', 'PeerLostError', PEER_LOST);
+      expect(e.peer).toBe(1);
+      expect(resultOf(run, 0, 'faulted').at - died).toBeLessThan(10_000);
+      expect(rejected(run, 0, 'after', 'PeerLostError', PEER_LOST).message).toMatch(/failed earlier/);
+      expect(shmLeftovers(run.jobId)).toEqual([]);
+    });
+  }
+
   it('without the launcher, survivors SIGKILLed without destroy(): the engine unlinked its segment early', async () => {
     const run = await spawnRanks(3, ['fault', 'selfkill'], { env: FAULT, deadlineMs: 30_000 });
     noHang(run);

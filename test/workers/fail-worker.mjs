@@ -51,9 +51,13 @@ const scenarios = {
     const small = new Float32Array(1024).fill(1);
     await capture('warmup', comm.allReduce(small));
     // 32 MiB by default: many chunks. FAULT_ELEMS: another size (1 MiB goes through the outboxes).
-    const big = new Float32Array(Number(process.env.FAULT_ELEMS ?? 8 * 1024 * 1024)).fill(rank + 1);
+    // FAULT_HUGE=1: on allocHost (huge-page) arrays, where 2 ranks read each other's with the kernel.
+    // FAULT_OP=broadcast: a broadcast from rank 0 instead (2 ranks on huge pages: the root writes
+    // half of the reader's output).
+    const elems = Number(process.env.FAULT_ELEMS ?? 8 * 1024 * 1024);
+    const big = (process.env.FAULT_HUGE === '1' ? allocHost('float32', elems) : new Float32Array(elems)).fill(rank + 1);
     report('before-fault');
-    await capture('faulted', comm.allReduce(big));
+    await capture('faulted', process.env.FAULT_OP === 'broadcast' ? comm.broadcast(big) : comm.allReduce(big));
     await capture('after', comm.allReduce(small));
     await capture('after-barrier', comm.barrier());
     if (arg === 'selfkill') process.kill(process.pid, 'SIGKILL');
