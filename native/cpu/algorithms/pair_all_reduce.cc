@@ -6,7 +6,7 @@
 // peer's output with the kernel. No slot carries data: per byte one kernel
 // copy and one reduction, against the ring's three copies and a reduction
 // through the slots. On huge pages a kernel read pins one page per 2 MiB; on
-// small pages it pins every 4 KiB page and the ring was 1.5-2.4x faster.
+// small pages it pins every 4 KiB page and the ring was 1.4-2.5x faster.
 //
 // Each rank first offers its buffers and whether they are on huge pages
 // (HugePages::covers); with both on huge pages (or RINGTREE_PAIR_PATH=direct
