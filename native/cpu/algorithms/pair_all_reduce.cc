@@ -57,8 +57,9 @@ Status pairAllReduce(const CollectiveArgs& a) {
   const size_t es = dtypeSize(op.dtype);
   const uint64_t count = op.count, bytes = count * es;
   const int force = a.pairTimes ? a.pairTimes->force : -1;
+  // In place the output is the input: one look at the mappings will do.
   const bool huge = force != 0 && a.hugePages && a.hugePages->covers(op.input, bytes) &&
-                    a.hugePages->covers(op.output, bytes);
+                    (op.output == op.input || a.hugePages->covers(op.output, bytes));
   PairOffer mine{reinterpret_cast<uint64_t>(op.input), bytes, force == 1 ? 1u : 0u, huge ? 1u : 0u};
   mine.output = reinterpret_cast<uint64_t>(op.output);
   PairOffer theirs;
