@@ -16,7 +16,7 @@ import {
 import { crossoverMarkers, renderPlot, seriesFromRows } from '../lib/bench/plot.js';
 import { mergeCrossovers } from '../lib/bench/cli.js';
 import { algorithmsFor, expectedValue, inputValue } from '../lib/bench/rank.js';
-import { bestPlacement, parsePeerTable, peerCommand, ratios } from '../lib/bench/mpi.js';
+import { bestOfMedians, bestPlacement, parsePeerTable, peerCommand, ratios } from '../lib/bench/mpi.js';
 import { autoAlgorithm, crossoverBytes, loadCrossoversFile } from '../lib/algorithmSelection.js';
 import { buildCli, runCli } from './fixtures/launch/cli.js';
 
@@ -305,6 +305,25 @@ describe('Open MPI peer', () => {
     expect(r.min).toBe(0.5);
   });
 
+  it('picks each side\'s best candidate by its median over rounds, not by each round\'s luckiest draw', () => {
+    const c = (size: number, label: string, busbw: number) => ({ size, label, busbw, time: (1e6 * size) / (busbw * 1e9) });
+    // A is steady at 10 GB/s; B and C are 8 but each had one lucky round (14).
+    // Each round's best: 14, 14, 10, median 14, a figure no configuration
+    // reaches typically. Medians first: A 10, B 8, C 8, so A's 10.
+    const rounds = [
+      [c(1048576, 'A', 10), c(1048576, 'B', 14), c(1048576, 'C', 8), c(8, 'A', 1)],
+      [c(1048576, 'A', 10), c(1048576, 'B', 8), c(1048576, 'C', 14)],
+      [c(1048576, 'A', 10), c(1048576, 'B', 8), c(1048576, 'C', 8)],
+    ];
+    const best = bestOfMedians(rounds);
+    expect(best.map((b) => [b.size, b.label, b.busbw])).toEqual([[8, 'A', 1], [1048576, 'A', 10]]);
+    expect(best[1]!.time).toBeCloseTo(c(1048576, 'A', 10).time, 9);
+    // The median decides, not steadiness: B (20, 5, 10) beats A (9, 9, 9).
+    const mixed = bestOfMedians([[c(64, 'A', 9), c(64, 'B', 20)], [c(64, 'A', 9), c(64, 'B', 5)], [c(64, 'A', 9), c(64, 'B', 10)]]);
+    expect(mixed.map((b) => [b.label, b.busbw])).toEqual([['B', 10]]);
+    expect(bestOfMedians([])).toEqual([]);
+  });
+
   it('gives Open MPI its best shot on the command line', () => {
     const argv = peerCommand('/x/mpi_collectives', 4, 'allreduce', 5, { minBytes: 8, maxBytes: 64, stepFactor: 2, iters: 0, warmupIters: 3, reps: 5, root: 0 });
     const line = argv.join(' ');
@@ -379,14 +398,18 @@ describe('ringtree bench (real ranks)', () => {
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toContain('# allreduce: ringtree / Open MPI, 2 ranks');
     expect(run.stdout).toMatch(/# allreduce: geometric mean \d+\.\d\d, minimum \d+\.\d\d/);
+    expect(run.stdout).toContain('by its median over 2 alternating rounds');
+    expect(run.stdout).toMatch(/# allreduce: against the median of each round's best instead: geometric mean \d+\.\d\d, minimum \d+\.\d\d \(\d+\.\d\d \d+\.\d\d\)/);
     const doc = JSON.parse(readFileSync(json, 'utf8')) as BenchJson;
     expect(validateBenchJson(doc)).toEqual([]);
     expect(doc.rows.map((r) => r.round)).toEqual([0, 0, 1, 1]);
     expect(doc.commands.ranks).toHaveLength(2);
     expect(doc.commands.peers.length).toBe(2 * 4); // 4 Open MPI configurations per round
     expect(doc.commands.peers.every((c) => c.includes('--allow-run-as-root --oversubscribe'))).toBe(true);
-    const ratiosOut = (doc.peers as { allreduce: { ratios: { rows: unknown[] } } }).allreduce.ratios.rows;
-    expect(ratiosOut).toHaveLength(2);
+    const peers = doc.peers as { allreduce: { ratios: { rows: { ours: { label: string } }[] }; ratiosOfRoundBests: { rows: unknown[] } } };
+    expect(peers.allreduce.ratios.rows).toHaveLength(2);
+    expect(peers.allreduce.ratios.rows.map((r) => r.ours.label)).toEqual(expect.arrayContaining([expect.stringMatching(/^ring, (in|out-of)-place$/)]));
+    expect(peers.allreduce.ratiosOfRoundBests.rows).toHaveLength(2);
   });
 
   it('usage errors exit 2 naming the flag; --backend nccl without a CUDA driver exits 1 with BackendUnavailableError', async () => {

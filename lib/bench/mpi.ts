@@ -17,6 +17,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { BenchCollective } from './options.js';
+import { median } from './report.js';
 
 /**
  * glibc: never return freed memory to the kernel, never mmap large blocks (so reused buffers stay faulted
@@ -126,13 +127,22 @@ export function peerCommand(binary: string, nproc: number, collective: BenchColl
     '-n', String(sweep.iters), '-w', String(sweep.warmupIters), '-R', String(sweep.reps), '-r', String(sweep.root), '-c', '1'];
 }
 
+/** One round of the peer for one collective: the best per size, and every configuration and placement measured. */
+export interface PeerSweep {
+  best: PeerBest[];
+  /** Every (configuration, placement) per size, labelled as {@link PeerBest} labels them. */
+  candidates: RatioSide[];
+}
+
 /**
  * Run every configuration of `collective` and keep the best busbw per size
- * (over configurations and both placements). `onRun` sees each command line and its raw output.
+ * (over configurations and both placements), and every candidate for
+ * {@link bestOfMedians}. `onRun` sees each command line and its raw output.
  */
 export function runPeerBest(binary: string, nproc: number, collective: BenchCollective,
-  sweep: Parameters<typeof peerCommand>[4], onRun: (argv: string[], output: string) => void): PeerBest[] {
+  sweep: Parameters<typeof peerCommand>[4], onRun: (argv: string[], output: string) => void): PeerSweep {
   const best = new Map<number, PeerBest>();
+  const candidates: RatioSide[] = [];
   for (const config of MPI_CONFIGS[collective]) {
     const argv = peerCommand(binary, nproc, collective, config.value, sweep);
     const run = spawnSync(argv[0]!, argv.slice(1), {
@@ -142,12 +152,14 @@ export function runPeerBest(binary: string, nproc: number, collective: BenchColl
     onRun(argv, `${run.stdout ?? ''}${run.stderr ?? ''}`);
     if (run.status !== 0 && !(run.stdout ?? '').includes('# Out of bounds')) continue; // an algorithm Open MPI refuses here
     for (const row of parsePeerTable(run.stdout ?? '')) {
+      candidates.push({ size: row.size, busbw: row.busbw, time: row.time, label: `${config.name}, out-of-place` });
+      if (row.inPlaceBusbw !== null) candidates.push({ size: row.size, busbw: row.inPlaceBusbw, time: row.inPlaceTime!, label: `${config.name}, in-place` });
       const prev = best.get(row.size);
       const b = bestPlacement(row);
       if (!prev || b.busbw > prev.bestBusbw) best.set(row.size, { ...row, config: config.name, placement: b.placement, bestBusbw: b.busbw, bestTime: b.time });
     }
   }
-  return [...best.values()].sort((a, b) => a.size - b.size);
+  return { best: [...best.values()].sort((a, b) => a.size - b.size), candidates };
 }
 
 /** One side of a comparison at one size. */
@@ -159,6 +171,42 @@ export interface RatioSide {
   time: number;
   /** What produced it, e.g. `ring, in-place` or `segmented ring, out-of-place`. */
   label: string;
+}
+
+/**
+ * Per size, the candidate (an algorithm or configuration, and a placement:
+ * its `label`) with the best median busbw over rounds: each candidate's
+ * median over the rounds that measured it first, then the best of those
+ * medians; the time shown is that candidate's median time.
+ *
+ * Why not the median of each round's best: on a noisy machine the largest
+ * of many samples is biased up, and more so the more candidates a side has
+ * (Open MPI runs 4-5 configurations per collective, ringtree 1-2
+ * algorithms), so each round's best compares one side's luckiest draw with
+ * the other's. Medians first treat both sides alike and still pick each
+ * side's best configuration.
+ */
+export function bestOfMedians(rounds: readonly (readonly RatioSide[])[]): RatioSide[] {
+  const bySize = new Map<number, Map<string, RatioSide[]>>();
+  for (const round of rounds) {
+    for (const c of round) {
+      let byLabel = bySize.get(c.size);
+      if (!byLabel) bySize.set(c.size, (byLabel = new Map()));
+      let list = byLabel.get(c.label);
+      if (!list) byLabel.set(c.label, (list = []));
+      list.push(c);
+    }
+  }
+  const out: RatioSide[] = [];
+  for (const [size, byLabel] of bySize) {
+    let best: RatioSide | undefined;
+    for (const [label, list] of byLabel) {
+      const m = { size, label, busbw: median(list.map((c) => c.busbw)), time: median(list.map((c) => c.time)) };
+      if (!best || m.busbw > best.busbw) best = m;
+    }
+    out.push(best!);
+  }
+  return out.sort((a, b) => a.size - b.size);
 }
 
 /** ringtree / peer busbw per size (sizes both have), with the geometric mean and the minimum. */
