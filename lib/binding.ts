@@ -81,7 +81,7 @@ export interface NativeCommunicatorOptions {
   /** Global ranks on this host in segment order (default: all ranks). */
   localRanks?: number[];
   /** `RINGTREE_FAULT` parsed: crash this rank at (op, seq), or undefined. */
-  fault?: { op: string; seq: number };
+  fault?: { op: string; seq: number; stop?: boolean };
 }
 
 /** A native failure as delivered to completion callbacks. */

@@ -144,15 +144,20 @@ export function hostId(env: NodeJS.ProcessEnv = process.env): string {
   return `${os.hostname()}/${boot}`;
 }
 
-/** RINGTREE_FAULT=rank,op,seq: crash `rank` inside its `seq`-th collective of kind `op` (tests). */
+/**
+ * RINGTREE_FAULT=rank,op,seq[,stop]: crash `rank` (SIGKILL; with `stop`,
+ * SIGSTOP, to be continued from outside) inside the collective numbered `seq`
+ * (0 is init's closing barrier), which must be of kind `op` (tests).
+ */
 function parseFault(env: NodeJS.ProcessEnv, rank: number): NativeCommunicatorOptions['fault'] {
   const raw = env.RINGTREE_FAULT;
   if (!raw) return undefined;
-  const [r, op, seq] = raw.split(',');
-  if (r === undefined || op === undefined || seq === undefined || !/^\d+$/.test(r) || !/^\d+$/.test(seq)) {
-    throw new InvalidArgumentError(`RINGTREE_FAULT=${raw} must be "rank,op,seq", e.g. "1,allReduce,3"`, { op: 'init' });
+  const [r, op, seq, how, ...rest] = raw.split(',');
+  if (r === undefined || op === undefined || seq === undefined || !/^\d+$/.test(r) || !/^\d+$/.test(seq) ||
+    (how !== undefined && how !== 'stop') || rest.length > 0) {
+    throw new InvalidArgumentError(`RINGTREE_FAULT=${raw} must be "rank,op,seq" or "rank,op,seq,stop", e.g. "1,allReduce,3"`, { op: 'init' });
   }
-  return Number(r) === rank ? { op, seq: Number(seq) } : undefined;
+  return Number(r) === rank ? { op, seq: Number(seq), ...(how === 'stop' ? { stop: true } : {}) } : undefined;
 }
 
 /**

@@ -245,6 +245,20 @@ describe('a rank dies mid-allReduce (RINGTREE_FAULT)', () => {
     });
   }
 
+  it('2 ranks on huge pages, the broadcast\'s root frozen before it writes half of the reader\'s output: once the reader has given up, the root writes nothing into its array', async () => {
+    const run = await launchRanks(2, ['stopped-root'], { env: { RINGTREE_FAULT: '0,broadcast,2,stop' }, deadlineMs: 40_000 });
+    noHang(run);
+    // The reader timed out waiting for the root's half (the root was stopped, not gone).
+    const e = rejected(run, 1, 'faulted', 'TimeoutError', TIMEOUT);
+    expect(e.message).toMatch(/timed out after 1500 ms on rank 1/);
+    expect(e.peer).toBe(0);
+    const untouched = resultOf(run, 1, 'untouched');
+    expect(untouched, JSON.stringify(untouched)).toMatchObject({ ok: true, firstChanged: -1 });
+    // Continued, the root learns of the reader's failure instead of writing.
+    expect(rejected(run, 0, 'faulted', 'TimeoutError', TIMEOUT).message).toMatch(/rank 1 reported: .*timed out/);
+    expect(shmLeftovers(run.jobId)).toEqual([]);
+  });
+
   it('without the launcher, survivors SIGKILLed without destroy(): the engine unlinked its segment early', async () => {
     const run = await spawnRanks(3, ['fault', 'selfkill'], { env: FAULT, deadlineMs: 30_000 });
     noHang(run);

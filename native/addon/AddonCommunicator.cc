@@ -101,6 +101,7 @@ class AddonCommunicator : public Napi::ObjectWrap<AddonCommunicator> {
         opts.faultArmed = true;
         opts.faultOp = k;
         opts.faultSeq = uint64_t(getInt(f, "seq", 0));
+        opts.faultStop = f.Get("stop").ToBoolean().Value();
       }
     }
     Status s = Engine::create(opts, &engine_);

@@ -501,8 +501,9 @@ Status Engine::execute(OpDesc& op, int64_t inlineBudgetNs, bool* deferred, OpTim
   waiter.deadline = Deadline::afterMsFrom(nowNs, op.timeoutMs);
   transport_->setWaiter(&waiter);
   if (!op.resume && options_.faultArmed && op.kind == options_.faultOp && op.seq == options_.faultSeq) {
-    if (options_.size == 1) kill(getpid(), SIGKILL);
-    transport_->crashAfterCommits(1);
+    const int sig = options_.faultStop ? SIGSTOP : SIGKILL;
+    if (options_.size == 1) raise(sig);
+    transport_->crashAfterCommits(1, sig);
   }
   if (!op.resume) {
     hugePages_.prepare(op.input, op.inputBytes);

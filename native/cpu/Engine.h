@@ -47,8 +47,10 @@ struct EngineOptions {
   // overrides it either way.
   bool holdCompletions = false;
   int64_t heartbeatTimeoutMs = 30000;
-  // RINGTREE_FAULT: SIGKILL this rank during (faultOp, faultSeq).
+  // RINGTREE_FAULT: SIGKILL this rank during (faultOp, faultSeq); with
+  // faultStop, SIGSTOP it (a frozen rank, continued from outside).
   bool faultArmed = false;
+  bool faultStop = false;
   OpKind faultOp = OpKind::AllReduce;
   uint64_t faultSeq = 0;
 };

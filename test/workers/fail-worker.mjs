@@ -64,6 +64,26 @@ const scenarios = {
     await comm.destroy();
   },
 
+  // 1b. The root of a 2-rank broadcast on huge pages freezes (RINGTREE_FAULT=0,broadcast,2,stop:
+  //     SIGSTOP right after its first message) before it writes half of the reader's output.
+  //     The reader times out, takes its array back (fills it with -7), lets the root go on
+  //     (SIGCONT) and watches the array: the root must not write into it any more.
+  async 'stopped-root'() {
+    const pids = new Int32Array(size);
+    await comm.allGather(new Int32Array([process.pid]), pids);
+    const big = allocHost('float32', 256 * 1024).fill(rank === 0 ? 5 : -1);
+    report('before-fault');
+    await capture('faulted', comm.broadcast(big, { timeoutMs: 1500 }));
+    if (rank === 1) {
+      big.fill(-7);
+      process.kill(pids[0], 'SIGCONT');
+      await sleep(2000);
+      const changed = big.findIndex((v) => v !== -7);
+      report('untouched', { ok: changed < 0, firstChanged: changed, value: changed < 0 ? -7 : big[changed] });
+    }
+    await comm.destroy();
+  },
+
   // 2. Mismatched collectives: the last rank differs in one respect (arg).
   async mismatch() {
     const odd = rank === last;

@@ -65,6 +65,11 @@ Status directBroadcast(const CollectiveArgs& a) {
     if (rootWritesFrom && theirs.address) {
       const int p = mod(r + 1, n);
       const char* from = static_cast<const char*>(op.input) + rootWritesFrom;
+      // The reader's output is the reader's to reuse once its op has failed
+      // (say it timed out while we were stopped): its failure, published
+      // when it gave up, stops us here. Only the one write below can still
+      // overlap a failure that comes during it.
+      RT_CHECK(t.checkPeer(p));
       RT_CHECK(writeCrossMemory(t.directPid(p), p, theirs.address + rootWritesFrom, from, bytes - rootWritesFrom));
       t.countDirect(p, bytes - rootWritesFrom, 0);
       RT_CHECK(sayDone(op, t, p));

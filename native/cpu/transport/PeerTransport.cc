@@ -182,8 +182,9 @@ void PeerTransport::commit(int peer, int cls, const MsgHeader& header) {
   else tcp_[peer]->commit(cls, header);
   countSent(peer, cls, header.bytes);
   if (crashAfterCommits_ > 0 && --crashAfterCommits_ == 0) {
-    // RINGTREE_FAULT: die mid-operation, the way a real crash would.
-    kill(getpid(), SIGKILL);
+    // RINGTREE_FAULT: die mid-operation, the way a real crash would (or
+    // freeze, the way a stopped or swapped-out process would).
+    raise(crashSignal_);  // this thread: it stops (or dies) before it runs on
   }
 }
 

@@ -30,6 +30,7 @@ class PeerTransport : public Transport {
   size_t slotBytes() const override { return local_->slotBytes(); }
   size_t slotCount() const override { return local_->slotCount(); }
   void setWaiter(Waiter* waiter) override { waiter_ = waiter; }
+  Status checkPeer(int peer) override { return waiter_ ? waiter_->check(peer) : Status::ok(); }
 
   // Collective class, blocking.
   Status acquireSend(int peer, char** data) override;
@@ -82,7 +83,10 @@ class PeerTransport : public Transport {
   const PeerTraffic& traffic(int peer, int cls) const { return traffic_[cls][peer]; }
 
   // Fault injection (RINGTREE_FAULT): SIGKILL this process after `n` more commits.
-  void crashAfterCommits(int n) { crashAfterCommits_ = n; }
+  void crashAfterCommits(int n, int sig) {
+    crashAfterCommits_ = n;
+    crashSignal_ = sig;
+  }
 
  private:
   template <class Pred>
@@ -102,6 +106,7 @@ class PeerTransport : public Transport {
   int64_t yieldNs_;  // 0 where spin_
   Waiter* waiter_ = nullptr;
   int crashAfterCommits_ = 0;
+  int crashSignal_ = 0;
   // leaveCpuOf(): the CPU we last published (one waiter at a time per
   // transport: the collective class has one executor).
   int lastSpinCpu_ = -2;

@@ -72,6 +72,10 @@ class Transport {
   virtual void notify(int peer) = 0;
   // Traffic that bypassed the slots (stats()).
   virtual void countDirect(int peer, uint64_t sent, uint64_t received) {}
+  // What a wait checks (a failure any rank published, destroy(), `peer`
+  // having left), without waiting: for a rank about to write into `peer`'s
+  // memory, which must not happen once `peer` has given the op up.
+  virtual Status checkPeer(int peer) { return Status::ok(); }
 };
 
 }  // namespace ringtree
