@@ -449,8 +449,12 @@ export class Communicator {
 
   /**
    * Send `x` to rank `peer`. Resolves when `x` may be reused (the bytes left it),
-   * which may be before the peer received them. Sends and receives never
-   * deadlock each other or collectives.
+   * which may be before the peer received them: a peer on this host buffers up
+   * to `RINGTREE_P2P_BUFFER_BYTES` (default 256 MiB) of messages it has no
+   * recv for yet; past that the send resolves once the peer's recv is posted.
+   * Sends and receives never deadlock each other or collectives.
+   * @throws {TimeoutError} (rejection) the bytes could not leave within `timeoutMs`
+   *   (the peer posted no matching recv and had no room to buffer them).
    */
   send(x: HostArray | DeviceArray, peer: number, options: P2pOptions = {}): Promise<void> {
     return this.group([{ send: x, to: peer, tag: options.tag, dtype: options.dtype }], options);

@@ -481,6 +481,25 @@ describe('peers that leave, point-to-point, destroy()', () => {
     rejected(run, 1, 'after', 'TimeoutError', TIMEOUT);
   });
 
+  // What a receiver buffers without a receive is capped (RINGTREE_P2P_BUFFER_BYTES): past
+  // the cap its sender's sends wait for the receives instead of its memory growing.
+  it('a receiver that falls behind buffers up to RINGTREE_P2P_BUFFER_BYTES, then holds its sender back', async () => {
+    const run = await spawnRanks(2, ['p2p-backpressure'], { env: { RINGTREE_P2P_BUFFER_BYTES: String(10_000_000) }, deadlineMs: 30_000 });
+    noHang(run);
+    expect(resultOf(run, 0, 'received').wrong).toEqual([]);
+    const start = resultOf(run, 0, 'recv-start').at;
+    // The first 8 MiB fits under 10 MB and is buffered; the next two wait for their receives.
+    expect(resultOf(run, 1, 'sent-0').at).toBeLessThan(start);
+    expect(resultOf(run, 1, 'sent-1').at).toBeGreaterThanOrEqual(start);
+    expect(resultOf(run, 1, 'sent-2').at).toBeGreaterThanOrEqual(start);
+    // Under the default cap (256 MiB) all three are buffered before the receiver starts.
+    const free = await spawnRanks(2, ['p2p-backpressure'], { deadlineMs: 30_000 });
+    noHang(free);
+    expect(resultOf(free, 0, 'received').wrong).toEqual([]);
+    const freeStart = resultOf(free, 0, 'recv-start').at;
+    for (const k of [0, 1, 2]) expect(resultOf(free, 1, `sent-${k}`).at).toBeLessThan(freeStart);
+  });
+
   it('destroy() rejects pending ops (running, queued, p2p) with AbortedError', async () => {
     const run = await spawnRanks(2, ['destroy-pending'], { deadlineMs: 20_000 });
     noHang(run);

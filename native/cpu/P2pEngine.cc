@@ -1,6 +1,7 @@
 #include "cpu/P2pEngine.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "cpu/Engine.h"
@@ -11,7 +12,9 @@ constexpr int64_t kMaxSleepNs = 100 * 1000000LL;
 
 P2pEngine::P2pEngine(Engine* engine, PeerTransport* transport, Sink sink)
     : engine_(engine), transport_(transport), sink_(std::move(sink)), rank_(transport->rank()),
-      size_(transport->size()), peers_(size_), sendSeq_(size_, 0) {}
+      size_(transport->size()), peers_(size_), sendSeq_(size_, 0), bufferCap_(kDefaultBufferBytes) {
+  if (const char* v = getenv("RINGTREE_P2P_BUFFER_BYTES"); v && *v) bufferCap_ = strtoull(v, nullptr, 10);
+}
 
 P2pEngine::~P2pEngine() { stop(); }
 
@@ -140,7 +143,7 @@ void P2pEngine::accept(Pending* op) {
     }
     if (m->got == m->total) {
       deliver(recv, m);
-      q.unexpected.erase(u);
+      dropUnexpected(q, m);
       it = q.recvs.erase(it);
     } else {
       m->boundRecv = recv;
@@ -187,14 +190,19 @@ bool P2pEngine::pumpRecvs(int peer) {
     const char* data;
     const MsgHeader* h = transport_->tryRecvSlot(peer, kP2pClass, &data);
     if (!h) break;
-    moved = true;
     if (!in.active) {
       // First fragment of a new message: the oldest posted recv with its tag.
+      auto it = std::find_if(q.recvs.begin(), q.recvs.end(),
+                             [&](Pending* r) { return r->desc.tag == h->tag && r->bound == nullptr; });
+      // None, and no room to buffer it: it stays in the channel (and the
+      // messages behind it: they arrive in order) until its recv is posted.
+      // Only from a rank on this host: a TCP peer's control frames (its
+      // goodbye, a failure) follow its messages on this connection, and
+      // must not wait behind one.
+      if (it == q.recvs.end() && transport_->isLocal(peer) && bufferedBytes_ + h->totalBytes > bufferCap_) break;
       in = Incoming{};
       in.active = true;
       in.total = h->totalBytes;
-      auto it = std::find_if(q.recvs.begin(), q.recvs.end(),
-                             [&](Pending* r) { return r->desc.tag == h->tag && r->bound == nullptr; });
       if (it != q.recvs.end() && (*it)->desc.outputBytes != h->totalBytes) {
         Status s = sizeMismatch(**it, h->totalBytes, peer);
         transport_->release(peer, kP2pClass);
@@ -209,10 +217,13 @@ bool P2pEngine::pumpRecvs(int peer) {
         u->tag = h->tag;
         u->total = h->totalBytes;
         u->data.resize(h->totalBytes);
+        u->counted = true;
+        bufferedBytes_ += h->totalBytes;
         in.unexpected = u.get();
         q.unexpected.push_back(std::move(u));
       }
     }
+    moved = true;
     if (h->offset != in.got || in.got + h->bytes > in.total) {
       transport_->release(peer, kP2pClass);
       engine_->fail(Status(StatusCode::Internal, "point-to-point protocol error from rank " + std::to_string(peer)),
@@ -230,7 +241,7 @@ bool P2pEngine::pumpRecvs(int peer) {
       } else if (Pending* r = in.unexpected->boundRecv) {
         deliver(r, in.unexpected);
         q.recvs.remove(r);
-        q.unexpected.remove_if([&](const std::unique_ptr<Unexpected>& m) { return m.get() == in.unexpected; });
+        dropUnexpected(q, in.unexpected);
       }
       in = Incoming{};
     }
@@ -241,6 +252,11 @@ bool P2pEngine::pumpRecvs(int peer) {
 void P2pEngine::deliver(Pending* recv, Unexpected* u) {
   if (u->total) std::memcpy(recv->desc.output, u->data.data(), u->total);
   finish(recv, Status::ok());
+}
+
+void P2pEngine::dropUnexpected(PeerQueues& q, const Unexpected* u) {
+  if (u->counted) bufferedBytes_ -= u->total;
+  q.unexpected.remove_if([&](const std::unique_ptr<Unexpected>& m) { return m.get() == u; });
 }
 
 void P2pEngine::finish(Pending* op, const Status& s) {
@@ -256,6 +272,7 @@ void P2pEngine::failAll(const Status& s) {
     q.unexpected.clear();
     q.incoming = Incoming{};
   }
+  bufferedBytes_ = 0;
   auto pending = std::move(all_);
   all_.clear();
   for (auto& p : pending) {

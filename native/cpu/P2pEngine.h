@@ -5,7 +5,13 @@
 // A message goes out as slot-sized fragments on the peer's p2p channel; its
 // fragments are contiguous (one message at a time per peer). A message that
 // arrives before its receive is posted is copied to an unexpected-message
-// buffer (MPI's eager protocol), so the channel never stalls on it.
+// buffer (MPI's eager protocol), so the channel never stalls on it, as long
+// as the buffered messages stay under a cap (RINGTREE_P2P_BUFFER_BYTES,
+// default kDefaultBufferBytes). Past it a message from a rank on this host
+// without a receive waits in the channel, and its sender's send with it,
+// until the receive is posted (or the send's deadline passes): a receiver
+// that falls behind holds its senders back instead of growing its memory
+// without bound. Messages over TCP are always buffered.
 #pragma once
 
 #include <atomic>
@@ -49,6 +55,7 @@ class P2pEngine {
   struct Unexpected {
     int32_t tag;
     uint64_t total;
+    bool counted = false;  // in bufferedBytes_ (a message from another rank)
     uint64_t got = 0;
     std::vector<char> data;
     Pending* boundRecv = nullptr;
@@ -73,6 +80,8 @@ class P2pEngine {
   bool pumpSends(int peer);
   bool pumpRecvs(int peer);
   void deliver(Pending* recv, Unexpected* u);
+  // Forget a buffered message (delivered): its bytes leave bufferedBytes_.
+  void dropUnexpected(PeerQueues& q, const Unexpected* u);
   void finish(Pending* op, const Status& s);
   void failAll(const Status& s);
   Status sizeMismatch(const Pending& recv, uint64_t total, int peer);
@@ -85,6 +94,15 @@ class P2pEngine {
   std::vector<PeerQueues> peers_;
   std::vector<uint64_t> sendSeq_;
   std::list<std::unique_ptr<Pending>> all_;
+  // Bytes of messages from other ranks buffered without a receive, and the
+  // most that may be (RINGTREE_P2P_BUFFER_BYTES).
+  uint64_t bufferedBytes_ = 0;
+  uint64_t bufferCap_;
+
+ public:
+  static constexpr uint64_t kDefaultBufferBytes = 256ull << 20;
+
+ private:
 
   std::mutex inboxMutex_;
   std::vector<std::pair<uint64_t, OpDesc>> inbox_;

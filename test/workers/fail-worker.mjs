@@ -210,6 +210,33 @@ const scenarios = {
     await comm.destroy();
   },
 
+  // 7c. A receiver that falls behind: rank 1 sends three 8 MiB messages at once (more than a
+  //     channel's slots hold); rank 0 starts receiving 800 ms later. Each send's resolution
+  //     time is reported, and every message is checked. RINGTREE_P2P_BUFFER_BYTES (set by the
+  //     test) caps what rank 0 buffers without a receive.
+  async 'p2p-backpressure'() {
+    const count = 2 * 1024 * 1024;
+    const message = (k) => Float32Array.from({ length: count }, (_, i) => k * 1e6 + (i % 9973));
+    await comm.barrier();
+    if (rank === 1) {
+      await Promise.all([0, 1, 2].map((k) => comm.send(message(k), 0, { tag: 5, timeoutMs: 20_000 }).then(() => report(`sent-${k}`))));
+    } else {
+      await sleep(800);
+      report('recv-start');
+      const wrong = [];
+      for (let k = 0; k < 3; k++) {
+        const into = new Float32Array(count);
+        await comm.recv(into, 1, { tag: 5, timeoutMs: 20_000 });
+        const want = message(k);
+        const at = into.findIndex((v, i) => v !== want[i]);
+        if (at >= 0) wrong.push(`message ${k} differs at ${at}`);
+      }
+      report('received', { wrong });
+    }
+    await comm.barrier();
+    await comm.destroy();
+  },
+
   // 8a. destroy() with pending ops: a collective nobody joins, a queued one, a recv.
   async 'destroy-pending'() {
     if (rank === 0) {
