@@ -498,6 +498,13 @@ describe('peers that leave, point-to-point, destroy()', () => {
     expect(resultOf(free, 0, 'received').wrong).toEqual([]);
     const freeStart = resultOf(free, 0, 'recv-start').at;
     for (const k of [0, 1, 2]) expect(resultOf(free, 1, `sent-${k}`).at).toBeLessThan(freeStart);
+    // A receiver that never receives: the held-back send fails at its deadline, naming the cap.
+    const never = await spawnRanks(2, ['p2p-backpressure', 'never'], { env: { RINGTREE_P2P_BUFFER_BYTES: String(10_000_000) }, deadlineMs: 30_000 });
+    noHang(never);
+    expect(resultOf(never, 1, 'send-0').ok).toBe(true);
+    const e = rejected(never, 1, 'send-1', 'TimeoutError', TIMEOUT);
+    expect(e.message).toMatch(/send to rank 0 \(tag 5, 8388608 bytes\) timed out after 1000 ms/);
+    expect(e.remedy).toMatch(/RINGTREE_P2P_BUFFER_BYTES/);
   });
 
   it('destroy() rejects pending ops (running, queued, p2p) with AbortedError', async () => {

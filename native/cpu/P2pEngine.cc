@@ -309,7 +309,10 @@ int64_t P2pEngine::checkDeadlines() {
                    " bytes) timed out after " + std::to_string(p->desc.timeoutMs) + " ms on rank " +
                    std::to_string(rank_),
                std::string("Rank ") + std::to_string(p->desc.peer) + " never posted the matching " +
-                   (isSend ? "recv" : "send") + "; check the tags and the order of calls, or raise timeoutMs.",
+                   (isSend ? "recv" : "send") + "; check the tags and the order of calls, or raise timeoutMs" +
+                   (isSend ? " (or, where rank " + std::to_string(p->desc.peer) +
+                                 " receives late on purpose, its RINGTREE_P2P_BUFFER_BYTES)."
+                           : "."),
                p->desc.peer);
       engine_->fail(s, true);
       return 0;  // the next progress() pass rejects everything

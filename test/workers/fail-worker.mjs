@@ -213,11 +213,22 @@ const scenarios = {
   // 7c. A receiver that falls behind: rank 1 sends three 8 MiB messages at once (more than a
   //     channel's slots hold); rank 0 starts receiving 800 ms later. Each send's resolution
   //     time is reported, and every message is checked. RINGTREE_P2P_BUFFER_BYTES (set by the
-  //     test) caps what rank 0 buffers without a receive.
+  //     test) caps what rank 0 buffers without a receive. arg 'never': rank 0 never receives,
+  //     and rank 1's sends have 1 s.
   async 'p2p-backpressure'() {
     const count = 2 * 1024 * 1024;
     const message = (k) => Float32Array.from({ length: count }, (_, i) => k * 1e6 + (i % 9973));
     await comm.barrier();
+    if (arg === 'never') {
+      if (rank === 1) {
+        await capture('send-0', comm.send(message(0), 0, { tag: 5, timeoutMs: 1_000 }));
+        await capture('send-1', comm.send(message(1), 0, { tag: 5, timeoutMs: 1_000 }));
+      } else {
+        await sleep(2_500);
+      }
+      await comm.destroy();
+      return;
+    }
     if (rank === 1) {
       await Promise.all([0, 1, 2].map((k) => comm.send(message(k), 0, { tag: 5, timeoutMs: 20_000 }).then(() => report(`sent-${k}`))));
     } else {
