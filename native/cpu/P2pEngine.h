@@ -34,6 +34,8 @@ class Engine;
 class P2pEngine {
  public:
   using Sink = std::function<void(uint64_t, const Status&)>;
+  // RINGTREE_P2P_BUFFER_BYTES's default.
+  static constexpr uint64_t kDefaultBufferBytes = 256ull << 20;
   P2pEngine(Engine* engine, PeerTransport* transport, Sink sink);
   ~P2pEngine();
 
@@ -98,11 +100,6 @@ class P2pEngine {
   // most that may be (RINGTREE_P2P_BUFFER_BYTES).
   uint64_t bufferedBytes_ = 0;
   uint64_t bufferCap_;
-
- public:
-  static constexpr uint64_t kDefaultBufferBytes = 256ull << 20;
-
- private:
 
   std::mutex inboxMutex_;
   std::vector<std::pair<uint64_t, OpDesc>> inbox_;
